@@ -1,0 +1,1 @@
+"""Self-hosted SIP/IVR call-routing server: YAML call flows, CRM lookups, REFER to call queues."""

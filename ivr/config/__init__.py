@@ -1,0 +1,1 @@
+"""The configuration: strict models (`model`), YAML loading with file:line errors (`load`), checks."""

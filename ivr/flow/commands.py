@@ -1,0 +1,82 @@
+"""Commands: what the engine wants done, in the imperative. Returned by `FlowSession` methods.
+
+`Fetch` is carried out by the controller's HTTP client; every other command is sent to the call's
+SIP worker (`ivr/sip/wire.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer the call (200 OK with SDP)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Refuse the INVITE with a final status; `retry_after` adds a Retry-After header (seconds)."""
+
+    code: int
+    reason: str = ""
+    retry_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Play prompts (names of WAV files in the prompt directory) one after the other."""
+
+    play_id: int
+    prompts: tuple[str, ...]
+    interruptible: bool = True
+    """A digit stops the playback (barge-in)."""
+    loop: bool = False
+    """Start again at the end until stopped (hold music, "one moment" filler); no PlaybackFinished."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlayback:
+    """Stop the playback `play_id` if it is still playing; no PlaybackFinished follows."""
+
+    play_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Make an HTTP request to a configured endpoint inside a latency budget."""
+
+    request_id: int
+    endpoint: str
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    """JSON body, or None for no body."""
+    budget_s: float = 2.0
+    """One deadline for connect, retries and body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Hand the call to a queue with a SIP REFER. `uri` is always a configured queue's URI."""
+
+    queue: str
+    uri: str
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers on the REFER."""
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the call (BYE, or a final response if it was never answered)."""
+
+    reason: str
+    code: int = 200
+
+
+FlowCommand = Answer | Reject | Play | StopPlayback | Fetch | Transfer | HangUp
+WorkerCommand = Answer | Reject | Play | StopPlayback | Transfer | HangUp
+"""Commands a SIP worker executes."""
