@@ -1,0 +1,473 @@
+"""The configuration model: strict, frozen pydantic models; every field documented (they become `ivr schema`).
+
+Cross-references (step ids, queues, schedules, endpoints, prompt files) are checked in `check.py`;
+this module validates each value on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ivr.config.types import Digit, Duration, Name, PromptName, SipUri
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- SIP, workers and the front -------------------------------------------------------------------
+
+
+class SipConfig(Strict):
+    listen_host: str = Field("127.0.0.1", description="Public SIP address trunks send to (the front's, or "
+                             "the single worker's in single-worker mode).")
+    listen_port: int = Field(5060, ge=1, le=65535, description="Public SIP port (UDP and TCP).")
+    transports: tuple[Literal["udp", "tcp"], ...] = Field(("udp", "tcp"), min_length=1,
+                                                          description="Transports on the public port.")
+    media_address: str = Field("127.0.0.1", description="Address workers advertise in SDP; must be reachable "
+                               "by the trunk (RTP goes straight to the workers, not through the front).")
+    workers: int = Field(1, ge=1, le=256, description="Number of SIP worker processes. 1 = single-worker "
+                         "mode: the worker listens on the public address, no front.")
+    calls_per_worker: int = Field(4, ge=1, le=4, description="Concurrent calls per worker. The PyPI pjsua2 "
+                                  "wheel (pjsua2-python 2.15.1.post1) holds at most 4 calls per process.")
+    worker_host: str = Field("127.0.0.1", description="Address workers listen on behind the front.")
+    worker_base_port: int = Field(5100, ge=1, le=65000, description="Worker i listens on base + i.")
+    rtp_port_start: int = Field(20000, ge=1024, le=65000, description="First RTP port; each worker gets its "
+                                "own range of rtp_ports_per_worker ports from here.")
+    rtp_ports_per_worker: int = Field(40, ge=8, le=2000, description="RTP+RTCP ports per worker (2 per call, "
+                                      "with room for ports still in TIME_WAIT-like reuse).")
+    max_call_duration: Duration = Field(900.0, gt=0, description="A call that has not been transferred or "
+                                        "ended by then is hung up.")
+    answer_timeout: Duration = Field(5.0, gt=0, description="A worker rejects an INVITE with 503 if the "
+                                     "controller has not decided within this time.")
+    drain_timeout: Duration = Field(30.0, ge=0, description="On SIGTERM: how long live calls may finish "
+                                    "before they are hung up; new INVITEs get 503 + Retry-After meanwhile.")
+    retry_after: int = Field(30, ge=0, le=86400, description="Seconds in Retry-After on 503 (overload, drain).")
+
+    @model_validator(mode="after")
+    def _rtp_range_fits(self) -> SipConfig:
+        end = self.rtp_port_start + self.workers * self.rtp_ports_per_worker
+        if end > 65536:
+            raise ValueError(f"RTP ports run past 65535 ({self.workers} workers x {self.rtp_ports_per_worker} "
+                             f"from {self.rtp_port_start})")
+        if self.rtp_ports_per_worker < 2 * self.calls_per_worker:
+            raise ValueError("rtp_ports_per_worker must be at least 2 x calls_per_worker")
+        return self
+
+
+class PikeConfig(Strict):
+    sampling_time: int = Field(2, ge=1, description="Seconds in one pike sampling window.")
+    reqs_density: int = Field(60, ge=1, description="Requests per window from one IP before it is banned.")
+    remove_latency: int = Field(60, ge=1, description="Seconds a banned IP stays banned after it goes quiet.")
+
+
+class FrontConfig(Strict):
+    mode: Literal["auto", "managed", "external", "none"] = Field(
+        "auto", description="auto: a managed Kamailio when workers > 1, none otherwise. managed: `ivr run` "
+        "starts Kamailio as a child process. external: Kamailio runs elsewhere (docker-compose), rendered "
+        "with `ivr front render`. none: no front (single worker on the public address).")
+    kamailio: str = Field("/usr/sbin/kamailio", description="Path to the kamailio binary (managed mode).")
+    children: int = Field(2, ge=1, le=64, description="Kamailio UDP receiver processes.")
+    probe_interval: int = Field(2, ge=1, description="Seconds between OPTIONS probes of each worker.")
+    blocked_user_agents: tuple[str, ...] = Field(
+        ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar", "VaxSIPUserAgent",
+         "SIVuS", "smap", "pplsip", "Cisco-SIPGateway-scan"),
+        description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
+        "dropped silently at the front.")
+    pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+
+
+# --- Trunks and numbers ---------------------------------------------------------------------------
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"not an IP address or CIDR network: {value!r}") from exc
+    return value
+
+
+class Registration(Strict):
+    registrar: SipUri = Field(description="Registrar URI, e.g. sip:sip.provider.example.")
+    user: str = Field(min_length=1, description="Authentication user (and AOR user part).")
+    password: str = Field(min_length=1, description="Password; write ${ENV_VAR} to take it from the "
+                          "environment.", json_schema_extra={"writeOnly": True})
+    expiry: Duration = Field(300.0, ge=60, description="Registration expiry requested.")
+
+
+class Trunk(Strict):
+    name: Name = Field(description="Trunk name, used in logs and call records.")
+    sources: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        min_length=1, description="Source IP addresses or CIDR networks INVITEs from this trunk come from.")
+    dtmf: Literal["rfc4733", "info", "both"] = Field("both", description="DTMF methods accepted.")
+    refer: bool = Field(True, description="The trunk accepts REFER; if not, transfer steps take on_fail.")
+    registration: Registration | None = Field(None, description="Outbound registration, when the provider "
+                                          "needs one.")
+
+    @field_validator("sources")
+    @classmethod
+    def _valid_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_cidr(v) for v in value)
+
+
+_NUMBER = re.compile(r"^(\*|\+?[0-9]{1,20}|[A-Za-z0-9_.+\-]{1,64})$")
+
+
+# --- HTTP endpoints (the CRM) and the demo CRM ----------------------------------------------------
+
+
+class CacheConfig(Strict):
+    ttl: Duration = Field(60.0, description="A cached GET response is fresh this long.")
+    stale: Duration = Field(600.0, description="After ttl, a cached response is still served at once this "
+                            "long while a background request refreshes it (stale-while-revalidate).")
+    max_entries: int = Field(10000, ge=0, description="Cache size bound (least recently used evicted). 0 "
+                             "disables the cache.")
+
+
+class BreakerConfig(Strict):
+    failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
+    cool_down: Duration = Field(30.0, gt=0, description="How long an open circuit fails fast before one "
+                                "probe request is let through.")
+
+
+class HttpEndpoint(Strict):
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = Field(
+        description="Base URL; a step's path is appended.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers on every request (secrets "
+                                    "from ${ENV}); never logged.")
+    timeout: Duration = Field(2.0, gt=0, le=30, description="Default latency budget of a request: one "
+                              "deadline for connect, retries and body. A fetch step may lower it.")
+    retries: int = Field(1, ge=0, le=5, description="Retries for idempotent requests on connect errors and "
+                         "5xx, only inside the budget.")
+    max_connections: int = Field(100, ge=1, description="Connection pool size.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Response cache for GET requests.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker.")
+
+
+class DemoCrmConfig(Strict):
+    enabled: bool = Field(False, description="`ivr run` starts the built-in demo CRM (for trying the "
+                          "product with no outside system).")
+    host: str = Field("127.0.0.1", description="Address the demo CRM listens on.")
+    port: int = Field(8081, ge=1, le=65535, description="Port the demo CRM listens on.")
+    customers: str = Field("customers.yaml", description="Customer data file, relative to the config file.")
+    latency: Duration = Field(0.0, description="Artificial latency added to every answer (for demos and "
+                              "benchmarks of a slow CRM).")
+
+
+# --- Queues and schedules ---------------------------------------------------------------------------
+
+
+class Queue(Strict):
+    uri: SipUri = Field(description="SIP URI the call is referred to (Refer-To).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers on the REFER; values "
+                                    "are templates, e.g. X-Customer-Tier: '{{tier}}'.")
+    uri_params: dict[Name, str] = Field(default_factory=dict, description="Parameters added to the "
+                                        "Refer-To URI; values are templates, URI-escaped when rendered.")
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9\-]*$", name):
+                raise ValueError(f"not a SIP header name: {name!r}")
+            if name.lower() in {"refer-to", "referred-by", "to", "from", "call-id", "cseq", "via", "contact"}:
+                raise ValueError(f"header {name!r} is set by the SIP stack and cannot be overridden")
+        return value
+
+
+_SPAN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class HolidayCalendar(Strict):
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = Field(description="ISO country code for the "
+                                                                 "`holidays` package, e.g. GB, US, DE.")
+    subdivision: str | None = Field(None, description="Region, e.g. ENG, CA, BY.")
+
+
+class Schedule(Strict):
+    timezone: str = Field(description="IANA time zone, e.g. Europe/London.")
+    hours: dict[Weekday, tuple[Annotated[str, Field(pattern=_SPAN.pattern)], ...]] = Field(
+        description="Opening hours per weekday as 'HH:MM-HH:MM' spans; a missing day is closed.")
+    holidays: HolidayCalendar | None = Field(None, description="Public holidays (closed all day).")
+    closed_dates: tuple[str, ...] = Field((), description="Extra closed days, 'YYYY-MM-DD'.")
+    open_dates: tuple[str, ...] = Field((), description="Days open despite a holiday, 'YYYY-MM-DD'.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("closed_dates", "open_dates")
+    @classmethod
+    def _iso_dates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import datetime as dt
+
+        for day in value:
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError as exc:
+                raise ValueError(f"not a date (YYYY-MM-DD): {day!r}") from exc
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _ordered_spans(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for day, spans in value.items():
+            for span in spans:
+                start, end = span.split("-")
+                if end <= start:
+                    raise ValueError(f"{day}: span {span!r} ends before it starts")
+        return value
+
+
+# --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
+
+
+class StepBase(Strict):
+    id: Name = Field(description="Step id, unique in its flow; other steps refer to it.")
+
+
+class PlayStep(StepBase):
+    type: Literal["play"]
+    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts played in order.")
+    interruptible: bool = Field(True, description="A digit stops the prompt; the digit is kept for the "
+                                "next menu or gather (type-ahead).")
+    next: Name | None = Field(None, description="Next step; default: the following step in the list.")
+
+
+class MenuStep(StepBase):
+    type: Literal["menu"]
+    prompts: tuple[PromptName, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
+    options: dict[Digit, Name] = Field(min_length=1, description="Digit -> step id.")
+    timeout: Duration = Field(5.0, gt=0, description="Wait for a digit after the prompts end.")
+    attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
+    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after a digit with no option.")
+    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after a timeout.")
+    on_exhausted: Name = Field(description="Step taken when the attempts run out.")
+    variable: Name | None = Field(None, description="Variable that stores the chosen digit.")
+
+
+class GatherStep(StepBase):
+    type: Literal["gather"]
+    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts asking for the digits.")
+    variable: Name = Field(description="Variable that receives the digits (terminator excluded).")
+    min_digits: int = Field(1, ge=1, le=64, description="Fewest digits accepted.")
+    max_digits: int = Field(16, ge=1, le=64, description="Input ends when this many digits are in.")
+    terminator: Digit | None = Field("#", description="Digit that ends input early (not stored).")
+    first_digit_timeout: Duration = Field(6.0, gt=0, description="Wait for the first digit after the "
+                                          "prompts end.")
+    inter_digit_timeout: Duration = Field(3.0, gt=0, description="Wait between digits; input ends then.")
+    pattern: str | None = Field(None, description="Regular expression the whole input must match.")
+    attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
+    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after invalid input.")
+    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after no input.")
+    next: Name | None = Field(None, description="Step after valid input; default: the following step.")
+    on_exhausted: Name = Field(description="Step taken when the attempts run out.")
+
+    @model_validator(mode="after")
+    def _digits_and_pattern(self) -> GatherStep:
+        if self.min_digits > self.max_digits:
+            raise ValueError("min_digits is greater than max_digits")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class Filler(Strict):
+    after: Duration = Field(0.8, description="Start the filler when the fetch has not answered by then.")
+    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts looped until the answer.")
+
+
+class FetchStep(StepBase):
+    type: Literal["fetch"]
+    endpoint: Name = Field(description="A key of `http`.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field("GET", description="HTTP method.")
+    path: str = Field(description="Path template appended to the endpoint's base URL, e.g. "
+                      "/customers?phone={{caller}} or /accounts/{{account}}; values are URL-escaped.")
+    query: dict[str, str] = Field(default_factory=dict, description="Query parameters (templates).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (templates).")
+    body: dict[str, object] | None = Field(None, description="JSON body; string leaves are templates.")
+    map: dict[Name, str] = Field(default_factory=dict, description="Variable -> JMESPath expression on the "
+                                 "JSON response, e.g. tier: data[0].loyalty.tier.")
+    required: tuple[Name, ...] = Field((), description="Mapped variables that must be present; a missing "
+                                       "one sends the call to on_error (reason missing_field).")
+    timeout: Duration | None = Field(None, gt=0, le=30, description="Latency budget of this step; default: "
+                                     "the endpoint's timeout.")
+    filler: Filler | None = Field(None, description="'One moment' prompts if the answer is slow.")
+    next: Name | None = Field(None, description="Step after success; default: the following step.")
+    on_error: Name = Field(description="Step taken on timeout, refusal, 4xx/5xx, invalid JSON, open "
+                           "circuit or a missing required field.")
+
+    @field_validator("map")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        import jmespath
+        from jmespath.exceptions import JMESPathError
+
+        for var, expr in value.items():
+            try:
+                jmespath.compile(expr)
+            except JMESPathError as exc:
+                raise ValueError(f"{var}: invalid JMESPath {expr!r}: {exc}") from exc
+        return value
+
+
+class Condition(Strict):
+    var: Name = Field(description="The variable tested.")
+    equals: str | None = Field(None, description="True when the variable equals this string.")
+    in_: tuple[str, ...] | None = Field(None, alias="in", description="True when the variable is one of "
+                                        "these.")
+    exists: bool | None = Field(None, description="True when the variable is set and non-empty (or, with "
+                                "false, when it is not).")
+    matches: str | None = Field(None, description="True when the regular expression matches the whole "
+                                "value.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _exactly_one_test(self) -> Condition:
+        tests = [t for t in (self.equals, self.in_, self.exists, self.matches) if t is not None]
+        if len(tests) != 1:
+            raise ValueError("a condition has exactly one of: equals, in, exists, matches")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches is not a valid regular expression: {exc}") from exc
+        return self
+
+
+class BranchCase(Strict):
+    when: Condition | tuple[Condition, ...] = Field(description="A condition, or a list that must all hold.")
+    goto: Name = Field(description="Step taken when it holds.")
+
+
+class BranchStep(StepBase):
+    type: Literal["branch"]
+    cases: tuple[BranchCase, ...] = Field(min_length=1, description="Tested in order; the first that "
+                                          "holds wins.")
+    default: Name = Field(description="Step taken when no case holds.")
+
+
+class HoursStep(StepBase):
+    type: Literal["hours"]
+    schedule: Name = Field(description="A key of `schedules`.")
+    open: Name = Field(description="Step taken during opening hours.")
+    closed: Name = Field(description="Step taken outside them, on holidays and closed dates.")
+
+
+class SetStep(StepBase):
+    type: Literal["set"]
+    values: dict[Name, str] = Field(min_length=1, description="Variable -> template.")
+    next: Name | None = Field(None, description="Next step; default: the following step.")
+
+
+class TransferStep(StepBase):
+    type: Literal["transfer"]
+    queue: Name = Field(description="A key of `queues`: the only place a transfer target comes from.")
+    notify_timeout: Duration = Field(10.0, gt=0, description="The transfer fails if no final NOTIFY "
+                                     "arrives by then.")
+    on_fail: Name | None = Field(None, description="Step taken when the REFER is rejected, the final NOTIFY "
+                                 "is >= 300, or none comes in time; none: hang up.")
+
+
+class HangupStep(StepBase):
+    type: Literal["hangup"]
+    prompts: tuple[PromptName, ...] = Field((), description="Played (not interruptible) before hanging up.")
+    reason: str = Field("flow_hangup", description="End reason recorded in the call's log line.")
+
+
+class GotoStep(StepBase):
+    type: Literal["goto"]
+    step: Name | None = Field(None, description="A step of the same flow.")
+    flow: Name | None = Field(None, description="Another flow, entered at its first step.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> GotoStep:
+        if (self.step is None) == (self.flow is None):
+            raise ValueError("goto needs exactly one of: step, flow")
+        return self
+
+
+Step = Annotated[
+    PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
+    | HangupStep | GotoStep,
+    Field(discriminator="type"),
+]
+
+
+class Flow(Strict):
+    description: str = Field("", description="What the flow is for.")
+    steps: tuple[Step, ...] = Field(min_length=1, description="Steps; the first is the entry.")
+
+
+# --- Admin, logging, the whole file ---------------------------------------------------------------------
+
+
+class AdminConfig(Strict):
+    enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls.")
+    host: str = Field("127.0.0.1", description="Admin HTTP address.")
+    port: int = Field(8080, ge=1, le=65535, description="Admin HTTP port.")
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a terminal, "
+                                                       "JSON otherwise.")
+
+
+class IvrConfig(Strict):
+    sip: SipConfig = Field(default_factory=SipConfig, description="SIP listeners, media, workers.")
+    front: FrontConfig = Field(default_factory=FrontConfig, description="The Kamailio front.")
+    trunks: tuple[Trunk, ...] = Field(min_length=1, description="Where calls may come from.")
+    numbers: dict[str, Name] = Field(min_length=1, description="Dialed number (E.164 or user part) -> flow; "
+                                     "'*' is the catch-all. Unknown numbers without it get 404.")
+    http: dict[Name, HttpEndpoint] = Field(default_factory=dict, description="HTTP endpoints for fetch "
+                                           "steps (the CRM among them).")
+    demo_crm: DemoCrmConfig = Field(default_factory=DemoCrmConfig, description="The built-in demo CRM.")
+    queues: dict[Name, Queue] = Field(min_length=1, description="Transfer targets.")
+    schedules: dict[Name, Schedule] = Field(default_factory=dict, description="Business hours.")
+    flows: dict[Name, Flow] = Field(min_length=1, description="Named call flows.")
+    prompts_dir: str = Field("../prompts", description="Directory of <prompt>.wav files, relative to the "
+                             "config file.")
+    admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin HTTP endpoint.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+
+    @field_validator("numbers")
+    @classmethod
+    def _number_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for number in value:
+            if not _NUMBER.match(number):
+                raise ValueError(f"not a dialed number or '*': {number!r}")
+        return value
+
+    @field_validator("trunks")
+    @classmethod
+    def _unique_trunks(cls, value: tuple[Trunk, ...]) -> tuple[Trunk, ...]:
+        names = [t.name for t in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate trunk names: {', '.join(dupes)}")
+        return value
+
+    def flow_for(self, dialed: str) -> str | None:
+        """The flow for a dialed number: exact match, then with/without a leading '+', then '*'."""
+        for key in (dialed, dialed.lstrip("+"), "+" + dialed.lstrip("+"), "*"):
+            if key in self.numbers:
+                return self.numbers[key]
+        return None
