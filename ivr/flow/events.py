@@ -105,5 +105,7 @@ FlowEvent = (
 )
 """Events a `FlowSession` handles."""
 
-WorkerEvent = CallOffered | CallConnected | DigitReceived | PlaybackFinished | TransferProgress | CallEnded | WorkerReady
+WorkerEvent = (
+    CallOffered | CallConnected | DigitReceived | PlaybackFinished | TransferProgress | CallEnded | WorkerReady
+)
 """Events a SIP worker sends."""
