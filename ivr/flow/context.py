@@ -1,0 +1,150 @@
+"""What every step of one call shares: variables, the type-ahead buffer, id counters, the call's record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ivr.config.model import IvrConfig, Trunk
+from ivr.flow.commands import FlowCommand, Play, StopPlayback
+from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+
+BUILTINS = ("caller", "dialed", "trunk", "call_id")
+"""Variables every call starts with."""
+
+TYPE_AHEAD_MAX = 32
+"""Digits kept for the next menu or gather; older ones are dropped beyond this."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """The call a session runs for (from `CallOffered` and the controller's trunk match)."""
+
+    call_id: str
+    caller: str
+    dialed: str
+    trunk: str
+    sip_call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """Leave the current step for `target` (None: the following step), or enter `flow` at its first step."""
+
+    result: str
+    """Short result for the call's path, e.g. "ok", "invalid", "rejected_603"."""
+    target: str | None = None
+    flow: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The flow is over: hang up with `reason` (after a successful transfer, reason "transferred")."""
+
+    result: str
+    reason: str
+    transfer: tuple[str, str] | None = None
+    """(queue, uri) when the call was handed to a queue."""
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a step did with an event: commands to emit, and where to go (None: stay in the step)."""
+
+    commands: list[FlowCommand] = field(default_factory=list)
+    then: Next | Done | None = None
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Mutable per-call state shared by the steps; only the session and its current step touch it."""
+
+    config: IvrConfig
+    call: CallInfo
+    trunk: Trunk
+    flow: str
+    """The flow the current step belongs to."""
+    call_flow: str
+    """The flow the call started in."""
+    variables: dict[str, str]
+    type_ahead: list[str] = field(default_factory=list)
+    playing: int | None = None
+    """play_id of the playback that is still running (not finished, not stopped)."""
+    path: list[str] = field(default_factory=list)
+    digits: list[str] = field(default_factory=list)
+    fetches: list[dict[str, object]] = field(default_factory=list)
+    transfers: list[dict[str, object]] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
+    _last_play_id: int = 0
+    _last_request_id: int = 0
+
+    def play(self, prompts: tuple[str, ...], *, interruptible: bool, loop: bool = False) -> Play:
+        self._last_play_id += 1
+        self.playing = self._last_play_id
+        return Play(self._last_play_id, prompts, interruptible=interruptible, loop=loop)
+
+    def stop_playback(self) -> list[FlowCommand]:
+        """StopPlayback for the running playback, if any."""
+        if self.playing is None:
+            return []
+        play_id, self.playing = self.playing, None
+        return [StopPlayback(play_id)]
+
+    def new_request_id(self) -> int:
+        self._last_request_id += 1
+        return self._last_request_id
+
+    def note(self, step_id: str, result: str) -> None:
+        """Append `step:result` to the path (steps of a flow entered by goto are prefixed `flow/`)."""
+        prefix = "" if self.flow == self.call_flow else f"{self.flow}/"
+        self.path.append(f"{prefix}{step_id}:{result}")
+
+    def mark(self, name: str, now: float) -> None:
+        self.marks.setdefault(name, now)
+
+    def buffer_digit(self, digit: str) -> None:
+        self.type_ahead.append(digit)
+        del self.type_ahead[:-TYPE_AHEAD_MAX]
+
+
+class Activity:
+    """A step waiting for events. By default digits go to the type-ahead buffer and the rest is ignored."""
+
+    def __init__(self, step_id: str, ctx: CallContext) -> None:
+        self.step_id = step_id
+        self.ctx = ctx
+
+    def start(self, now: float) -> Reply:
+        """Begin the step: what to emit now, and possibly where to go at once."""
+        return Reply()
+
+    @property
+    def deadline(self) -> float | None:
+        """When `on_timer` is due (None: only an event moves this step on)."""
+        return None
+
+    @property
+    def awaiting_digits(self) -> bool:
+        """True while the caller is expected to press a key (prompts done, input timer running)."""
+        return False
+
+    def on_digit(self, digit: str, now: float) -> Reply:
+        self.ctx.buffer_digit(digit)
+        return Reply()
+
+    def on_playback_finished(self, now: float) -> Reply:
+        """The step's own playback (ctx.playing) finished."""
+        return Reply()
+
+    def on_fetch(self, event: FetchCompleted | FetchFailed, now: float) -> Reply:
+        return Reply()
+
+    def on_transfer(self, event: TransferProgress, now: float) -> Reply:
+        return Reply()
+
+    def on_timer(self, now: float) -> Reply:
+        return Reply()
+
+    def abandon(self, now: float, why: str) -> None:
+        """The call ended ("abandoned") or hit its maximum duration ("max_duration") in this step."""
+        self.ctx.note(self.step_id, why)

@@ -1,0 +1,465 @@
+"""`ivr simulate`: play one call through a flow on a virtual clock, with real or fixture HTTP and no SIP.
+
+The simulator drives the same `FlowSession` the controller does. Time is virtual: it starts at `--at`
+and jumps to the next scheduled event or the session's deadline, whichever is first. The simulated
+world answers commands like this:
+
+* `Answer` -> `CallConnected` at once.
+* `Play` -> `PlaybackFinished` after the prompts' real durations (the WAV headers in the prompts
+  directory; 1 s for a missing file). A looping play (filler) never finishes; `StopPlayback` cancels.
+* `Fetch` -> real HTTP through `ivr.crm.HttpClient` (the built-in demo CRM is started first when
+  `demo_crm.enabled`), or the first matching `--http-fixtures` entry, offline. The answer arrives
+  after the request's real (or the fixture's `delay_ms`) time in virtual time.
+* `Transfer` -> NOTIFY 100 (provisional) after 0.05 s and NOTIFY 200 (final) after 0.5 s, unless a
+  transfer fixture says otherwise (`{transfer: gold, result: 603}` or `result: no_notify`).
+* `HangUp` -> `CallEnded("local_hangup")` at once.
+
+The caller presses keys only while the flow waits for input (a menu or gather has finished its
+prompts): each `--digits` key 0.5 s after the wait began (or after the previous key). A `.` means
+"press nothing during this wait", so the input timer runs out (e.g. `12.` ends a gather by the
+inter-digit timeout, `.` alone makes a menu time out once).
+
+HTTP fixture file (YAML), a list; the first entry that matches a request answers it:
+
+    - {endpoint: crm, method: GET, path: /api/v1/customers, query: {phone: "+15551000001"},
+       status: 200, body: {data: [...]}, delay_ms: 40}
+    - {endpoint: crm, fail: timeout}              # or connect_error; other fields optional
+    - {transfer: gold, result: 603}               # a transfer to queue gold is rejected
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import heapq
+import itertools
+import json
+import sys
+import time
+import wave
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ivr.config.model import IvrConfig
+from ivr.errors import ConfigError
+from ivr.flow.commands import Answer, Fetch, FlowCommand, HangUp, Play, Reject, StopPlayback, Transfer
+from ivr.flow.events import (
+    CallConnected,
+    CallEnded,
+    DigitReceived,
+    FetchCompleted,
+    FetchFailed,
+    FlowEvent,
+    PlaybackFinished,
+    TransferProgress,
+)
+from ivr.flow.session import CallInfo, FlowSession
+
+DEFAULT_CONFIG = "config/ivr.yaml"
+KEY_DELAY = 0.5
+"""Seconds between the flow starting to wait for input (or the previous key) and the next key."""
+MISSING_PROMPT_S = 1.0
+NOTIFY_TRYING_S = 0.05
+NOTIFY_FINAL_S = 0.5
+
+FetchResult = FetchCompleted | FetchFailed
+Fetcher = Callable[[Fetch], Awaitable[FetchResult]]
+
+
+# --- fixtures ------------------------------------------------------------------------------------------
+
+
+class _Fixture(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpFixture(_Fixture):
+    """An offline answer to the fetches it matches (unset match fields match anything)."""
+
+    endpoint: str | None = None
+    method: str | None = None
+    path: str | None = None
+    query: dict[str, str] | None = None
+    status: int = 200
+    body: Any = None
+    delay_ms: float = 0.0
+    fail: Literal["timeout", "connect_error"] | None = None
+
+    def matches(self, cmd: Fetch) -> bool:
+        return ((self.endpoint is None or self.endpoint == cmd.endpoint)
+                and (self.method is None or self.method.upper() == cmd.method)
+                and (self.path is None or self.path == cmd.path)
+                and (self.query is None or self.query == dict(cmd.query)))
+
+    def answer(self, cmd: Fetch) -> FetchResult:
+        if self.fail == "timeout":
+            return FetchFailed(cmd.request_id, "timeout", cmd.budget_s * 1000)
+        if self.fail is not None:
+            return FetchFailed(cmd.request_id, self.fail, self.delay_ms)
+        if self.delay_ms / 1000 > cmd.budget_s:
+            return FetchFailed(cmd.request_id, "timeout", cmd.budget_s * 1000)
+        if not 200 <= self.status < 300:
+            return FetchFailed(cmd.request_id, f"http_{self.status}", self.delay_ms)
+        return FetchCompleted(cmd.request_id, self.status, self.body, self.delay_ms)
+
+
+class TransferFixture(_Fixture):
+    """How a transfer to `transfer` (a queue name) ends: a final SIP code, or no final NOTIFY at all."""
+
+    transfer: str
+    result: int | Literal["no_notify"] = 200
+
+
+@dataclass(frozen=True)
+class Fixtures:
+    http: tuple[HttpFixture, ...] = ()
+    transfers: tuple[TransferFixture, ...] = ()
+
+
+def load_fixtures(path: Path) -> Fixtures:
+    """Read a fixture file; raise ValueError with the reason when it is unreadable or malformed."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of fixtures")
+    http: list[HttpFixture] = []
+    transfers: list[TransferFixture] = []
+    for index, item in enumerate(data):
+        try:
+            if isinstance(item, dict) and "transfer" in item:
+                transfers.append(TransferFixture.model_validate(item))
+            else:
+                http.append(HttpFixture.model_validate(item))
+        except ValidationError as exc:
+            raise ValueError(f"{path}: fixture [{index}]: {exc.errors()[0]['msg']}") from None
+    return Fixtures(tuple(http), tuple(transfers))
+
+
+def fixture_fetcher(fixtures: Sequence[HttpFixture]) -> Fetcher:
+    """Answer fetches from fixtures; a request no fixture matches fails with reason "no_fixture"."""
+
+    async def fetch(cmd: Fetch) -> FetchResult:
+        for fixture in fixtures:
+            if fixture.matches(cmd):
+                return fixture.answer(cmd)
+        return FetchFailed(cmd.request_id, "no_fixture", 0.0)
+
+    return fetch
+
+
+# --- the simulation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """One simulated call."""
+
+    config: IvrConfig
+    flow: str
+    call: CallInfo
+    start: float
+    digits: str = ""
+    prompts_dir: Path = Path("prompts")
+    transfers: tuple[TransferFixture, ...] = ()
+
+
+@dataclass
+class SimResult:
+    """What happened: the session's record plus the timeline."""
+
+    completed: bool
+    record: dict[str, object]
+    timeline: list[dict[str, object]]
+    digits_unused: str
+
+    def to_json(self) -> dict[str, object]:
+        record = self.record
+        return {"completed": self.completed, "flow": record["flow"], "outcome": record["outcome"],
+                "path": record["path"], "variables": record["variables"], "timeline": self.timeline,
+                "digits_unused": self.digits_unused, "record": record}
+
+
+@dataclass(order=True)
+class _Scheduled:
+    at: float
+    seq: int
+    event: FlowEvent = field(compare=False)
+
+
+class _Simulator:
+    def __init__(self, scenario: Scenario, fetcher: Fetcher) -> None:
+        self.s = scenario
+        self.fetcher = fetcher
+        self.session = FlowSession(scenario.config, scenario.flow, scenario.call, scenario.start)
+        self.queue: list[_Scheduled] = []
+        self.seq = itertools.count()
+        self.cancelled: set[int] = set()
+        self.plays: dict[int, int] = {}
+        self.timeline: list[dict[str, object]] = []
+        self.keys = list(scenario.digits)
+        self.key_pending = False
+        self.idle = False
+        self.durations: dict[str, float] = {}
+        self.seen_path = 0
+        self.seen_vars = self.session.variables
+
+    async def run(self) -> SimResult:
+        now = self.s.start
+        limit = now + self.s.config.sip.max_call_duration + 60
+        await self._execute(self.session.start(now), now)
+        while not self.session.finished and now <= limit:
+            deadline = self.session.deadline
+            while self.queue and self.queue[0].seq in self.cancelled:
+                heapq.heappop(self.queue)
+            if self.queue and (deadline is None or self.queue[0].at < deadline):
+                item = heapq.heappop(self.queue)
+                now = max(now, item.at)
+                commands = self._deliver(item.event, now)
+            elif deadline is not None:
+                now = max(now, deadline)
+                commands = self.session.handle_timer(now)
+            else:
+                self._log(now, "stuck", "the flow waits for nothing (engine bug)")
+                break
+            self._observe(now)
+            await self._execute(commands, now)
+            self._observe(now)
+            self._caller(now)
+        return SimResult(self.session.finished, self.session.record(), self.timeline, "".join(self.keys))
+
+    def _at(self, delay: float, now: float, event: FlowEvent) -> int:
+        seq = next(self.seq)
+        heapq.heappush(self.queue, _Scheduled(now + delay, seq, event))
+        return seq
+
+    def _log(self, now: float, kind: str, text: str, **extra: object) -> None:
+        self.timeline.append({"t": round(now - self.s.start, 3), "kind": kind, "text": text, **extra})
+
+    def _step_log(self, now: float, kind: str, text: str, **extra: object) -> None:
+        """A command, prefixed with the step that issued it."""
+        step = self.session.current_step
+        self._log(now, kind, f"{step}: {text}" if step else text, step=step, **extra)
+
+    def _deliver(self, event: FlowEvent, now: float) -> list[FlowCommand]:
+        match event:
+            case DigitReceived(digit=digit):
+                self.key_pending = False
+                self._log(now, "digit", f"caller presses {digit}", digit=digit)
+            case FetchCompleted(status=status, elapsed_ms=ms, cached=cached):
+                self._log(now, "http", f"HTTP {status} in {ms:.0f} ms{' (cached)' if cached else ''}",
+                          status=status, elapsed_ms=round(ms, 1), cached=cached)
+            case FetchFailed(reason=reason, elapsed_ms=ms):
+                self._log(now, "http", f"HTTP failed: {reason} after {ms:.0f} ms", reason=reason,
+                          elapsed_ms=round(ms, 1))
+            case TransferProgress(code=code, final=final):
+                self._log(now, "notify", f"transfer progress {code}{' (final)' if final else ''}", code=code,
+                          final=final)
+            case CallEnded(reason=reason):
+                self._log(now, "ended", f"call ended ({reason})", reason=reason)
+        return self.session.handle(event, now)
+
+    def _observe(self, now: float) -> None:
+        """Log new path entries and variable changes."""
+        record = self.session.record()
+        variables = self.session.variables
+        changed = {k: v for k, v in variables.items() if self.seen_vars.get(k) != v}
+        removed = sorted(set(self.seen_vars) - set(variables))
+        if changed or removed:
+            shown = record["variables"]
+            assert isinstance(shown, dict)
+            text = ", ".join([f"{k}={shown.get(k, v)}" for k, v in changed.items()] + [f"{k} unset" for k in removed])
+            self._log(now, "variables", f"set {text}", set={k: shown.get(k, v) for k, v in changed.items()},
+                      unset=removed)
+        path = record["path"]
+        assert isinstance(path, list)
+        for entry in path[self.seen_path:]:
+            self._log(now, "step", str(entry), step=str(entry))
+        self.seen_path = len(path)
+        self.seen_vars = variables
+
+    async def _execute(self, commands: list[FlowCommand], now: float) -> None:
+        for command in commands:
+            match command:
+                case Answer():
+                    self._log(now, "answer", "answer")
+                    self._at(0.0, now, CallConnected())
+                case Play(play_id=play_id, prompts=prompts, loop=loop):
+                    seconds = sum(self._duration(p) for p in prompts)
+                    how = "looping" if loop else f"{seconds:.2f} s"
+                    self._step_log(now, "play", f"play {', '.join(prompts)} ({how})", prompts=list(prompts),
+                              play_id=play_id)
+                    if not loop:
+                        self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
+                case StopPlayback(play_id=play_id):
+                    self._step_log(now, "stop", f"stop playback {play_id}", play_id=play_id)
+                    self.cancelled.add(self.plays.pop(play_id, -1))
+                case Fetch():
+                    await self._fetch(command, now)
+                case Transfer(queue=queue, uri=uri, headers=headers):
+                    self._step_log(now, "transfer", f"REFER to {queue} <{uri}>", queue=queue, uri=uri,
+                              headers=dict(headers))
+                    self._transfer(queue, now)
+                case HangUp(reason=reason):
+                    self._step_log(now, "hangup", f"hang up ({reason})", reason=reason)
+                    self._at(0.0, now, CallEnded("local_hangup"))
+                case Reject(code=code):
+                    self._log(now, "reject", f"reject {code}", code=code)
+                    self._at(0.0, now, CallEnded("rejected", code))
+
+    async def _fetch(self, cmd: Fetch, now: float) -> None:
+        query = "&".join(f"{k}={v}" for k, v in cmd.query)
+        target = cmd.path + (("&" if "?" in cmd.path else "?") + query if query else "")
+        self._step_log(now, "fetch", f"{cmd.method} {cmd.endpoint} {target} (budget {cmd.budget_s:g} s)",
+                  endpoint=cmd.endpoint, method=cmd.method, path=cmd.path, query=dict(cmd.query))
+        result = await self.fetcher(cmd)
+        self._at(result.elapsed_ms / 1000, now, result)
+
+    def _transfer(self, queue: str, now: float) -> None:
+        fixture = next((f for f in self.s.transfers if f.transfer == queue), None)
+        result = fixture.result if fixture is not None else 200
+        self._at(NOTIFY_TRYING_S, now, TransferProgress(100, False, "Trying"))
+        if result != "no_notify":
+            self._at(NOTIFY_FINAL_S, now, TransferProgress(result, True))
+
+    def _caller(self, now: float) -> None:
+        """Press the next key when the flow waits for input (see the module docstring)."""
+        if not self.session.awaiting_digits:
+            self.idle = False
+            return
+        if self.key_pending or self.idle or not self.keys:
+            return
+        key = self.keys.pop(0)
+        if key == ".":
+            self.idle = True
+            self._log(now, "digit", "caller presses nothing")
+            return
+        self.key_pending = True
+        self._at(KEY_DELAY, now, DigitReceived(key))
+
+    def _duration(self, prompt: str) -> float:
+        if prompt not in self.durations:
+            self.durations[prompt] = wav_seconds(self.s.prompts_dir / f"{prompt}.wav")
+        return self.durations[prompt]
+
+
+def wav_seconds(path: Path) -> float:
+    """The playing time of a WAV file from its header; MISSING_PROMPT_S when it cannot be read."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            rate = wav.getframerate()
+            return wav.getnframes() / rate if rate else MISSING_PROMPT_S
+    except (OSError, EOFError, wave.Error):
+        return MISSING_PROMPT_S
+
+
+async def simulate(scenario: Scenario, fetcher: Fetcher) -> SimResult:
+    """Run one call to its end (or until max_call_duration + 60 s of virtual time)."""
+    return await _Simulator(scenario, fetcher).run()
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    parser.add_argument("--to", required=True, metavar="NUMBER", help="the dialed number (chooses the flow)")
+    parser.add_argument("--from", dest="caller", required=True, metavar="CALLER", help="the caller's number")
+    parser.add_argument("--digits", default="", help="keys the caller presses when asked, e.g. 100001#; "
+                        "'.' lets one input wait time out")
+    parser.add_argument("--at", metavar="ISO_TIME", help="virtual start time, e.g. 2026-12-24T18:30:00+01:00 "
+                        "(no offset: local time; default: now)")
+    parser.add_argument("--trunk", metavar="NAME", help="trunk the call comes from (default: the first)")
+    parser.add_argument("--http-fixtures", metavar="FILE", type=Path, help="answer fetches (and transfers) "
+                        "from this YAML file, offline")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a timeline")
+
+
+def command(args: argparse.Namespace) -> int:
+    """Exit status: 0 the call reached its end, 1 it did not (or the number has no flow), 2 bad input."""
+    from ivr import logs
+    from ivr.config.load import load_config
+
+    logs.configure(level="warning", stream=sys.stderr)
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 2
+    try:
+        start = parse_at(args.at)
+        fixtures = load_fixtures(args.http_fixtures) if args.http_fixtures else None
+    except ValueError as exc:
+        print(f"ivr simulate: {exc}", file=sys.stderr)
+        return 2
+    config = loaded.config
+    trunk = args.trunk or config.trunks[0].name
+    if trunk not in {t.name for t in config.trunks}:
+        print(f"ivr simulate: no trunk named {trunk!r}", file=sys.stderr)
+        return 2
+    flow = config.flow_for(args.to)
+    if flow is None:
+        print(f"ivr simulate: no flow for {args.to!r}: the call would be rejected with 404", file=sys.stderr)
+        return 1
+    call = CallInfo(call_id="sim-1", caller=args.caller, dialed=args.to, trunk=trunk, sip_call_id="sim-1@ivr")
+    scenario = Scenario(config, flow, call, start, args.digits, loaded.prompts_dir,
+                        fixtures.transfers if fixtures else ())
+    result = asyncio.run(_run(scenario, fixtures, loaded.root))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        print_timeline(result, scenario)
+    return 0 if result.completed else 1
+
+
+async def _run(scenario: Scenario, fixtures: Fixtures | None, config_dir: Path) -> SimResult:
+    if fixtures is not None:
+        return await simulate(scenario, fixture_fetcher(fixtures.http))
+    from ivr import democrm
+    from ivr.crm import HttpClient
+
+    runner = None
+    if scenario.config.demo_crm.enabled:
+        try:
+            runner = await democrm.start(scenario.config.demo_crm, config_dir)
+        except (OSError, democrm.CustomerDataError) as exc:
+            print(f"ivr simulate: demo CRM not started ({exc}); using whatever answers there", file=sys.stderr)
+    try:
+        async with HttpClient(scenario.config.http) as client:
+            return await simulate(scenario, client.fetch)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def parse_at(text: str | None) -> float:
+    """--at as epoch seconds; an ISO time without an offset is local time."""
+    if text is None:
+        return time.time()
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"--at: not an ISO date-time: {text!r}") from None
+
+
+def print_timeline(result: SimResult, scenario: Scenario) -> None:
+    call = scenario.call
+    when = dt.datetime.fromtimestamp(scenario.start).astimezone().isoformat(timespec="seconds")
+    print(f"call {call.caller} -> {call.dialed} via {call.trunk}: flow {scenario.flow}, at {when}")
+    for entry in result.timeline:
+        print(f"  t+{float(str(entry['t'])):7.2f}s  {entry['text']}")
+    record = result.record
+    print(f"outcome: {json.dumps(record['outcome'])}")
+    print(f"path: {' > '.join(str(p) for p in record['path'])}")  # type: ignore[attr-defined]
+    if result.digits_unused:
+        print(f"digits not used: {result.digits_unused}")
+    if not result.completed:
+        print("the call did not reach its end", file=sys.stderr)
