@@ -79,6 +79,9 @@ class FrontConfig(Strict):
         description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
         "dropped silently at the front.")
     pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+    trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
+                                           "header workers trust (external mode, e.g. a container's address); "
+                                           "sip.listen_host is always trusted when a front is in use.")
 
 
 # --- Trunks and numbers ---------------------------------------------------------------------------
@@ -229,6 +232,8 @@ class Schedule(Strict):
                 start, end = span.split("-")
                 if end <= start:
                     raise ValueError(f"{day}: span {span!r} ends before it starts")
+                if end > "24:00":
+                    raise ValueError(f"{day}: span {span!r} ends after 24:00")
         return value
 
 
