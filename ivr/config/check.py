@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ivr.config.model import (
+from ivr.config.model import IvrConfig
+from ivr.config.steps import (
     BranchStep,
     FetchStep,
     GatherStep,
     GotoStep,
     HangupStep,
     HoursStep,
-    IvrConfig,
     MenuStep,
     PlayStep,
     SetStep,

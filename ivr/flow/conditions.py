@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ivr.config.model import Condition
+from ivr.config.steps import Condition
 
 
 def holds(condition: Condition, variables: Mapping[str, str]) -> bool:

@@ -6,7 +6,7 @@ import json
 
 import jmespath
 
-from ivr.config.model import FetchStep
+from ivr.config.steps import FetchStep
 from ivr.flow.commands import Fetch
 from ivr.flow.context import Activity, CallContext, Next, Reply
 from ivr.flow.events import FetchCompleted, FetchFailed

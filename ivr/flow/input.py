@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ivr.config.model import GatherStep, MenuStep
+from ivr.config.steps import GatherStep, MenuStep
 from ivr.flow.context import Activity, CallContext, Next, Reply
 
 Phase = Literal["prompts", "waiting", "retry"]

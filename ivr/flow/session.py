@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import re
 
-from ivr.config.model import IvrConfig, Step, Trunk
+from ivr.config.model import IvrConfig, Trunk
+from ivr.config.steps import Step
 from ivr.flow.commands import Answer, FlowCommand, HangUp
 from ivr.flow.context import BUILTINS, Activity, CallContext, CallInfo, Done, Next, Reply
 from ivr.flow.events import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from ivr.config.model import (
+from ivr.config.steps import (
     BranchStep,
     FetchStep,
     GatherStep,

@@ -1,0 +1,33 @@
+"""The admin HTTP endpoint: /healthz, /metrics (Prometheus text), /calls (live calls as JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ivr.metrics import Metrics
+
+
+def make_app(metrics: Metrics, health: Callable[[], dict[str, object]],
+             calls: Callable[[], list[dict[str, object]]],
+             http_stats: Callable[[], dict[str, dict[str, object]]]) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        state = health()
+        return web.json_response(state, status=200 if state.get("ok") else 503)
+
+    async def metrics_text(_: web.Request) -> web.Response:
+        for endpoint, stats in http_stats().items():
+            state = stats.get("breaker")
+            for name in ("closed", "open", "half_open"):
+                metrics.set("ivr_http_breaker_state", 1.0 if state == name else 0.0, endpoint=endpoint, state=name)
+        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def live_calls(_: web.Request) -> web.Response:
+        return web.json_response({"calls": calls()})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_text)
+    app.router.add_get("/calls", live_calls)
+    return app

@@ -1,0 +1,166 @@
+"""The controller's composition root: `ivr run` wires config, logs, demo CRM, HTTP client, workers, front, admin.
+
+Start order: demo CRM -> HTTP client -> workers (each says WorkerReady) -> front -> admin. SIGTERM/SIGINT
+drains: new INVITEs get 503 + Retry-After, live calls may finish until `sip.drain_timeout`, the rest are
+hung up, then everything stops in reverse order (workers release pjsua2 in its documented order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from aiohttp import web
+
+from ivr import logs
+from ivr.admin import make_app
+from ivr.calls import CallRouter
+from ivr.config.load import LoadedConfig, load_config
+from ivr.crm import HttpClient
+from ivr.errors import ConfigError
+from ivr.metrics import Metrics
+from ivr.workers import WorkerPool, worker_specs
+
+log = structlog.get_logger()
+
+FrontMode = Literal["managed", "external", "none"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", default="config/ivr.yaml", help="config file (default: %(default)s)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override the config")
+    parser.add_argument("--run-dir", default="run", help="runtime files: the rendered front (default: %(default)s)")
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue)
+        return 2
+    logging_cfg = loaded.config.logging
+    logs.configure(args.log_level or logging_cfg.level, logging_cfg.format)
+    try:
+        asyncio.run(Server(loaded, run_dir=Path(args.run_dir), log_level=args.log_level or logging_cfg.level).run())
+    except RuntimeError as exc:
+        log.error("ivr.start_failed", error=str(exc))
+        return 1
+    return 0
+
+
+def front_mode(loaded: LoadedConfig) -> FrontMode:
+    mode = loaded.config.front.mode
+    if mode == "auto":
+        return "managed" if loaded.config.sip.workers > 1 else "none"
+    if mode == "none" and loaded.config.sip.workers > 1:
+        raise RuntimeError("front.mode none allows one worker only: the worker takes the public address")
+    return mode
+
+
+class Server:
+    """One controller process and everything it supervises."""
+
+    def __init__(self, loaded: LoadedConfig, *, run_dir: Path, log_level: str = "info") -> None:
+        self.loaded = loaded
+        self.run_dir = run_dir
+        self.metrics = Metrics()
+        self._log_level = log_level
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        cfg = self.loaded.config
+        mode = front_mode(self.loaded)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self._demo_crm())
+            http = await stack.enter_async_context(HttpClient(cfg.http))
+            trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
+            pool: WorkerPool
+            router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
+            pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
+                              calls_per_worker=cfg.sip.calls_per_worker, sip=cfg.sip, on_event=router.on_event,
+                              on_lost=router.on_worker_lost, log_level=self._log_level)
+            stack.push_async_callback(pool.stop)
+            await pool.start()
+            if mode == "managed":
+                await stack.enter_async_context(self._front())
+            await stack.enter_async_context(self._admin(router, pool, http))
+            self._install_signals()
+            log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
+                     calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path))
+            await self._stop.wait()
+            await self._drain(router)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+
+    async def _drain(self, router: CallRouter) -> None:
+        router.draining = True
+        timeout = self.loaded.config.sip.drain_timeout
+        log.info("ivr.draining", live_calls=len(router.calls), timeout_s=timeout)
+        if not await self._calls_gone(router, timeout):
+            log.warning("ivr.drain_timeout", hanging_up=len(router.calls))
+            router.hang_up_all("shutdown")
+            await self._calls_gone(router, 5.0)
+        log.info("ivr.stopping", live_calls=len(router.calls))
+
+    @staticmethod
+    async def _calls_gone(router: CallRouter, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while router.calls and loop.time() < end:
+            await asyncio.sleep(0.1)
+        return not router.calls
+
+    @contextlib.asynccontextmanager
+    async def _demo_crm(self) -> AsyncIterator[None]:
+        demo = self.loaded.config.demo_crm
+        if not demo.enabled:
+            yield
+            return
+        from ivr import democrm
+
+        runner = await democrm.start(demo, self.loaded.root)
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    @contextlib.asynccontextmanager
+    async def _front(self) -> AsyncIterator[None]:
+        from ivr.front.kamailio import KamailioProcess
+
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        await front.start()
+        try:
+            yield
+        finally:
+            await front.stop()
+
+    @contextlib.asynccontextmanager
+    async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient) -> AsyncIterator[None]:
+        admin = self.loaded.config.admin
+        if not admin.enabled:
+            yield
+            return
+
+        def health() -> dict[str, object]:
+            ready = pool.ready_count()
+            return {"ok": ready > 0 and not router.draining, "workers_ready": ready, "workers": len(pool.workers),
+                    "draining": router.draining, "live_calls": len(router.calls)}
+
+        runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, admin.host, admin.port).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()

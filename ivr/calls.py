@@ -1,0 +1,210 @@
+"""The call router: admits or refuses offered calls, drives one FlowSession per call, keeps its one timer.
+
+Worker events come in through `on_event`; the session's commands go out to the worker, except `Fetch`,
+which the HTTP client answers with an event fed back into the same session. Every call ends with exactly
+one canonical `call.ended` log line carrying its whole path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from ivr.config.model import IvrConfig, Trunk
+from ivr.flow import commands, events
+from ivr.flow.session import CallInfo, FlowSession
+from ivr.metrics import Metrics
+
+log = structlog.get_logger()
+
+TRUNK_HEADER = "X-IVR-Trunk"
+
+
+class Fetcher(Protocol):
+    async def fetch(self, cmd: commands.Fetch) -> events.FetchCompleted | events.FetchFailed: ...
+
+
+Send = Callable[[str, str, commands.WorkerCommand], None]
+
+
+@dataclass
+class LiveCall:
+    worker: str
+    call_id: str
+    session: FlowSession
+    info: CallInfo
+    offered_at: float
+    timer: asyncio.TimerHandle | None = None
+    armed_for: float | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class CallRouter:
+    """Owns every live call of this controller."""
+
+    def __init__(self, config: IvrConfig, send: Send, fetcher: Fetcher, metrics: Metrics, *,
+                 front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.draining = False
+        self.calls: dict[tuple[str, str], LiveCall] = {}
+        self._send = send
+        self._fetcher = fetcher
+        self._metrics = metrics
+        self._front_hosts = front_hosts
+        self._clock = clock
+        self._networks = [(ipaddress.ip_network(src, strict=False), t) for t in config.trunks for src in t.sources]
+
+    # --- events from workers ---------------------------------------------------------------------
+
+    def on_event(self, worker: str, call_id: str, event: events.WorkerEvent) -> None:
+        if isinstance(event, events.CallOffered):
+            self._offer(worker, call_id, event)
+            return
+        if isinstance(event, events.WorkerReady):
+            return
+        call = self.calls.get((worker, call_id))
+        if call is None:
+            if not isinstance(event, events.CallEnded):
+                log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, event=type(event).__name__)
+            return
+        self._feed(call, event)
+
+    def on_worker_lost(self, worker: str) -> None:
+        """The worker's link dropped: its calls are over, recorded as lost."""
+        lost = [c for (w, _), c in self.calls.items() if w == worker]
+        self._metrics.inc("ivr_worker_restarts_total", worker=worker)
+        for call in lost:
+            self._feed(call, events.CallEnded(reason="worker_lost"))
+        if lost:
+            log.error("worker.calls_lost", worker=worker, calls=[c.call_id for c in lost])
+
+    def hang_up_all(self, reason: str) -> None:
+        for call in list(self.calls.values()):
+            self._send(call.worker, call.call_id, commands.HangUp(reason=reason))
+
+    # --- admission -------------------------------------------------------------------------------
+
+    def _offer(self, worker: str, call_id: str, offer: events.CallOffered) -> None:
+        self._metrics.inc("ivr_calls_offered_total")
+        trunk = self._trunk_for(offer)
+        refusal = self._refusal(trunk, offer)
+        if refusal is not None:
+            code, reason = refusal
+            retry = self.config.sip.retry_after if code == 503 else 0
+            self._send(worker, call_id, commands.Reject(code=code, reason=reason, retry_after=retry))
+            self._metrics.inc("ivr_calls_rejected_total", code=str(code))
+            log.warning("call.rejected", worker=worker, call_id=call_id, code=code, reason=reason,
+                        source=offer.source, caller=offer.caller, dialed=offer.dialed,
+                        trunk=trunk.name if trunk else None, sip_call_id=offer.sip_call_id)
+            return
+        assert trunk is not None
+        flow = self.config.flow_for(offer.dialed)
+        assert flow is not None
+        now = self._clock()
+        info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
+                        sip_call_id=offer.sip_call_id)
+        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now),
+                        info=info, offered_at=now)
+        self.calls[(worker, call_id)] = call
+        self._metrics.set("ivr_calls_active", len(self.calls))
+        self._execute(call, call.session.start(now))
+
+    def _refusal(self, trunk: Trunk | None, offer: events.CallOffered) -> tuple[int, str] | None:
+        if self.draining:
+            return 503, "Service Unavailable"
+        if trunk is None:
+            return 403, "Forbidden"
+        if self.config.flow_for(offer.dialed) is None:
+            return 404, "Not Found"
+        return None
+
+    def _trunk_for(self, offer: events.CallOffered) -> Trunk | None:
+        """The front names the trunk in a header; a direct INVITE is identified by its source address.
+        The header is trusted only when the INVITE came from the front itself."""
+        host = offer.source.rsplit(":", 1)[0].strip("[]")
+        if host in self._front_hosts:
+            named = next((v for k, v in offer.headers if k.lower() == TRUNK_HEADER.lower()), None)
+            if named is not None:
+                return next((t for t in self.config.trunks if t.name == named), None)
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        return next((t for net, t in self._networks if address in net), None)
+
+    # --- driving a session -------------------------------------------------------------------------
+
+    def _feed(self, call: LiveCall, event: events.FlowEvent) -> None:
+        if isinstance(event, events.CallConnected):
+            self._metrics.observe("ivr_answer_latency_ms", (self._clock() - call.offered_at) * 1000)
+        self._execute(call, call.session.handle(event, self._clock()))
+
+    def _execute(self, call: LiveCall, cmds: list[commands.FlowCommand]) -> None:
+        for cmd in cmds:
+            if isinstance(cmd, commands.Fetch):
+                task = asyncio.get_running_loop().create_task(self._fetch(call, cmd))
+                call.tasks.add(task)
+                task.add_done_callback(call.tasks.discard)
+            else:
+                self._send(call.worker, call.call_id, cmd)
+        if call.session.finished:
+            self._finish(call)
+        else:
+            self._arm(call)
+
+    async def _fetch(self, call: LiveCall, cmd: commands.Fetch) -> None:
+        result = await self._fetcher.fetch(cmd)
+        outcome = "ok" if isinstance(result, events.FetchCompleted) else result.reason
+        self._metrics.observe("ivr_fetch_latency_ms", result.elapsed_ms, endpoint=cmd.endpoint)
+        self._metrics.inc("ivr_fetch_total", endpoint=cmd.endpoint, outcome=outcome)
+        if not call.session.finished:
+            self._feed(call, result)
+
+    def _arm(self, call: LiveCall) -> None:
+        deadline = call.session.deadline
+        if deadline == call.armed_for:
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        call.armed_for = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self._clock())
+            call.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, call)
+
+    def _on_timer(self, call: LiveCall) -> None:
+        call.timer = None
+        call.armed_for = None
+        if not call.session.finished:
+            self._execute(call, call.session.handle_timer(self._clock()))
+
+    def _finish(self, call: LiveCall) -> None:
+        if self.calls.pop((call.worker, call.call_id), None) is None:
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+        for task in call.tasks:
+            task.cancel()
+        record = call.session.record()
+        ended = self._clock()
+        self._metrics.set("ivr_calls_active", len(self.calls))
+        outcome = record.get("outcome") or {}
+        kind = next(iter(outcome), "none") if isinstance(outcome, dict) else "none"
+        self._metrics.inc("ivr_calls_total", outcome=str(kind), end_reason=str(record.get("end_reason")))
+        base = {"worker": call.worker, "call_id": call.call_id, "sip_call_id": call.info.sip_call_id,
+                "trunk": call.info.trunk, "caller": call.info.caller, "dialed": call.info.dialed,
+                "duration_ms": round((ended - call.offered_at) * 1000)}
+        log.info("call.ended", **{**record, **base})
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """The live calls, for /calls."""
+        now = self._clock()
+        return [{"worker": c.worker, "call_id": c.call_id, "trunk": c.info.trunk, "caller": c.info.caller,
+                 "dialed": c.info.dialed, "age_s": round(now - c.offered_at, 1),
+                 "path": c.session.record().get("path")} for c in self.calls.values()]

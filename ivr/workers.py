@@ -1,0 +1,193 @@
+"""Worker supervision: spawn the SIP worker processes, speak the wire protocol, restart them with back-off.
+
+Each worker is a child process (`python -m ivr.sip.worker`) holding one end of a socketpair; the other end
+is an asyncio stream here. A worker's link dropping (EOF, crash, SIGKILL) is reported through
+`on_lost(worker)` so the calls it held are recorded as lost, and the worker is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ivr.config.model import SipConfig
+from ivr.flow import events
+from ivr.sip import wire
+
+log = structlog.get_logger()
+
+EventSink = Callable[[str, str, events.WorkerEvent], None]
+"""(worker name, call id, event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Where one worker listens; the same numbering as the front's dispatcher list."""
+
+    name: str
+    sip_host: str
+    sip_port: int
+    rtp_port: int
+    rtp_port_count: int
+    public_host: str | None
+
+
+def worker_specs(sip: SipConfig, single: bool) -> list[WorkerSpec]:
+    """One spec per worker; in single-worker mode the worker takes the public address itself."""
+    specs = []
+    for i in range(sip.workers):
+        host, port = (sip.listen_host, sip.listen_port) if single else (sip.worker_host, sip.worker_base_port + i)
+        specs.append(WorkerSpec(name=f"w{i:03d}", sip_host=host, sip_port=port,
+                                rtp_port=sip.rtp_port_start + i * sip.rtp_ports_per_worker,
+                                rtp_port_count=sip.rtp_ports_per_worker, public_host=None))
+    return specs
+
+
+@dataclass
+class Worker:
+    spec: WorkerSpec
+    process: asyncio.subprocess.Process | None = None
+    writer: asyncio.StreamWriter | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    pid: int = 0
+    restarts: int = 0
+
+
+class WorkerPool:
+    """Starts, feeds and restarts the workers. Commands to a worker that is down are dropped (its calls are
+    already recorded as lost)."""
+
+    def __init__(self, specs: list[WorkerSpec], *, prompts_dir: str, calls_per_worker: int, sip: SipConfig,
+                 on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info") -> None:
+        self.workers = {spec.name: Worker(spec) for spec in specs}
+        self._prompts_dir = prompts_dir
+        self._calls = calls_per_worker
+        self._sip = sip
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._log_level = log_level
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start every worker and wait until each has said WorkerReady."""
+        self._tasks = [asyncio.create_task(self._supervise(w), name=f"worker-{n}") for n, w in self.workers.items()]
+        waits = [w.ready.wait() for w in self.workers.values()]
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            missing = [n for n, w in self.workers.items() if not w.ready.is_set()]
+            raise RuntimeError(f"SIP workers not ready after {timeout:.0f}s: {', '.join(missing)}") from None
+
+    def send(self, worker: str, call: str, command: wire.Message) -> None:
+        w = self.workers.get(worker)
+        if w is None or w.writer is None or w.writer.is_closing():
+            log.warning("worker.command_dropped", worker=worker, call_id=call, command=type(command).__name__)
+            return
+        w.writer.write(wire.encode(call, command))
+
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers.values() if w.ready.is_set())
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Close every link (a worker hangs up its calls and exits on EOF), then wait; kill after `timeout`."""
+        self._stopping = True
+        for w in self.workers.values():
+            if w.writer is not None:
+                w.writer.close()
+        procs = [w.process for w in self.workers.values() if w.process and w.process.returncode is None]
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(p.wait() for p in procs))
+        except TimeoutError:
+            for p in procs:
+                if p.returncode is None:
+                    log.warning("worker.kill", pid=p.pid)
+                    p.kill()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _supervise(self, w: Worker) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await self._run_once(w)
+            if self._stopping:
+                return
+            w.restarts += 1
+            backoff = 0.5 if loop.time() - started > 60 else min(backoff * 2, 30.0)
+            log.warning("worker.restarting", worker=w.spec.name, in_s=backoff, restarts=w.restarts)
+            await asyncio.sleep(backoff)
+
+    async def _run_once(self, w: Worker) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            w.process = await asyncio.create_subprocess_exec(
+                *self._command(w.spec, child.fileno()), pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            log.exception("worker.spawn_failed", worker=w.spec.name)
+            parent.close()
+            return
+        finally:
+            child.close()
+        reader, w.writer = await asyncio.open_unix_connection(sock=parent)
+        w.pid = w.process.pid
+        log.info("worker.started", worker=w.spec.name, pid=w.pid, sip_port=w.spec.sip_port)
+        try:
+            await self._read(w, reader)
+        finally:
+            was_ready = w.ready.is_set()
+            w.ready.clear()
+            w.writer.close()
+            w.writer = None
+            code = await self._reap(w.process)
+            if not self._stopping or code not in (0, None):
+                log.error("worker.exited", worker=w.spec.name, pid=w.pid, code=code, was_ready=was_ready)
+            self._on_lost(w.spec.name)
+
+    async def _read(self, w: Worker, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                call, message = wire.decode(line)
+            except wire.WireError as exc:
+                log.error("worker.bad_line", worker=w.spec.name, error=str(exc))
+                continue
+            if isinstance(message, events.WorkerReady):
+                w.ready.set()
+                log.info("worker.ready", worker=w.spec.name, pid=message.pid, max_calls=message.max_calls)
+                continue
+            if isinstance(message, events.WorkerEvent):
+                self._on_event(w.spec.name, call, message)
+
+    @staticmethod
+    async def _reap(process: asyncio.subprocess.Process) -> int | None:
+        try:
+            async with asyncio.timeout(5):
+                return await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            return await process.wait()
+
+    def _command(self, spec: WorkerSpec, fd: int) -> list[str]:
+        cmd = [sys.executable, "-m", "ivr.sip.worker", "--name", spec.name, "--control-fd", str(fd),
+               "--sip-host", spec.sip_host, "--sip-port", str(spec.sip_port),
+               "--rtp-port", str(spec.rtp_port), "--rtp-port-count", str(spec.rtp_port_count),
+               "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
+               "--max-calls", str(self._calls), "--log-level", self._log_level,
+               "--answer-timeout", str(self._sip.answer_timeout)]
+        if spec.public_host:
+            cmd += ["--public-host", spec.public_host]
+        return cmd

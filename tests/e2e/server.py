@@ -1,0 +1,109 @@
+"""Runs the real `ivr run` as a child process for end-to-end tests and reads its JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+IVR = [sys.executable, "-m", "ivr"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def default_config() -> dict[str, Any]:
+    """config/ivr.yaml as a dict, with paths made absolute so the copy can live anywhere."""
+    data: dict[str, Any] = yaml.safe_load((ROOT / "config" / "ivr.yaml").read_text())
+    data["prompts_dir"] = str(ROOT / "prompts")
+    data["demo_crm"]["customers"] = str(ROOT / "config" / "customers.yaml")
+    return data
+
+
+class IvrServer:
+    """`ivr run CONFIG` in the background; `lines` holds its decoded JSON log lines."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._cond = threading.Condition()
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def sip_port(self) -> int:
+        return int(self.config["sip"]["listen_port"])
+
+    def start(self, timeout: float = 30.0) -> IvrServer:
+        path = self.workdir / "ivr.yaml"
+        path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([*IVR, "run", str(path), "--run-dir", str(self.workdir / "run")], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda e: e.get("event") == "ivr.ready", timeout, what="ivr.ready")
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.raw.append(line)
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    self.lines.append(obj)
+                self._cond.notify_all()
+
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
+                 what: str = "log line") -> dict[str, Any]:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for obj in self.lines:
+                    if match(obj):
+                        return obj
+                if self.proc is not None and self.proc.poll() is not None:
+                    end = min(end, time.monotonic() + 1.0)  # let the reader catch the last lines
+                left = end - time.monotonic()
+                if left <= 0:
+                    tail = "".join(self.raw[-40:])
+                    raise AssertionError(f"no {what} within {timeout:.0f}s; server output tail:\n{tail}")
+                self._cond.wait(min(left, 0.5))
+
+    def call_ended(self, sip_call_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The canonical log line of the call whose SIP Call-ID contains `sip_call_id`."""
+        return self.wait_for(lambda e: e.get("event") == "call.ended" and sip_call_id in str(e.get("sip_call_id")),
+                             timeout, what=f"call.ended for {sip_call_id}")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.lines if e.get("event") == name]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
