@@ -19,7 +19,7 @@ DEFAULT_CONFIG = "config/ivr.yaml"
 DELEGATED = (
     ("simulate", "ivr.simulate", "play a call through a flow from the terminal (no SIP)"),
     ("run", "ivr.app", "run the server: controller, SIP workers and the front"),
-    ("front", "ivr.front.render", "render or run the Kamailio front"),
+    ("front", "ivr.front.command", "render or run the Kamailio front"),
 )
 
 

@@ -1,0 +1,327 @@
+"""The Kamailio front: render kamailio.cfg and its tables from the IVR config, and run Kamailio as a child.
+
+Files rendered into one directory (referenced by bare names, so the directory can be mounted anywhere):
+`kamailio.cfg`, `dispatcher.list` (the workers, set 1), `trunks.address` (permissions address file: one
+line per trunk source, tag = trunk name) and, when a trunk registers, `dbtext/uacreg` + `dbtext/version`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from ivr.config.model import IvrConfig, Registration
+from ivr.errors import IvrError
+from ivr.front import cfg_template as t
+
+log = structlog.get_logger(__name__)
+
+CFG_NAME = "kamailio.cfg"
+DISPATCHER_NAME = "dispatcher.list"
+ADDRESS_NAME = "trunks.address"
+DBTEXT_DIR = "dbtext"
+FR_TIMER_MS = 1500
+
+
+class FrontError(IvrError):
+    """Kamailio could not be started (bad config, port in use, binary missing)."""
+
+
+@dataclass(frozen=True)
+class FrontFiles:
+    cfg: Path
+    dispatcher: Path
+    extra: tuple[Path, ...]
+
+
+def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
+    """(duid, host, port) per worker: worker i is `w{i:03d}` on worker_host:worker_base_port + i."""
+    sip = config.sip
+    return [(f"w{i:03d}", sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)]
+
+
+def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "") -> FrontFiles:
+    """Write kamailio.cfg and its tables into out_dir.
+
+    `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
+    given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
+    Kamailio from another listener on the port.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = (base_dir or out_dir).absolute()
+    cfg, dispatcher, address = out_dir / CFG_NAME, out_dir / DISPATCHER_NAME, out_dir / ADDRESS_NAME
+    dispatcher.write_text(dispatcher_list(config))
+    address.write_text(address_file(config))
+    extra = [address]
+    registrations = [(trunk.name, trunk.registration) for trunk in config.trunks if trunk.registration]
+    if registrations:
+        dbtext = out_dir / DBTEXT_DIR
+        dbtext.mkdir(exist_ok=True)
+        (dbtext / "version").write_text("id(int,auto) table_name(string) table_version(int) \n0:uacreg:5\n")
+        (dbtext / "uacreg").write_text(uacreg_table(registrations))
+        os.chmod(dbtext / "uacreg", 0o600)
+        extra += [dbtext / "uacreg", dbtext / "version"]
+    cfg.write_text(cfg_text(config, base_dir=base, instance=instance))
+    return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def dispatcher_list(config: IvrConfig) -> str:
+    """Set 1: one line per worker, `duid` and `maxload` for algorithm 10 (call load)."""
+    transport = "" if "udp" in config.sip.transports else ";transport=tcp"
+    lines = ["# setid destination flags priority attributes (rendered by ivr.front)",
+             "# priority falls with the index so the dispatcher keeps worker order (w000 first at equal load)"]
+    rows = workers(config)
+    for i, (duid, host, port) in enumerate(rows):
+        lines.append(f"1 sip:{_host(host)}:{port}{transport} 0 {len(rows) - i} "
+                     f"duid={duid};maxload={config.sip.calls_per_worker}")
+    return "\n".join(lines) + "\n"
+
+
+def address_file(config: IvrConfig) -> str:
+    """Permissions address file: group 1, every trunk source with its mask, any port, tag = trunk name."""
+    lines = ["# group address mask port tag (rendered by ivr.front): trunk sources"]
+    for trunk in config.trunks:
+        for source in trunk.sources:
+            net = ipaddress.ip_network(source, strict=False)
+            lines.append(f"1 {_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
+    return "\n".join(lines) + "\n"
+
+
+def _dbtext(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace(":", "\\:").replace("\n", "\\n")
+            .replace("\r", "\\r").replace("\t", "\\t"))
+
+
+def registrar_domain(uri: str) -> str:
+    """`sip:user@host:port;params` -> `host:port`."""
+    rest = uri.split(":", 1)[1].split(";", 1)[0].split("?", 1)[0]
+    return rest.rsplit("@", 1)[-1]
+
+
+def uacreg_table(registrations: list[tuple[str, Registration]]) -> str:
+    """db_text table of the uac module: one outbound registration per trunk, l_uuid `reg-<trunk>`."""
+    header = ("id(int,auto) l_uuid(string) l_username(string) l_domain(string) r_username(string) "
+              "r_domain(string) realm(string) auth_username(string) auth_password(string) auth_ha1(string,null) "
+              "auth_proxy(string) expires(int) flags(int) reg_delay(int) contact_addr(string,null) "
+              "socket(string,null) ")
+    rows = [header]
+    for i, (name, reg) in enumerate(registrations, start=1):
+        domain = registrar_domain(reg.registrar)
+        realm = domain.split(":", 1)[0]
+        fields = [str(i), f"reg-{name}", reg.user, domain, reg.user, domain, realm, reg.user, reg.password, "",
+                  reg.registrar, str(int(reg.expiry)), "0", "0", "", ""]
+        rows.append(":".join(_dbtext(f) for f in fields))
+    return "\n".join(rows) + "\n"
+
+
+def ua_pattern(agents: tuple[str, ...]) -> str:
+    """One lower-case POSIX regex of substrings; characters outside a safe set become `.`."""
+    safe = [re.sub(r"[^a-z0-9 _/-]", ".", agent.lower()) for agent in agents if agent]
+    return "|".join(safe)
+
+
+def _listen(config: IvrConfig) -> str:
+    sip = config.sip
+    lines = [f"listen={proto}:{_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
+    return "\n".join(lines)
+
+
+def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
+    names = [trunk.name for trunk in config.trunks if trunk.registration]
+    if not names:
+        return {"uac_load": "", "uac_params": "", "registered": ""}
+    contact = f"{_host(config.sip.listen_host)}:{config.sip.listen_port}"
+    return {
+        "uac_load": t.UAC_LOAD,
+        "uac_params": t.UAC_PARAMS.substitute(dbtext_dir=dbtext_dir, contact_addr=contact),
+        "registered": "".join(t.REGISTERED.substitute(uuid=f"reg-{name}") for name in names),
+    }
+
+
+def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
+    """The kamailio.cfg text; its tables are read from base_dir."""
+    sip, front = config.sip, config.front
+    pattern = ua_pattern(front.blocked_user_agents)
+    values = {
+        "source": "the IVR YAML config",
+        "debug": "2" if config.logging.level == "debug" else "0",
+        "children": str(front.children),
+        "tcp": "" if "tcp" in sip.transports else "disable_tcp=yes",
+        "listen": _listen(config),
+        "listen_host": _host(sip.listen_host),
+        "fr_timer": str(FR_TIMER_MS),
+        "fr_inv_timer": str(int((sip.answer_timeout + 10) * 1000)),
+        "pike_sampling": str(front.pike.sampling_time),
+        "pike_density": str(front.pike.reqs_density),
+        "pike_latency": str(front.pike.remove_latency),
+        "address_file": str(base_dir / ADDRESS_NAME),
+        "dispatcher_file": str(base_dir / DISPATCHER_NAME),
+        "hash_expire": str(int(sip.max_call_duration) + 60),
+        "hash_initexpire": str(int(sip.answer_timeout) + 60),
+        "probe_interval": str(front.probe_interval),
+        "retry_after": str(sip.retry_after),
+        "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
+        "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
+        **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
+    }
+    return t.MAIN.substitute(values)
+
+
+def memory_flags(config: IvrConfig) -> list[str]:
+    """-m (shared MB) and -M (per-process MB): 64 MB shared holds ~1,000 calls' transactions with room."""
+    calls = config.sip.workers * config.sip.calls_per_worker
+    shm = 64 + 32 * (calls // 1024)
+    return ["-m", str(shm), "-M", "8"]
+
+
+# --- the managed process ----------------------------------------------------------------------------
+
+
+def _options(host: str, port: int, local: tuple[str, int], transport: str) -> bytes:
+    branch = "z9hG4bK" + secrets.token_hex(8)
+    return (f"OPTIONS sip:{_host(host)}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/{transport} {_host(local[0])}:{local[1]};branch={branch};rport\r\n"
+            f"From: <sip:ivr-probe@{_host(local[0])}>;tag={secrets.token_hex(4)}\r\n"
+            f"To: <sip:{_host(host)}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@ivr\r\nCSeq: 1 OPTIONS\r\n"
+            "Max-Forwards: 70\r\nUser-Agent: ivr-probe\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3) -> str | None:
+    """Send one OPTIONS to host:port; the response's text, or None on no answer within timeout."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if transport == "tcp":
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError):
+            return None
+        try:
+            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP"))
+            data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            return data.decode("utf-8", "replace")
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return None
+        finally:
+            writer.close()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((host, port))
+        sock.send(_options(host, port, sock.getsockname()[:2], "UDP"))
+        try:
+            data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), timeout)
+        except (OSError, TimeoutError):
+            return None
+        return data.decode("utf-8", "replace")
+
+
+def _probe_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return host
+
+
+class KamailioProcess:
+    """Kamailio as a child process (managed mode): render into run_dir, start, stop."""
+
+    def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
+                 stop_timeout: float = 5.0) -> None:
+        self._config = config
+        self._run_dir = run_dir
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._proc: asyncio.subprocess.Process | None = None
+        self.log_path = run_dir / "kamailio.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.returncode
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def start(self) -> None:
+        """Render, start `kamailio -DD -E`, wait until it answers OPTIONS on the public address."""
+        if self.running:
+            raise FrontError("the front is already running")
+        instance = secrets.token_hex(8)
+        files = render(self._config, self._run_dir, instance=instance)
+        args = [self._config.front.kamailio, "-DD", "-E", *memory_flags(self._config), "-f", str(files.cfg)]
+        with self.log_path.open("wb") as out:
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, cwd=self._run_dir,
+                    start_new_session=True)
+            except OSError as exc:
+                raise FrontError(f"cannot start {args[0]}: {exc}") from exc
+        log.info("front.starting", pid=self._proc.pid, cfg=str(files.cfg))
+        try:
+            await self._wait_ready(instance)
+        except BaseException:
+            await self.stop()
+            raise
+        sip = self._config.sip
+        log.info("front.started", pid=self._proc.pid, listen=f"{sip.listen_host}:{sip.listen_port}",
+                 workers=sip.workers)
+
+    async def _wait_ready(self, instance: str) -> None:
+        sip = self._config.sip
+        host, transport = _probe_host(sip.listen_host), "udp" if "udp" in sip.transports else "tcp"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout
+        while loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            if not self.running:
+                raise FrontError(f"kamailio exited with status {self.returncode}:\n{self.stderr_tail()}")
+            answer = await options_ping(host, sip.listen_port, transport=transport, timeout=0.25)
+            if answer is not None and f"X-IVR-Front: {instance}" in answer:
+                return
+        raise FrontError(f"kamailio did not answer OPTIONS on {host}:{sip.listen_port} within "
+                         f"{self._start_timeout:g} s:\n{self.stderr_tail()}")
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        """The last lines Kamailio wrote (its log goes to run_dir/kamailio.log)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    async def stop(self) -> None:
+        """SIGTERM to the main process, wait up to stop_timeout, then SIGKILL its process group."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self._stop_timeout)
+            except TimeoutError:
+                log.warning("front.kill", pid=proc.pid)
+                _killpg(proc.pid)
+                await proc.wait()
+        _killpg(proc.pid)  # children that outlived the main process (they share its new session)
+        log.info("front.stopped", pid=proc.pid, returncode=proc.returncode)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,58 @@
+"""KamailioProcess: start, stop, and clear errors; no process left behind."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from front_harness import HOST, make_config, need_tools
+
+from ivr.front.kamailio import FrontError, KamailioProcess, options_ping
+
+PORT = 16005
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs whose process group is pgid (Kamailio runs in its own session)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+async def test_start_answers_options_and_stop_leaves_no_process(tmp_path: Path) -> None:
+    need_tools()
+    front = KamailioProcess(make_config(workers=2, listen_port=PORT), tmp_path)
+    await front.start()
+    try:
+        assert front.running and front.pid is not None
+        assert len(group_members(front.pid)) > 2  # main + receivers + timers
+        answer = await options_ping(HOST, PORT, transport="tcp", timeout=1.0)
+        assert answer is not None and answer.startswith("SIP/2.0 200 ")
+    finally:
+        await front.stop()
+    assert not front.running and front.returncode is not None
+    assert group_members(front.pid) == []
+
+
+async def test_port_in_use_is_a_clear_error_with_kamailio_stderr(tmp_path: Path) -> None:
+    need_tools()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((HOST, PORT + 1))
+        front = KamailioProcess(make_config(workers=1, listen_port=PORT + 1), tmp_path, start_timeout=5.0)
+        with pytest.raises(FrontError, match="Address already in use"):
+            await front.start()
+    assert front.pid is not None and not front.running
+    assert group_members(front.pid) == []
+
+
+async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    config = make_config(workers=1, listen_port=PORT + 2, front={"kamailio": str(tmp_path / "no-kamailio")})
+    with pytest.raises(FrontError, match="cannot start"):
+        await KamailioProcess(config, tmp_path).start()
