@@ -28,6 +28,6 @@ def configure(level: str = "info", fmt: Format = "auto", stream: object = None) 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
+        logger_factory=structlog.WriteLoggerFactory(file=out),  # type: ignore[arg-type]  # one write per line
         cache_logger_on_first_use=True,
     )

@@ -84,7 +84,7 @@ class IvrServer:
                     end = min(end, time.monotonic() + 1.0)  # let the reader catch the last lines
                 left = end - time.monotonic()
                 if left <= 0:
-                    tail = "".join(self.raw[-40:])
+                    tail = "".join(line[:300].rstrip() + "\n" for line in self.raw[-25:])
                     raise AssertionError(f"no {what} within {timeout:.0f}s; server output tail:\n{tail}")
                 self._cond.wait(min(left, 0.5))
 

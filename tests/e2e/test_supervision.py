@@ -1,0 +1,85 @@
+"""The controller keeps its promises when things go wrong: a worker killed mid-call is recorded and
+replaced; SIGTERM drains (503 + Retry-After for new calls, live calls finish, orderly exit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import QUEUE_HOST, e2e_config, start_server
+from ivrkit import IvrServer
+from sippkit import SippRun, collect, sipp
+
+pytestmark = pytest.mark.sip
+
+
+def live_calls(server: IvrServer) -> list[dict[str, object]]:
+    url = f"http://127.0.0.1:{server.config['admin']['port']}/calls"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        calls: list[dict[str, object]] = json.load(resp)["calls"]
+    return calls
+
+
+def wait_until(predicate: object, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def hold_in_background(server: IvrServer, workdir: Path, tag: str, ms: int) -> subprocess.Popen[str]:
+    proc = sipp(server.sip_port, "long_hold.xml", service="500", tag=tag, workdir=workdir, duration_ms=ms,
+                variables={"caller": "+15553000005"}, timeout=30, background=True)
+    assert isinstance(proc, subprocess.Popen)
+    return proc
+
+
+def test_worker_killed_mid_call_is_recorded_and_replaced(tmp_path: Path) -> None:
+    server = start_server(e2e_config(), tmp_path / "srv")
+    try:
+        holder = hold_in_background(server, tmp_path, "doomed", 20000)
+        wait_until(lambda: len(live_calls(server)) == 1)
+        pid = server.wait_for(lambda e: e.get("event") == "worker.ready")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        lost = server.wait_for(lambda e: e.get("event") == "worker.calls_lost")
+        assert lost["worker"] == "w000" and len(lost["calls"]) == 1
+        line = server.call_ended("doomed-")
+        assert line["end_reason"] == "worker_lost"
+        server.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("pid") != pid)
+        run = sipp(server.sip_port, "dtmf_info_refer.xml", service="300", tag="next", workdir=tmp_path,
+                   variables={"caller": "+15553000005", "digits": "2", "expected_refer": f"sip:support@{QUEUE_HOST}"})
+        assert isinstance(run, SippRun)
+        assert run.returncode == 0, run.describe()
+        holder.kill()
+        holder.wait()
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_new_calls_get_503_and_live_calls_finish(tmp_path: Path) -> None:
+    server = start_server(e2e_config(), tmp_path / "srv")
+    holder = hold_in_background(server, tmp_path, "draining", 3000)
+    wait_until(lambda: len(live_calls(server)) == 1)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_for(lambda e: e.get("event") == "ivr.draining")
+    late = sipp(server.sip_port, "front/uac_503.xml", service="100", tag="late", workdir=tmp_path, timeout=10)
+    assert isinstance(late, SippRun)
+    assert late.returncode == 0, late.describe()
+    assert "retry-after 7" in late.log, late.describe()
+    rejected = server.wait_for(lambda e: e.get("event") == "call.rejected" and "late-" in str(e.get("sip_call_id")))
+    assert rejected["code"] == 503
+    out, _ = holder.communicate(timeout=30)
+    held = collect(holder.returncode, out, tmp_path, "draining")
+    assert held.returncode == 0 and "answered" in held.log, held.describe()
+    assert server.call_ended("draining-")["end_reason"] == "caller_hangup"
+    assert server.proc.wait(timeout=30) == 0
+    assert server.events("ivr.stopping")[0]["live_calls"] == 0
