@@ -1,0 +1,248 @@
+"""One SIP call on a worker: a `pj.Call` subclass that turns callbacks into events and runs commands.
+
+Every callback body is wrapped (SWIG would print and swallow an exception). Players are never
+destroyed here: a stopped player goes to `CallHost.retire`, which keeps it >= 1 s (PJSUA2_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pjsua2 as pj
+import structlog
+
+from ivr.flow import commands, events
+
+log = structlog.get_logger()
+
+_TOKEN = re.compile(r"^[A-Za-z0-9!%'*+.^_`|~-]+$")
+_DTMF_INFO = getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1)
+
+
+class CallHost(Protocol):
+    """What a call needs from its worker."""
+
+    prompts: Path
+
+    def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
+
+    def post_eof(self, call_id: str, token: int) -> None: ...
+
+    def retire(self, player: Any) -> None: ...
+
+    def ended(self, call_id: str) -> None: ...
+
+
+class Prompter(pj.AudioMediaPlayer):  # type: ignore[misc]
+    """A WAV player (or playlist) whose end-of-file is posted to the loop thread."""
+
+    def __init__(self, host: CallHost, call_id: str, token: int) -> None:
+        super().__init__()
+        self._host = host
+        self._call_id = call_id
+        self._token = token
+
+    def onEof2(self) -> None:  # noqa: N802 (pjsua2 override; runs on pjmedia's thread)
+        try:
+            self._host.post_eof(self._call_id, self._token)
+        except Exception:
+            log.exception("sip.player.eof_failed", call=self._call_id)
+
+
+@dataclass(slots=True)
+class _Playback:
+    play: commands.Play
+    player: Prompter
+    token: int
+    connected: bool = False
+
+
+def sip_headers(pairs: tuple[tuple[str, str], ...]) -> Any:
+    """A `SipHeaderVector` of well-formed headers; a bad name or a CR/LF in a value is skipped."""
+    vector = pj.SipHeaderVector()
+    for name, value in pairs:
+        if not _TOKEN.match(name) or "\r" in value or "\n" in value:
+            log.warning("sip.header.skipped", header=name)
+            continue
+        header = pj.SipHeader()
+        header.hName = name
+        header.hValue = value
+        vector.append(header)
+    return vector
+
+
+class IvrCall(pj.Call):  # type: ignore[misc]
+    """An incoming call; `call_id` is the worker's id for it ("w000-17")."""
+
+    def __init__(self, account: Any, pj_call_id: int, call_id: str, host: CallHost) -> None:
+        super().__init__(account, pj_call_id)
+        self.call_id = call_id
+        self._host = host
+        self.answered = False
+        self.end_reason = ""
+        self._connected = False
+        self._ended = False
+        self._playback: _Playback | None = None
+        self._tokens = 0
+
+    # --- callbacks (loop thread) -------------------------------------------------------------------
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        try:
+            self._on_state(prm)
+        except Exception:
+            log.exception("sip.call.state_failed", call=self.call_id)
+
+    def _on_state(self, prm: Any) -> None:
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self._connected:
+            self._connected = True
+            log.info("sip.call.connected", call=self.call_id)
+            self._host.emit(self.call_id, events.CallConnected())
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self._ended:
+            self._ended = True
+            self._stop_playback()
+            reason = self.end_reason or _remote_reason(prm, info.lastStatusCode)
+            log.info("sip.call.ended", call=self.call_id, reason=reason, code=info.lastStatusCode)
+            self._host.emit(self.call_id, events.CallEnded(reason=reason, code=info.lastStatusCode))
+            self._host.ended(self.call_id)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        try:
+            self._connect_playback()
+        except Exception:
+            log.exception("sip.call.media_failed", call=self.call_id)
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        try:
+            method: events.DtmfMethod = "info" if prm.method == _DTMF_INFO else "rfc4733"
+            digit = str(prm.digit)[:1].upper()
+            if self._playback is not None and self._playback.play.interruptible:
+                self._stop_playback()
+            log.info("sip.call.digit", call=self.call_id, digit=digit, method=method)
+            self._host.emit(self.call_id, events.DigitReceived(digit=digit, method=method))
+        except Exception:
+            log.exception("sip.call.digit_failed", call=self.call_id)
+
+    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        try:
+            code, final, reason = int(prm.statusCode), bool(prm.finalNotify), str(prm.reason)
+            log.info("sip.call.transfer_progress", call=self.call_id, code=code, final=final)
+            self._host.emit(self.call_id, events.TransferProgress(code=code, final=final, reason=reason))
+        except Exception:
+            log.exception("sip.call.transfer_status_failed", call=self.call_id)
+
+    # --- commands (loop thread) --------------------------------------------------------------------
+
+    def answer_call(self) -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = 200
+        self.answer(prm)
+        self.answered = True
+
+    def reject(self, code: int, reason: str = "", retry_after: int = 0, why: str = "rejected") -> None:
+        """Send a final error response to the INVITE (a call already answered gets a BYE instead)."""
+        prm = pj.CallOpParam()
+        prm.statusCode = code if 300 <= code <= 699 else 480
+        if reason:
+            prm.reason = reason
+        if retry_after > 0:
+            prm.txOption.headers = sip_headers((("Retry-After", str(retry_after)),))
+        self.end_reason = self.end_reason or why
+        self.hangup(prm)
+
+    def hang_up(self, code: int) -> None:
+        """BYE when answered, else the final response `code` (480 when `code` is not an error)."""
+        if self.answered:
+            self.end_reason = self.end_reason or "local_hangup"
+            self.hangup(pj.CallOpParam())
+        else:
+            self.reject(code, why="local_hangup")
+
+    def transfer(self, uri: str, headers: tuple[tuple[str, str], ...]) -> None:
+        prm = pj.CallOpParam(True)
+        prm.txOption.headers = sip_headers(headers)
+        try:
+            self.xfer(uri, prm)
+        except pj.Error as exc:
+            log.warning("sip.call.transfer_failed", call=self.call_id, uri=uri, error=exc.info())
+            self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))
+
+    def play(self, play: commands.Play) -> None:
+        """Replace the current playback with `play`; a missing prompt ends it at once."""
+        self._stop_playback()
+        files = [str(self._host.prompts / f"{name}.wav") for name in play.prompts]
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing or not files:
+            log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)
+            self._host.emit(self.call_id, events.PlaybackFinished(play.play_id))
+            return
+        self._tokens += 1
+        player = Prompter(self._host, self.call_id, self._tokens)
+        try:
+            options = 0 if play.loop else pj.PJMEDIA_FILE_NO_LOOP
+            if len(files) == 1:
+                player.createPlayer(files[0], options)
+            else:
+                player.createPlaylist(files, f"p{self._tokens}", options)
+        except pj.Error as exc:
+            log.error("sip.play.create_failed", call=self.call_id, play_id=play.play_id, error=exc.info())
+            self._host.emit(self.call_id, events.PlaybackFinished(play.play_id))
+            return
+        self._playback = _Playback(play, player, self._tokens)
+        self._connect_playback()
+
+    def stop_playback(self, play_id: int) -> None:
+        if self._playback is not None and self._playback.play.play_id == play_id:
+            self._stop_playback()
+
+    def player_eof(self, token: int) -> None:
+        """The player `token` reached its end (delivered on the loop thread)."""
+        playback = self._playback
+        if playback is None or playback.token != token or playback.play.loop:
+            return
+        self._stop_playback()
+        self._host.emit(self.call_id, events.PlaybackFinished(playback.play.play_id))
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _connect_playback(self) -> None:
+        playback = self._playback
+        if playback is None or playback.connected or not self._has_audio():
+            return
+        playback.player.startTransmit(self.getAudioMedia(-1))
+        playback.connected = True
+
+    def _has_audio(self) -> bool:
+        info = self.getInfo()  # keep it: iterating a temporary's `.media` reads freed memory (SWIG)
+        for media in info.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                return True
+        return False
+
+    def _stop_playback(self) -> None:
+        playback, self._playback = self._playback, None
+        if playback is None:
+            return
+        if playback.connected:
+            try:
+                playback.player.stopTransmit(self.getAudioMedia(-1))
+            except pj.Error:
+                pass  # the call's media is already gone, and with it the connection
+        self._host.retire(playback.player)
+
+
+def _remote_reason(prm: Any, code: int) -> str:
+    """Why the far end (or the network) ended a call we did not end ourselves."""
+    try:
+        tsx = prm.e.body.tsxState.tsx
+        if tsx.method in ("BYE", "CANCEL") and tsx.role == pj.PJSIP_ROLE_UAS:
+            return "caller_hangup"
+    except Exception:
+        pass
+    if code in (200, 487):
+        return "caller_hangup"
+    return "no_ack" if code == 408 else "failed"

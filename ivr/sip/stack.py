@@ -1,0 +1,156 @@
+"""The pjsua2 endpoint of one worker: library, transports, G.711 codecs and the one local account.
+
+Threading and lifetimes follow /work/shared/PJSUA2_NOTES.md: no pjsip threads (`threadCnt=0`,
+`mainThreadOnly=True`), media on the SIP I/O queue (no media thread), the loop thread pumps
+`libHandleEvents`, and everything created here is released in `close()` in the documented order.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+log = structlog.get_logger()
+
+WHEEL_MAX_CALLS = 4
+"""PJSUA_MAX_CALLS of the pjsua2-python 2.15.1 wheel: `maxCalls` above it is clamped by pjsua."""
+_CODECS = ("PCMU/8000/1", "PCMA/8000/1")
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    """What the endpoint needs from the command line."""
+
+    name: str
+    sip_host: str
+    sip_port: int
+    rtp_port: int
+    rtp_port_count: int
+    media_address: str
+    max_calls: int
+    public_host: str = ""
+
+
+@contextmanager
+def _quiet_output() -> Iterator[None]:
+    """Silence fds 1 and 2 (pjlib prints to stdout before its log level can be set)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+class Account(pj.Account):  # type: ignore[misc]
+    """The local account: takes every INVITE (no registration) and hands it to `on_incoming`."""
+
+    def __init__(self, on_incoming: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._on_incoming = on_incoming
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 (pjsua2 override)
+        try:
+            self._on_incoming(prm)
+        except Exception:
+            log.exception("sip.account.incoming_failed")
+
+
+class Stack:
+    """Owns the endpoint and the account; `pump` blocks in pjsip's poll with the GIL released."""
+
+    def __init__(self, config: StackConfig, on_incoming: Callable[[Any], None]) -> None:
+        self.config = config
+        self.max_calls = min(config.max_calls, WHEEL_MAX_CALLS)
+        if self.max_calls < config.max_calls:
+            log.warning("sip.stack.max_calls_clamped", requested=config.max_calls, used=self.max_calls)
+        self.ep: Any = pj.Endpoint()
+        with _quiet_output():
+            self.ep.libCreate()  # logs a few lines at the default level before libInit can set 0
+        self.account: Account | None = None
+        try:
+            self.ep.libInit(self._ep_config())
+            self.ep.audDevManager().setNullDev()
+            self._codecs()
+            self._transports()
+            self.ep.libStart()
+            self.account = Account(on_incoming)
+            self.account.create(self._account_config())
+        except pj.Error:
+            self.close()
+            raise
+
+    def _ep_config(self) -> Any:
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = self.max_calls
+        cfg.uaConfig.userAgent = "ivr-worker"
+        level = int(os.environ.get("IVR_PJSIP_LOG_LEVEL", "0") or 0)  # debugging aid; 0 in production
+        cfg.logConfig.level = level
+        cfg.logConfig.consoleLevel = level
+        cfg.logConfig.msgLogging = int(level >= 4)
+        cfg.medConfig.threadCnt = 0
+        cfg.medConfig.hasIoqueue = False
+        cfg.medConfig.clockRate = 8000
+        cfg.medConfig.sndClockRate = 8000
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        return cfg
+
+    def _codecs(self) -> None:
+        for codec in self.ep.codecEnum2():
+            wanted = codec.codecId in _CODECS
+            self.ep.codecSetPriority(codec.codecId, 200 - _CODECS.index(codec.codecId) if wanted else 0)
+
+    def _transports(self) -> None:
+        for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+            tcfg = pj.TransportConfig()
+            tcfg.port = self.config.sip_port
+            if self.config.sip_host not in ("", "0.0.0.0"):
+                tcfg.boundAddress = self.config.sip_host
+            if self.config.public_host:
+                tcfg.publicAddress = self.config.public_host
+            self.ep.transportCreate(kind, tcfg)
+
+    def _account_config(self) -> Any:
+        cfg = pj.AccountConfig()
+        host = self.config.public_host or self.config.sip_host
+        cfg.idUri = f"sip:{self.config.name}@{host}:{self.config.sip_port}"
+        cfg.regConfig.registerOnAdd = False
+        media = cfg.mediaConfig.transportConfig
+        media.port = self.config.rtp_port
+        media.portRange = self.config.rtp_port_count
+        media.boundAddress = self.config.media_address
+        media.publicAddress = self.config.media_address
+        cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+        return cfg
+
+    def pump(self, timeout_ms: int) -> None:
+        """Handle SIP/RTP events, blocking up to `timeout_ms` (a keep-alive datagram ends it early)."""
+        self.ep.libHandleEvents(max(0, timeout_ms))
+
+    def hangup_all(self) -> None:
+        self.ep.hangupAllCalls()
+
+    def close(self) -> None:
+        """Release the account, then the library. Calls and players must be gone already."""
+        if self.account is not None:
+            self.account.shutdown()
+            self.account = None
+        self.ep.libDestroy()
+        self.ep = None

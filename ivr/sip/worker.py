@@ -1,0 +1,285 @@
+"""SIP worker process main: one pjsua2 endpoint, <= 4 calls, driven by the controller over a socket.
+
+Theory of operation. The main thread owns pjsua2 and blocks in `libHandleEvents(timeout)` (GIL
+released). Commands arrive on a plain reader thread (`control.ControlLink`) that queues them and wakes
+the poll with a keep-alive datagram to our own SIP port; player end-of-file (pjmedia's thread) comes the
+same way. After each poll the loop drains the queue, then fires its own deadlines (answer timeout,
+maximum call duration, player release). Teardown: on control-socket EOF or SIGTERM.
+
+    python -m ivr.sip.worker --name w000 --control-fd N --sip-host 127.0.0.1 --sip-port 5100 \
+        --rtp-port 20000 --rtp-port-count 40 --media-address 127.0.0.1 --prompts DIR --max-calls 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import queue
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+from ivr import logs
+from ivr.flow import commands, events
+from ivr.sip import control
+from ivr.sip.call import IvrCall
+from ivr.sip.sipmsg import call_offered
+from ivr.sip.stack import Stack, StackConfig
+
+log = structlog.get_logger()
+
+PLAYER_GRACE_S = 1.2
+"""A stopped player is kept this long before release (destroying one near its EOF segfaults)."""
+MAX_BLOCK_MS = 1000
+"""Longest single wait in pjsip's poll when no deadline of ours is nearer."""
+TEARDOWN_WAIT_S = 3.0
+RETRY_AFTER_S = 5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The worker's command line (the controller builds exactly this)."""
+    p = argparse.ArgumentParser(prog="python -m ivr.sip.worker", description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True, help="worker name, prefix of its call ids (w000)")
+    p.add_argument("--control-fd", type=int, required=True, help="inherited stream socket to the controller")
+    p.add_argument("--sip-host", default="127.0.0.1", help="address the SIP transports bind")
+    p.add_argument("--sip-port", type=int, required=True, help="SIP port (UDP and TCP)")
+    p.add_argument("--rtp-port", type=int, required=True, help="first RTP port")
+    p.add_argument("--rtp-port-count", type=int, default=40, help="number of RTP ports from --rtp-port")
+    p.add_argument("--media-address", default="127.0.0.1", help="RTP address (bound and put in SDP)")
+    p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
+    p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
+    p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
+    p.add_argument("--log-level", default="info", type=str.lower,
+                   choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument("--answer-timeout", type=float, default=5.0,
+                   help="seconds to wait for Answer/Reject before replying 503 + Retry-After")
+    p.add_argument("--max-call-duration", type=float, default=4 * 3600.0,
+                   help="seconds after which a call is hung up whatever the controller says")
+    return p.parse_args(argv)
+
+
+class Worker:
+    """The loop thread's state: the stack, the calls (only strong references), deadlines, players."""
+
+    def __init__(self, args: argparse.Namespace, link: control.ControlLink) -> None:
+        self.args = args
+        self.prompts: Path = args.prompts
+        self.link = link
+        self.calls: dict[str, IvrCall] = {}
+        self._answer_by: dict[str, float] = {}
+        self._end_by: dict[str, float] = {}
+        self._retired: deque[tuple[float, Any]] = deque()
+        self._counter = 0
+        self.stopping = False
+        self.stack = Stack(
+            StackConfig(
+                name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
+                rtp_port_count=args.rtp_port_count, media_address=args.media_address,
+                max_calls=args.max_calls, public_host=args.public_host,
+            ),
+            self._on_incoming,
+        )
+
+    # --- CallHost ------------------------------------------------------------------------------------
+
+    def emit(self, call_id: str, event: events.WorkerEvent) -> None:
+        self.link.send(call_id, event)
+
+    def post_eof(self, call_id: str, token: int) -> None:
+        self.link.post(control.PlayerEof(call_id, token))
+
+    def retire(self, player: Any) -> None:
+        self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
+
+    def ended(self, call_id: str) -> None:
+        self.calls.pop(call_id, None)
+        self._answer_by.pop(call_id, None)
+        self._end_by.pop(call_id, None)
+
+    # --- incoming calls ------------------------------------------------------------------------------
+
+    def _on_incoming(self, prm: Any) -> None:
+        self._counter += 1
+        call_id = f"{self.args.name}-{self._counter}"
+        call = IvrCall(self.stack.account, prm.callId, call_id, self)
+        self.calls[call_id] = call
+        now = time.monotonic()
+        self._answer_by[call_id] = now + self.args.answer_timeout
+        self._end_by[call_id] = now + self.args.max_call_duration
+        try:
+            offer = call_offered(str(prm.rdata.srcAddress), str(prm.rdata.wholeMsg))
+        except Exception:
+            log.exception("sip.call.parse_failed", call=call_id)
+            offer = events.CallOffered(source="", caller="", dialed="", sip_call_id="")
+        if self.stopping:
+            call.reject(503, retry_after=RETRY_AFTER_S, why="worker_stopping")
+            return
+        log.info("sip.call.offered", call=call_id, source=offer.source, caller=offer.caller,
+                 dialed=offer.dialed, sip_call_id=offer.sip_call_id)
+        self.emit(call_id, offer)
+
+    # --- commands ------------------------------------------------------------------------------------
+
+    def handle(self, work: control.Work) -> None:
+        match work:
+            case control.ControlClosed():
+                log.info("sip.worker.controller_gone")
+                self.stopping = True
+            case control.PlayerEof(call_id, token):
+                if (call := self.calls.get(call_id)) is not None:
+                    call.player_eof(token)
+            case control.Command(call_id, command):
+                call = self.calls.get(call_id)
+                if call is None:
+                    log.debug("sip.command.unknown_call", call=call_id, type=type(command).__name__)
+                    return
+                try:
+                    self._execute(call, command)
+                except pj.Error as exc:
+                    log.warning("sip.command.failed", call=call_id, type=type(command).__name__,
+                                error=exc.info())
+
+    def _execute(self, call: IvrCall, command: commands.WorkerCommand) -> None:
+        log.debug("sip.command", call=call.call_id, type=type(command).__name__)
+        match command:
+            case commands.Answer():
+                self._answer_by.pop(call.call_id, None)
+                call.answer_call()
+            case commands.Reject(code, reason, retry_after):
+                self._answer_by.pop(call.call_id, None)
+                call.reject(code, reason, retry_after)
+            case commands.Play():
+                call.play(command)
+            case commands.StopPlayback(play_id):
+                call.stop_playback(play_id)
+            case commands.Transfer(queue, uri, headers):
+                log.info("sip.call.transfer", call=call.call_id, queue=queue, uri=uri)
+                call.transfer(uri, headers)
+            case commands.HangUp(reason, code):
+                log.info("sip.call.hangup", call=call.call_id, reason=reason, code=code)
+                self._answer_by.pop(call.call_id, None)
+                call.hang_up(code)
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.emit("", events.WorkerReady(worker=self.args.name, pid=os.getpid(), sip_port=self.args.sip_port,
+                                         max_calls=self.stack.max_calls))
+        log.info("sip.worker.ready", worker=self.args.name, sip_port=self.args.sip_port)
+        while not self.stopping:
+            self.stack.pump(self._block_ms())
+            self._drain()
+            self._fire_deadlines(time.monotonic())
+
+    def _block_ms(self) -> int:
+        deadlines = [*self._answer_by.values(), *self._end_by.values()]
+        if self._retired:
+            deadlines.append(self._retired[0][0])
+        if not deadlines:
+            return MAX_BLOCK_MS
+        return int(min(MAX_BLOCK_MS, max(0.0, min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                work = self.link.work.get_nowait()
+            except queue.Empty:
+                return
+            self.handle(work)
+
+    def _fire_deadlines(self, now: float) -> None:
+        for call_id in [c for c, at in self._answer_by.items() if at <= now]:
+            del self._answer_by[call_id]
+            log.warning("sip.call.answer_timeout", call=call_id)
+            self._safely(call_id, lambda c: c.reject(503, "Service Unavailable", RETRY_AFTER_S, "answer_timeout"))
+        for call_id in [c for c, at in self._end_by.items() if at <= now]:
+            del self._end_by[call_id]
+            log.warning("sip.call.max_duration", call=call_id)
+            self._safely(call_id, lambda c: c.hang_up(480))
+        while self._retired and self._retired[0][0] <= now:
+            self._retired.popleft()
+
+    def _safely(self, call_id: str, action: Callable[[IvrCall], None]) -> None:
+        if (call := self.calls.get(call_id)) is None:
+            return
+        try:
+            action(call)
+        except pj.Error as exc:
+            log.warning("sip.call.action_failed", call=call_id, error=exc.info())
+
+    # --- teardown ------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Hang up every call, wait for DISCONNECTED (bounded), then release players, calls, account, lib."""
+        self.stopping = True
+        self._hang_up_all()
+        self._pump_until(lambda: not self.calls, TEARDOWN_WAIT_S)
+        self._drain()
+        last = max((at for at, _ in self._retired), default=0.0)
+        self._pump_until(lambda: time.monotonic() >= last, PLAYER_GRACE_S + 0.5)
+        self._retired.clear()
+        if self.calls:
+            log.warning("sip.worker.calls_left", calls=list(self.calls))
+        self.calls.clear()
+        self._answer_by.clear()
+        self._end_by.clear()
+        gc.collect()
+        self.stack.close()
+        log.info("sip.worker.stopped")
+
+    def _hang_up_all(self) -> None:
+        # A helper, not a loop in shutdown(): a loop variable would keep the last Call alive past
+        # libDestroy, and its destructor then aborts the process.
+        if not self.calls:
+            return
+        log.info("sip.worker.hangup_all", calls=len(self.calls))
+        for call in self.calls.values():
+            call.end_reason = call.end_reason or "worker_stopping"
+        self.stack.hangup_all()
+
+    def _pump_until(self, done: Callable[[], bool], limit_s: float) -> None:
+        end = time.monotonic() + limit_s
+        while not done() and time.monotonic() < end:
+            self.stack.pump(50)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.configure(args.log_level)
+    structlog.contextvars.bind_contextvars(worker=args.name)
+    waker = control.Waker(args.sip_host, args.sip_port)
+    link = control.ControlLink(args.control_fd, waker)
+    try:
+        worker = Worker(args, link)
+    except pj.Error as exc:
+        log.error("sip.worker.start_failed", error=exc.info())
+        return 1
+
+    def stop(signum: int, frame: Any) -> None:
+        log.info("sip.worker.signal", signal=signum)
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.set_wakeup_fd(waker.fileno(), warn_on_full_buffer=False)
+    link.start()
+    try:
+        worker.run()
+    finally:
+        worker.shutdown()
+        signal.set_wakeup_fd(-1)
+        link.close()
+        waker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
