@@ -38,13 +38,8 @@ import json
 import sys
 import time
 import wave
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ivr.config.model import IvrConfig
 from ivr.errors import ConfigError
@@ -60,6 +55,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.session import CallInfo, FlowSession
+from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
 
 DEFAULT_CONFIG = "config/ivr.yaml"
 KEY_DELAY = 0.5
@@ -67,93 +63,6 @@ KEY_DELAY = 0.5
 MISSING_PROMPT_S = 1.0
 NOTIFY_TRYING_S = 0.05
 NOTIFY_FINAL_S = 0.5
-
-FetchResult = FetchCompleted | FetchFailed
-Fetcher = Callable[[Fetch], Awaitable[FetchResult]]
-
-
-# --- fixtures ------------------------------------------------------------------------------------------
-
-
-class _Fixture(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpFixture(_Fixture):
-    """An offline answer to the fetches it matches (unset match fields match anything)."""
-
-    endpoint: str | None = None
-    method: str | None = None
-    path: str | None = None
-    query: dict[str, str] | None = None
-    status: int = 200
-    body: Any = None
-    delay_ms: float = 0.0
-    fail: Literal["timeout", "connect_error"] | None = None
-
-    def matches(self, cmd: Fetch) -> bool:
-        return ((self.endpoint is None or self.endpoint == cmd.endpoint)
-                and (self.method is None or self.method.upper() == cmd.method)
-                and (self.path is None or self.path == cmd.path)
-                and (self.query is None or self.query == dict(cmd.query)))
-
-    def answer(self, cmd: Fetch) -> FetchResult:
-        if self.fail == "timeout":
-            return FetchFailed(cmd.request_id, "timeout", cmd.budget_s * 1000)
-        if self.fail is not None:
-            return FetchFailed(cmd.request_id, self.fail, self.delay_ms)
-        if self.delay_ms / 1000 > cmd.budget_s:
-            return FetchFailed(cmd.request_id, "timeout", cmd.budget_s * 1000)
-        if not 200 <= self.status < 300:
-            return FetchFailed(cmd.request_id, f"http_{self.status}", self.delay_ms)
-        return FetchCompleted(cmd.request_id, self.status, self.body, self.delay_ms)
-
-
-class TransferFixture(_Fixture):
-    """How a transfer to `transfer` (a queue name) ends: a final SIP code, or no final NOTIFY at all."""
-
-    transfer: str
-    result: int | Literal["no_notify"] = 200
-
-
-@dataclass(frozen=True)
-class Fixtures:
-    http: tuple[HttpFixture, ...] = ()
-    transfers: tuple[TransferFixture, ...] = ()
-
-
-def load_fixtures(path: Path) -> Fixtures:
-    """Read a fixture file; raise ValueError with the reason when it is unreadable or malformed."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a list of fixtures")
-    http: list[HttpFixture] = []
-    transfers: list[TransferFixture] = []
-    for index, item in enumerate(data):
-        try:
-            if isinstance(item, dict) and "transfer" in item:
-                transfers.append(TransferFixture.model_validate(item))
-            else:
-                http.append(HttpFixture.model_validate(item))
-        except ValidationError as exc:
-            raise ValueError(f"{path}: fixture [{index}]: {exc.errors()[0]['msg']}") from None
-    return Fixtures(tuple(http), tuple(transfers))
-
-
-def fixture_fetcher(fixtures: Sequence[HttpFixture]) -> Fetcher:
-    """Answer fetches from fixtures; a request no fixture matches fails with reason "no_fixture"."""
-
-    async def fetch(cmd: Fetch) -> FetchResult:
-        for fixture in fixtures:
-            if fixture.matches(cmd):
-                return fixture.answer(cmd)
-        return FetchFailed(cmd.request_id, "no_fixture", 0.0)
-
-    return fetch
-
 
 # --- the simulation ------------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ivr.simulate import Scenario, SimResult, add_arguments, command, load_fixtures, wav_seconds
+from ivr.sim_fixtures import load_fixtures
+from ivr.simulate import Scenario, SimResult, add_arguments, command, wav_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "ivr.yaml"

@@ -100,13 +100,13 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self._connected:
             self._connected = True
-            log.info("sip.call.connected", call=self.call_id)
+            log.debug("sip.call.connected", call=self.call_id)
             self._host.emit(self.call_id, events.CallConnected())
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self._ended:
             self._ended = True
             self._stop_playback()
             reason = self.end_reason or _remote_reason(prm, info.lastStatusCode)
-            log.info("sip.call.ended", call=self.call_id, reason=reason, code=info.lastStatusCode)
+            log.debug("sip.call.ended", call=self.call_id, reason=reason, code=info.lastStatusCode)
             self._host.emit(self.call_id, events.CallEnded(reason=reason, code=info.lastStatusCode))
             self._host.ended(self.call_id)
 
@@ -122,7 +122,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             digit = str(prm.digit)[:1].upper()
             if self._playback is not None and self._playback.play.interruptible:
                 self._stop_playback()
-            log.info("sip.call.digit", call=self.call_id, digit=digit, method=method)
+            log.debug("sip.call.digit", call=self.call_id, digit=digit, method=method)
             self._host.emit(self.call_id, events.DigitReceived(digit=digit, method=method))
         except Exception:
             log.exception("sip.call.digit_failed", call=self.call_id)
@@ -130,7 +130,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
         try:
             code, final, reason = int(prm.statusCode), bool(prm.finalNotify), str(prm.reason)
-            log.info("sip.call.transfer_progress", call=self.call_id, code=code, final=final)
+            log.debug("sip.call.transfer_progress", call=self.call_id, code=code, final=final)
             self._host.emit(self.call_id, events.TransferProgress(code=code, final=final, reason=reason))
         except Exception:
             log.exception("sip.call.transfer_status_failed", call=self.call_id)

@@ -122,7 +122,7 @@ class Worker:
         if self.stopping:
             call.reject(503, retry_after=RETRY_AFTER_S, why="worker_stopping")
             return
-        log.info("sip.call.offered", call=call_id, source=offer.source, caller=offer.caller,
+        log.debug("sip.call.offered", call=call_id, source=offer.source, caller=offer.caller,
                  dialed=offer.dialed, sip_call_id=offer.sip_call_id)
         self.emit(call_id, offer)
 
@@ -161,10 +161,10 @@ class Worker:
             case commands.StopPlayback(play_id):
                 call.stop_playback(play_id)
             case commands.Transfer(queue, uri, headers):
-                log.info("sip.call.transfer", call=call.call_id, queue=queue, uri=uri)
+                log.debug("sip.call.transfer", call=call.call_id, queue=queue, uri=uri)
                 call.transfer(uri, headers)
             case commands.HangUp(reason, code):
-                log.info("sip.call.hangup", call=call.call_id, reason=reason, code=code)
+                log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
                 call.hang_up(code)
 
