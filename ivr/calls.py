@@ -113,7 +113,7 @@ class CallRouter:
                         info=info, offered_at=now)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))
-        self._execute(call, call.session.start(now))
+        self._run(call, lambda: call.session.start(now))
 
     def _refusal(self, trunk: Trunk | None, offer: events.CallOffered) -> tuple[int, str] | None:
         if self.draining:
@@ -143,7 +143,20 @@ class CallRouter:
     def _feed(self, call: LiveCall, event: events.FlowEvent) -> None:
         if isinstance(event, events.CallConnected):
             self._metrics.observe("ivr_answer_latency_ms", (self._clock() - call.offered_at) * 1000)
-        self._execute(call, call.session.handle(event, self._clock()))
+        self._run(call, lambda: call.session.handle(event, self._clock()))
+
+    def _run(self, call: LiveCall, step: Callable[[], list[commands.FlowCommand]]) -> None:
+        """Run one session transition and carry out its commands. A bug in the engine ends this call (hung
+        up, recorded) instead of escaping into the worker's reader and taking its other calls with it."""
+        try:
+            cmds = step()
+        except Exception:
+            log.exception("call.internal_error", worker=call.worker, call_id=call.call_id)
+            self._metrics.inc("ivr_internal_errors_total")
+            self._send(call.worker, call.call_id, commands.HangUp(reason="internal_error"))
+            self._finish(call, end_reason="internal_error")
+            return
+        self._execute(call, cmds)
 
     def _execute(self, call: LiveCall, cmds: list[commands.FlowCommand]) -> None:
         for cmd in cmds:
@@ -182,9 +195,9 @@ class CallRouter:
         call.timer = None
         call.armed_for = None
         if not call.session.finished:
-            self._execute(call, call.session.handle_timer(self._clock()))
+            self._run(call, lambda: call.session.handle_timer(self._clock()))
 
-    def _finish(self, call: LiveCall) -> None:
+    def _finish(self, call: LiveCall, end_reason: str | None = None) -> None:
         if self.calls.pop((call.worker, call.call_id), None) is None:
             return
         if call.timer is not None:
@@ -192,6 +205,8 @@ class CallRouter:
         for task in call.tasks:
             task.cancel()
         record = call.session.record()
+        if end_reason is not None:
+            record["end_reason"] = end_reason
         ended = self._clock()
         self._metrics.set("ivr_calls_active", len(self.calls))
         outcome = record.get("outcome") or {}

@@ -1,0 +1,118 @@
+"""The call router without SIP: admission (trunks, numbers, drain), the front's trunk header, lost workers,
+and a bug in one call's session staying inside that call. Commands are captured; the clock is ours."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ivr.calls import CallRouter
+from ivr.config.load import load_config
+from ivr.flow import commands, events
+from ivr.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Fetcher:
+    async def fetch(self, cmd: commands.Fetch) -> events.FetchCompleted | events.FetchFailed:
+        return events.FetchFailed(cmd.request_id, "connect_error", 1.0)
+
+
+@pytest.fixture
+def sent() -> list[tuple[str, str, Any]]:
+    return []
+
+
+def make_router(sent: list[tuple[str, str, Any]], front_hosts: frozenset[str] = frozenset()) -> CallRouter:
+    config = load_config(ROOT / "config" / "ivr.yaml").config
+    return CallRouter(config, lambda w, c, m: sent.append((w, c, m)), Fetcher(), Metrics(), front_hosts=front_hosts,
+                      clock=lambda: 1_800_000_000.0)
+
+
+def offer(source: str = "127.0.0.1:5070", dialed: str = "100", headers: tuple[tuple[str, str], ...] = ()
+          ) -> events.CallOffered:
+    return events.CallOffered(source=source, caller="+15551000001", dialed=dialed, sip_call_id="sip-1",
+                              headers=headers)
+
+
+async def test_a_trunk_call_is_answered(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    router.on_event("w000", "c1", offer())
+    assert sent == [("w000", "c1", commands.Answer())]
+    assert ("w000", "c1") in router.calls
+
+
+async def test_an_address_that_is_no_trunk_gets_403(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    with capture_logs() as logs:
+        router.on_event("w000", "c1", offer(source="192.0.2.7:5060"))
+    assert sent == [("w000", "c1", commands.Reject(403, "Forbidden"))]
+    assert logs[0]["event"] == "call.rejected" and logs[0]["source"] == "192.0.2.7:5060"
+
+
+async def test_the_trunk_header_is_trusted_only_from_the_front(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent, front_hosts=frozenset({"10.0.0.5"}))
+    router.on_event("w000", "c1", offer(source="10.0.0.5:5060", headers=(("X-IVR-Trunk", "demo"),)))
+    router.on_event("w000", "c2", offer(source="192.0.2.7:5060", headers=(("X-IVR-Trunk", "demo"),)))
+    router.on_event("w000", "c3", offer(source="10.0.0.5:5060", headers=(("X-IVR-Trunk", "nope"),)))
+    assert [m for _, _, m in sent] == [commands.Answer(), commands.Reject(403, "Forbidden"),
+                                       commands.Reject(403, "Forbidden")]
+
+
+async def test_draining_refuses_new_calls_with_503_and_retry_after(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    router.draining = True
+    router.on_event("w000", "c1", offer())
+    assert sent == [("w000", "c1", commands.Reject(503, "Service Unavailable", retry_after=30))]
+
+
+async def test_an_unknown_number_without_catch_all_gets_404(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    numbers = {k: v for k, v in router.config.numbers.items() if k != "*"}
+    router.config = router.config.model_copy(update={"numbers": numbers})
+    router.on_event("w000", "c1", offer(dialed="999"))
+    assert sent == [("w000", "c1", commands.Reject(404, "Not Found"))]
+
+
+async def test_a_lost_worker_ends_its_calls_with_one_record_each(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    router.on_event("w000", "c1", offer())
+    router.on_event("w001", "c2", offer())
+    with capture_logs() as logs:
+        router.on_worker_lost("w000")
+    ended = [e for e in logs if e["event"] == "call.ended"]
+    assert [(e["call_id"], e["end_reason"]) for e in ended] == [("c1", "worker_lost")]
+    assert list(router.calls) == [("w001", "c2")]
+
+
+async def test_a_bug_in_one_session_ends_only_that_call(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    router.on_event("w000", "c1", offer())
+    router.on_event("w000", "c2", offer())
+
+    def broken(event: object, now: float) -> list[commands.FlowCommand]:
+        raise RuntimeError("bug")
+
+    router.calls[("w000", "c1")].session.handle = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        router.on_event("w000", "c1", events.CallConnected())
+    assert ("w000", "c1", commands.HangUp(reason="internal_error")) in sent
+    assert [e["end_reason"] for e in logs if e["event"] == "call.ended"] == ["internal_error"]
+    assert list(router.calls) == [("w000", "c2")]
+
+
+async def test_a_failing_fetch_routes_the_call_on_and_the_record_says_why(sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    router.on_event("w000", "c1", offer())
+    router.on_event("w000", "c1", events.CallConnected())
+    play = next(m for _, _, m in sent if isinstance(m, commands.Play))
+    router.on_event("w000", "c1", events.PlaybackFinished(play.play_id))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    transfer = next(m for _, _, m in sent if isinstance(m, commands.Transfer))
+    assert transfer.queue == "default"
