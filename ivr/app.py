@@ -2,7 +2,8 @@
 
 Start order: demo CRM -> HTTP client -> workers (each says WorkerReady) -> front -> admin. SIGTERM/SIGINT
 drains: new INVITEs get 503 + Retry-After, live calls may finish until `sip.drain_timeout`, the rest are
-hung up, then everything stops in reverse order (workers release pjsua2 in its documented order).
+hung up, then everything stops in reverse order (workers release pjsua2 in its documented order). SIGHUP
+reloads the config for new calls (`config/diff.py` says which sections can change without a restart).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp import web
 from ivr import logs
 from ivr.admin import make_app
 from ivr.calls import CallRouter
+from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError
@@ -91,16 +93,34 @@ class Server:
             if mode == "managed":
                 await stack.enter_async_context(self._front())
             await stack.enter_async_context(self._admin(router, pool, http))
-            self._install_signals()
+            self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
                      calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path))
             await self._stop.wait()
             await self._drain(router)
 
-    def _install_signals(self) -> None:
+    def _install_signals(self, router: CallRouter) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload, router)
+
+    def _reload(self, router: CallRouter) -> None:
+        """SIGHUP: re-read the config file; apply it to new calls only if it is valid and changes nothing
+        that needs a restart. All or nothing: a rejected reload leaves the running config untouched."""
+        try:
+            loaded = load_config(self.loaded.path)
+        except ConfigError as exc:
+            log.error("config.reload_rejected", reason="invalid", issues=[str(i) for i in exc.issues])
+            return
+        old = self.loaded.config
+        blocked = restart_needed(old, loaded.config)
+        if blocked:
+            log.error("config.reload_rejected", reason="restart_needed", sections=blocked)
+            return
+        router.reconfigure(loaded.config)
+        self.loaded = loaded
+        log.info("config.reloaded", changed=changed_sections(old, loaded.config), live_calls=len(router.calls))
 
     async def _drain(self, router: CallRouter) -> None:
         router.draining = True

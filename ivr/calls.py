@@ -50,7 +50,6 @@ class CallRouter:
 
     def __init__(self, config: IvrConfig, send: Send, fetcher: Fetcher, metrics: Metrics, *,
                  front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time) -> None:
-        self.config = config
         self.draining = False
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self._send = send
@@ -58,6 +57,11 @@ class CallRouter:
         self._metrics = metrics
         self._front_hosts = front_hosts
         self._clock = clock
+        self.reconfigure(config)
+
+    def reconfigure(self, config: IvrConfig) -> None:
+        """New calls use `config`; live calls keep the config their session started with."""
+        self.config = config
         self._networks = [(ipaddress.ip_network(src, strict=False), t) for t in config.trunks for src in t.sources]
 
     # --- events from workers ---------------------------------------------------------------------

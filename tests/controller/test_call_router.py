@@ -74,7 +74,7 @@ async def test_draining_refuses_new_calls_with_503_and_retry_after(sent: list[tu
 async def test_an_unknown_number_without_catch_all_gets_404(sent: list[tuple[str, str, Any]]) -> None:
     router = make_router(sent)
     numbers = {k: v for k, v in router.config.numbers.items() if k != "*"}
-    router.config = router.config.model_copy(update={"numbers": numbers})
+    router.reconfigure(router.config.model_copy(update={"numbers": numbers}))
     router.on_event("w000", "c1", offer(dialed="999"))
     assert sent == [("w000", "c1", commands.Reject(404, "Not Found"))]
 

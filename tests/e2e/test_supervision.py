@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import QUEUE_HOST, e2e_config, start_server
 from ivrkit import IvrServer
 from sippkit import SippRun, collect, sipp
@@ -83,3 +84,33 @@ def test_sigterm_drains_new_calls_get_503_and_live_calls_finish(tmp_path: Path) 
     assert server.call_ended("draining-")["end_reason"] == "caller_hangup"
     assert server.proc.wait(timeout=30) == 0
     assert server.events("ivr.stopping")[0]["live_calls"] == 0
+
+
+def test_sighup_reloads_flows_for_new_calls_and_rejects_unsafe_changes(tmp_path: Path) -> None:
+    server = start_server(e2e_config(), tmp_path / "srv")
+    path = server.workdir / "ivr.yaml"
+    try:
+        assert server.proc is not None
+        server.config["numbers"]["600"] = "menu"
+        path.write_text(yaml.safe_dump(server.config, sort_keys=False))
+        server.proc.send_signal(signal.SIGHUP)
+        assert server.wait_for(lambda e: e.get("event") == "config.reloaded")["changed"] == ["numbers"]
+        run = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="reloaded", workdir=tmp_path,
+                   variables={"caller": "+15553000005", "digits": "2", "expected_refer": f"sip:support@{QUEUE_HOST}"})
+        assert isinstance(run, SippRun) and run.returncode == 0, run
+
+        path.write_text(path.read_text() + "\nbogus_section: 1\n")
+        server.proc.send_signal(signal.SIGHUP)
+        bad = server.wait_for(lambda e: e.get("event") == "config.reload_rejected")
+        assert bad["reason"] == "invalid" and any("bogus_section" in i for i in bad["issues"])
+
+        server.config["sip"]["retry_after"] = 99
+        path.write_text(yaml.safe_dump(server.config, sort_keys=False))
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for(lambda e: e.get("event") == "config.reload_rejected" and e.get("reason") == "restart_needed")
+        assert server.events("config.reload_rejected")[-1]["sections"] == ["sip"]
+        run = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="still", workdir=tmp_path,
+                   variables={"caller": "+15553000005", "digits": "1", "expected_refer": f"sip:sales@{QUEUE_HOST}"})
+        assert isinstance(run, SippRun) and run.returncode == 0, run
+    finally:
+        server.stop()
