@@ -37,7 +37,6 @@ import itertools
 import json
 import sys
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +54,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.session import CallInfo, FlowSession
+from ivr.prompts import wav_seconds
 from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
 
 DEFAULT_CONFIG = "config/ivr.yaml"
@@ -255,18 +255,8 @@ class _Simulator:
 
     def _duration(self, prompt: str) -> float:
         if prompt not in self.durations:
-            self.durations[prompt] = wav_seconds(self.s.prompts_dir / f"{prompt}.wav")
+            self.durations[prompt] = wav_seconds(self.s.prompts_dir / f"{prompt}.wav", MISSING_PROMPT_S)
         return self.durations[prompt]
-
-
-def wav_seconds(path: Path) -> float:
-    """The playing time of a WAV file from its header; MISSING_PROMPT_S when it cannot be read."""
-    try:
-        with wave.open(str(path), "rb") as wav:
-            rate = wav.getframerate()
-            return wav.getnframes() / rate if rate else MISSING_PROMPT_S
-    except (OSError, EOFError, wave.Error):
-        return MISSING_PROMPT_S
 
 
 async def simulate(scenario: Scenario, fetcher: Fetcher) -> SimResult:

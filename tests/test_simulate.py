@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from ivr.prompts import wav_seconds
 from ivr.sim_fixtures import load_fixtures
-from ivr.simulate import Scenario, SimResult, add_arguments, command, wav_seconds
+from ivr.simulate import Scenario, SimResult, add_arguments, command
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "ivr.yaml"

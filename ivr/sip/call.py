@@ -15,11 +15,14 @@ import pjsua2 as pj
 import structlog
 
 from ivr.flow import commands, events
+from ivr.prompts import wav_seconds
 
 log = structlog.get_logger()
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!%'*+.^_`|~-]+$")
 _DTMF_INFO = getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1)
+PLAY_GRACE_S = 3.0
+"""How long past its files' playing time a playback may run before it is finished regardless."""
 
 
 class CallHost(Protocol):
@@ -32,6 +35,8 @@ class CallHost(Protocol):
     def post_eof(self, call_id: str, token: int) -> None: ...
 
     def retire(self, player: Any) -> None: ...
+
+    def watch_play(self, call_id: str, token: int, seconds: float) -> None: ...
 
     def ended(self, call_id: str) -> None: ...
 
@@ -194,10 +199,19 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             return
         self._playback = _Playback(play, player, self._tokens)
         self._connect_playback()
+        if not play.loop:  # a lost end-of-file (or media that never comes up) must not leave the flow waiting
+            seconds = sum(wav_seconds(Path(f)) for f in files)
+            self._host.watch_play(self.call_id, self._tokens, seconds + PLAY_GRACE_S)
 
     def stop_playback(self, play_id: int) -> None:
         if self._playback is not None and self._playback.play.play_id == play_id:
             self._stop_playback()
+
+    def play_overdue(self, token: int) -> None:
+        """The playback `token` should have ended by now: finish it as if its end-of-file had come."""
+        if self._playback is not None and self._playback.token == token:
+            log.warning("sip.play.overdue", call=self.call_id, play_id=self._playback.play.play_id)
+            self.player_eof(token)
 
     def player_eof(self, token: int) -> None:
         """The player `token` reached its end (delivered on the loop thread)."""

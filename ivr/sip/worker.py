@@ -76,6 +76,7 @@ class Worker:
         self.calls: dict[str, IvrCall] = {}
         self._answer_by: dict[str, float] = {}
         self._end_by: dict[str, float] = {}
+        self._play_by: dict[str, tuple[float, int]] = {}
         self._retired: deque[tuple[float, Any]] = deque()
         self._counter = 0
         self.stopping = False
@@ -96,6 +97,9 @@ class Worker:
     def post_eof(self, call_id: str, token: int) -> None:
         self.link.post(control.PlayerEof(call_id, token))
 
+    def watch_play(self, call_id: str, token: int, seconds: float) -> None:
+        self._play_by[call_id] = (time.monotonic() + seconds, token)
+
     def retire(self, player: Any) -> None:
         self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
 
@@ -103,6 +107,7 @@ class Worker:
         self.calls.pop(call_id, None)
         self._answer_by.pop(call_id, None)
         self._end_by.pop(call_id, None)
+        self._play_by.pop(call_id, None)
 
     # --- incoming calls ------------------------------------------------------------------------------
 
@@ -180,7 +185,7 @@ class Worker:
             self._fire_deadlines(time.monotonic())
 
     def _block_ms(self) -> int:
-        deadlines = [*self._answer_by.values(), *self._end_by.values()]
+        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values())]
         if self._retired:
             deadlines.append(self._retired[0][0])
         if not deadlines:
@@ -204,6 +209,9 @@ class Worker:
             del self._end_by[call_id]
             log.warning("sip.call.max_duration", call=call_id)
             self._safely(call_id, lambda c: c.hang_up(480))
+        for call_id, (_, token) in [(c, v) for c, v in self._play_by.items() if v[0] <= now]:
+            del self._play_by[call_id]
+            self._safely(call_id, lambda c, t=token: c.play_overdue(t))  # type: ignore[misc]
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 
