@@ -58,7 +58,7 @@ def test_repeated_digits_by_rfc4733_are_each_counted(server: IvrServer, workdir:
 
 
 def test_invalid_input_exhausts_the_menu_and_hangs_up(server: IvrServer, workdir: Path) -> None:
-    run = call(server, "no_input.xml", workdir, "invalid", service="300", digits="999")
+    run = call(server, "invalid_input.xml", workdir, "invalid", service="300", digits="999")
     assert run.returncode == 0, run.describe()
     line = server.call_ended("invalid-", timeout=90)
     assert line["outcome"] == {"hangup": "menu_exhausted"}
