@@ -31,7 +31,7 @@ KAMAILIO = "/usr/sbin/kamailio"
 
 def need_tools() -> None:
     if shutil.which("sipp") is None or not Path(KAMAILIO).exists():
-        pytest.skip("sipp or kamailio not installed")
+        pytest.fail("sipp or kamailio not installed: scripts/bootstrap installs them")
 
 
 def make_config(workers: int = 3, calls_per_worker: int = 2, *, listen_port: int = FRONT_PORT,

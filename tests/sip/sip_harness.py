@@ -159,7 +159,7 @@ def sipp(
 ) -> subprocess.CompletedProcess[str]:
     """Run a SIPp scenario against the worker (127.0.0.1 only) and wait for it, bounded."""
     if shutil.which("sipp") is None:
-        pytest.skip("sipp not installed")
+        pytest.fail("sipp not installed: scripts/bootstrap installs Debian's sip-tester")
     argv = [
         "sipp", f"{HOST}:{worker.ports.sip}", "-sf", str(SCENARIOS / scenario), "-i", HOST,
         "-p", str(worker.ports.sipp), "-mi", HOST, "-mp", str(worker.ports.sipp_media), "-t", transport,
