@@ -25,7 +25,7 @@ from ivr.calls import CallRouter
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, IvrError
 from ivr.metrics import Metrics
 from ivr.workers import WorkerPool, worker_specs
 
@@ -51,8 +51,8 @@ def command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level or logging_cfg.level, logging_cfg.format)
     try:
         asyncio.run(Server(loaded, run_dir=Path(args.run_dir), log_level=args.log_level or logging_cfg.level).run())
-    except RuntimeError as exc:
-        log.error("ivr.start_failed", error=str(exc))
+    except (RuntimeError, IvrError, OSError) as exc:  # start-up: workers not ready, front or a port unavailable
+        log.error("ivr.start_failed", error=str(exc), kind=type(exc).__name__)
         return 1
     return 0
 
