@@ -238,7 +238,7 @@ class KamailioProcess:
     def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
                  stop_timeout: float = 5.0) -> None:
         self._config = config
-        self._run_dir = run_dir
+        self._run_dir = run_dir.resolve()  # kamailio runs with its cwd there: relative paths would double
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._proc: asyncio.subprocess.Process | None = None

@@ -56,3 +56,15 @@ async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     config = make_config(workers=1, listen_port=PORT + 2, front={"kamailio": str(tmp_path / "no-kamailio")})
     with pytest.raises(FrontError, match="cannot start"):
         await KamailioProcess(config, tmp_path).start()
+
+
+async def test_a_relative_run_dir_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ivr run --run-dir run` (the default) hands a relative path; Kamailio runs with its cwd inside it."""
+    need_tools()
+    monkeypatch.chdir(tmp_path)
+    process = KamailioProcess(make_config(workers=2, listen_port=PORT + 2), Path("run") / "front")
+    await process.start()
+    try:
+        assert process.running
+    finally:
+        await process.stop()
