@@ -3,7 +3,8 @@ so Kamailio's own `$var` syntax passes through untouched).
 
 Theory of operation, in the order a request meets it:
 1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
-2. Outside requests: pike flood ban and scanner User-Agents are dropped silently; Max-Forwards (483);
+2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
+   Max-Forwards (483);
    sanity (400 and friends); any X-IVR-* header is removed.
 3. CANCEL, retransmissions, in-dialog requests (loose_route, both ways; BYE/CANCEL release the call's load).
 4. OPTIONS to the front: 200. INVITE: source must be a trunk (permissions address file; tag = trunk
@@ -136,7 +137,8 @@ request_route {
 }
 
 route[OUTSIDE] {
-\tif (!pike_check_req()) {
+\t# A trunk carries every caller of its provider from one address: pike would ban it at a few calls/s.
+\tif (!allow_source_address("1") && !pike_check_req()) {
 \t\texit;
 \t}
 %%{ua_check}

@@ -105,6 +105,13 @@ async def test_pike_bans_a_flooding_source(front: StartFront) -> None:
     assert sip_request("OPTIONS") is not None  # other sources are not affected
 
 
+async def test_pike_never_bans_a_trunk(front: StartFront) -> None:
+    """A trunk carries all its provider's callers from one address: it is exempt from flood bans."""
+    await front(front={"pike": {"sampling_time": 2, "reqs_density": 5, "remove_latency": 5}})
+    answers = [sip_request("OPTIONS", wait=0.3) for _ in range(15)]  # 127.0.0.1 is the demo trunk
+    assert all(answer is not None for answer in answers)
+
+
 async def test_a_trunk_with_registration_registers_with_the_front_as_contact(front: StartFront,
                                                                             tmp_path: Path) -> None:
     trace = tmp_path / "registrar.msg"
