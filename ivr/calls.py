@@ -82,7 +82,7 @@ class CallRouter:
     def on_worker_lost(self, worker: str) -> None:
         """The worker's link dropped: its calls are over, recorded as lost."""
         lost = [c for (w, _), c in self.calls.items() if w == worker]
-        self._metrics.inc("ivr_worker_restarts_total", worker=worker)
+        self._metrics.inc("ivr_worker_exits_total", worker=worker)
         for call in lost:
             self._feed(call, events.CallEnded(reason="worker_lost"))
         if lost:
@@ -97,7 +97,8 @@ class CallRouter:
     def _offer(self, worker: str, call_id: str, offer: events.CallOffered) -> None:
         self._metrics.inc("ivr_calls_offered_total")
         trunk = self._trunk_for(offer)
-        refusal = self._refusal(trunk, offer)
+        flow = self.config.flow_for(offer.dialed)
+        refusal = self._refusal(trunk, flow)
         if refusal is not None:
             code, reason = refusal
             retry = self.config.sip.retry_after if code == 503 else 0
@@ -107,9 +108,7 @@ class CallRouter:
                         source=offer.source, caller=offer.caller, dialed=offer.dialed,
                         trunk=trunk.name if trunk else None, sip_call_id=offer.sip_call_id)
             return
-        assert trunk is not None
-        flow = self.config.flow_for(offer.dialed)
-        assert flow is not None
+        assert trunk is not None and flow is not None  # _refusal says why not otherwise
         now = self._clock()
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
                         sip_call_id=offer.sip_call_id)
@@ -119,12 +118,12 @@ class CallRouter:
         self._metrics.set("ivr_calls_active", len(self.calls))
         self._run(call, lambda: call.session.start(now))
 
-    def _refusal(self, trunk: Trunk | None, offer: events.CallOffered) -> tuple[int, str] | None:
+    def _refusal(self, trunk: Trunk | None, flow: str | None) -> tuple[int, str] | None:
         if self.draining:
             return 503, "Service Unavailable"
         if trunk is None:
             return 403, "Forbidden"
-        if self.config.flow_for(offer.dialed) is None:
+        if flow is None:
             return 404, "Not Found"
         return None
 
