@@ -101,3 +101,16 @@ def test_a_module_that_does_not_exist_yet_is_not_available(monkeypatch: pytest.M
     assert cli.main(["later", "--anything"]) == 2
     assert capsys.readouterr().err == "ivr later: not available yet\n"
     assert cli.main(["check", str(REPO / FIXTURES / "good/minimal.yaml")]) == 0
+
+
+def test_every_config_field_is_described_in_the_schema() -> None:
+    """House rule 12: field descriptions are the operators' documentation."""
+    import json
+
+    from ivr.config.model import IvrConfig
+
+    schema = IvrConfig.model_json_schema()
+    missing = [f"{model}.{name}" for model, node in schema["$defs"].items()
+               for name, prop in node.get("properties", {}).items() if "description" not in prop]
+    missing += [name for name, prop in schema["properties"].items() if "description" not in prop]
+    assert missing == [], json.dumps(missing)

@@ -18,7 +18,7 @@ class StepBase(Strict):
 
 
 class PlayStep(StepBase):
-    type: Literal["play"]
+    type: Literal["play"] = Field(description="Step kind: play.")
     prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts played in order.")
     interruptible: bool = Field(True, description="A digit stops the prompt; the digit is kept for the "
                                 "next menu or gather (type-ahead).")
@@ -26,7 +26,7 @@ class PlayStep(StepBase):
 
 
 class MenuStep(StepBase):
-    type: Literal["menu"]
+    type: Literal["menu"] = Field(description="Step kind: menu.")
     prompts: tuple[PromptName, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
     options: dict[Digit, Name] = Field(min_length=1, description="Digit -> step id.")
     timeout: Duration = Field(5.0, gt=0, description="Wait for a digit after the prompts end.")
@@ -38,7 +38,7 @@ class MenuStep(StepBase):
 
 
 class GatherStep(StepBase):
-    type: Literal["gather"]
+    type: Literal["gather"] = Field(description="Step kind: gather.")
     prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts asking for the digits.")
     variable: Name = Field(description="Variable that receives the digits (terminator excluded).")
     min_digits: int = Field(1, ge=1, le=64, description="Fewest digits accepted.")
@@ -72,7 +72,7 @@ class Filler(Strict):
 
 
 class FetchStep(StepBase):
-    type: Literal["fetch"]
+    type: Literal["fetch"] = Field(description="Step kind: fetch.")
     endpoint: Name = Field(description="A key of `http`.")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field("GET", description="HTTP method.")
     path: str = Field(description="Path template appended to the endpoint's base URL, e.g. "
@@ -136,27 +136,27 @@ class BranchCase(Strict):
 
 
 class BranchStep(StepBase):
-    type: Literal["branch"]
+    type: Literal["branch"] = Field(description="Step kind: branch.")
     cases: tuple[BranchCase, ...] = Field(min_length=1, description="Tested in order; the first that "
                                           "holds wins.")
     default: Name = Field(description="Step taken when no case holds.")
 
 
 class HoursStep(StepBase):
-    type: Literal["hours"]
+    type: Literal["hours"] = Field(description="Step kind: hours.")
     schedule: Name = Field(description="A key of `schedules`.")
     open: Name = Field(description="Step taken during opening hours.")
     closed: Name = Field(description="Step taken outside them, on holidays and closed dates.")
 
 
 class SetStep(StepBase):
-    type: Literal["set"]
+    type: Literal["set"] = Field(description="Step kind: set.")
     values: dict[Name, str] = Field(min_length=1, description="Variable -> template.")
     next: Name | None = Field(None, description="Next step; default: the following step.")
 
 
 class TransferStep(StepBase):
-    type: Literal["transfer"]
+    type: Literal["transfer"] = Field(description="Step kind: transfer.")
     queue: Name = Field(description="A key of `queues`: the only place a transfer target comes from.")
     notify_timeout: Duration = Field(10.0, gt=0, description="The transfer fails if no final NOTIFY "
                                      "arrives by then.")
@@ -165,13 +165,13 @@ class TransferStep(StepBase):
 
 
 class HangupStep(StepBase):
-    type: Literal["hangup"]
+    type: Literal["hangup"] = Field(description="Step kind: hangup.")
     prompts: tuple[PromptName, ...] = Field((), description="Played (not interruptible) before hanging up.")
     reason: str = Field("flow_hangup", description="End reason recorded in the call's log line.")
 
 
 class GotoStep(StepBase):
-    type: Literal["goto"]
+    type: Literal["goto"] = Field(description="Step kind: goto.")
     step: Name | None = Field(None, description="A step of the same flow.")
     flow: Name | None = Field(None, description="Another flow, entered at its first step.")
 
