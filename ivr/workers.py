@@ -37,7 +37,6 @@ class WorkerSpec:
     sip_port: int
     rtp_port: int
     rtp_port_count: int
-    public_host: str | None
 
 
 def worker_specs(sip: SipConfig, single: bool) -> list[WorkerSpec]:
@@ -47,7 +46,7 @@ def worker_specs(sip: SipConfig, single: bool) -> list[WorkerSpec]:
         host, port = (sip.listen_host, sip.listen_port) if single else (sip.worker_host, sip.worker_base_port + i)
         specs.append(WorkerSpec(name=f"w{i:03d}", sip_host=host, sip_port=port,
                                 rtp_port=sip.rtp_port_start + i * sip.rtp_ports_per_worker,
-                                rtp_port_count=sip.rtp_ports_per_worker, public_host=None))
+                                rtp_port_count=sip.rtp_ports_per_worker))
     return specs
 
 
@@ -188,6 +187,4 @@ class WorkerPool:
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
                "--max-calls", str(self._calls), "--log-level", self._log_level,
                "--answer-timeout", str(self._sip.answer_timeout)]
-        if spec.public_host:
-            cmd += ["--public-host", spec.public_host]
         return cmd
