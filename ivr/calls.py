@@ -24,6 +24,8 @@ from ivr.metrics import Metrics
 log = structlog.get_logger()
 
 TRUNK_HEADER = "X-IVR-Trunk"
+HANGUP_CONFIRM_S = 40.0
+"""How long after HangUp the worker may take to report CallEnded (a BYE transaction times out after 32 s)."""
 
 
 class Fetcher(Protocol):
@@ -42,6 +44,8 @@ class LiveCall:
     offered_at: float
     timer: asyncio.TimerHandle | None = None
     armed_for: float | None = None
+    awaiting_end: bool = False
+    """The session hung up; the timer now bounds the wait for the worker's CallEnded."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -183,22 +187,31 @@ class CallRouter:
             self._feed(call, result)
 
     def _arm(self, call: LiveCall) -> None:
+        """One timer per call, for the session's deadline. A session without one has hung up and waits for the
+        worker's CallEnded: that wait is bounded too, so a wedged worker cannot keep a call (or lose its record)."""
         deadline = call.session.deadline
-        if deadline == call.armed_for:
+        if deadline is None:
+            if call.awaiting_end:
+                return
+            call.awaiting_end = True
+            deadline = self._clock() + HANGUP_CONFIRM_S
+        elif deadline == call.armed_for:
             return
         if call.timer is not None:
             call.timer.cancel()
-            call.timer = None
         call.armed_for = deadline
-        if deadline is not None:
-            delay = max(0.0, deadline - self._clock())
-            call.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, call)
+        call.timer = asyncio.get_running_loop().call_later(max(0.0, deadline - self._clock()), self._on_timer, call)
 
     def _on_timer(self, call: LiveCall) -> None:
         call.timer = None
         call.armed_for = None
-        if not call.session.finished:
-            self._run(call, lambda: call.session.handle_timer(self._clock()))
+        if call.session.finished:
+            return
+        if call.session.deadline is None:
+            log.error("call.hangup_unconfirmed", worker=call.worker, call_id=call.call_id, waited_s=HANGUP_CONFIRM_S)
+            self._finish(call, end_reason="hangup_unconfirmed")
+            return
+        self._run(call, lambda: call.session.handle_timer(self._clock()))
 
     def _finish(self, call: LiveCall, end_reason: str | None = None) -> None:
         if self.calls.pop((call.worker, call.call_id), None) is None:

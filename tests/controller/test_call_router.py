@@ -116,3 +116,22 @@ async def test_a_failing_fetch_routes_the_call_on_and_the_record_says_why(sent: 
         await asyncio.sleep(0)
     transfer = next(m for _, _, m in sent if isinstance(m, commands.Transfer))
     assert transfer.queue == "default"
+
+
+async def test_a_hang_up_the_worker_never_confirms_is_still_recorded(sent: list[tuple[str, str, Any]],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ivr.calls
+    from ivr.config.steps import Flow, HangupStep
+
+    monkeypatch.setattr(ivr.calls, "HANGUP_CONFIRM_S", 0.05)
+    router = make_router(sent)
+    bye = Flow(steps=(HangupStep(id="bye", type="hangup", reason="test"),))
+    router.reconfigure(router.config.model_copy(update={"flows": {**router.config.flows, "bye": bye},
+                                                        "numbers": {**router.config.numbers, "999": "bye"}}))
+    router.on_event("w000", "c1", offer(dialed="999"))
+    router.on_event("w000", "c1", events.CallConnected())
+    assert sent[-1] == ("w000", "c1", commands.HangUp(reason="test"))
+    with capture_logs() as logs:
+        await asyncio.sleep(0.3)  # the worker never sends CallEnded
+    assert [e["end_reason"] for e in logs if e["event"] == "call.ended"] == ["hangup_unconfirmed"]
+    assert router.calls == {}
