@@ -383,7 +383,17 @@ def _prompt_files(prompts_dir: Path) -> _Check:
 def _demo_crm_file(root: Path) -> _Check:
     def check(ctx: _Ctx) -> None:
         demo = ctx.config.demo_crm
-        if demo.enabled and not (root / demo.customers).is_file():
+        if not demo.enabled:
+            return
+        if not (root / demo.customers).is_file():
             ctx.error(("demo_crm", "customers"), f"demo CRM customers file not found: {demo.customers}")
+            return
+        from ivr.democrm import CustomerDataError, load_customers  # aiohttp: only when the demo CRM is on
+
+        try:
+            load_customers(root / demo.customers)
+        except CustomerDataError as exc:
+            problems = str(exc).removeprefix(f"{root / demo.customers}: ")
+            ctx.error(("demo_crm", "customers"), f"demo CRM customers file {demo.customers} unusable: {problems}")
 
     return check
