@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import QUEUE_HOST, e2e_config, start_server
-from ivrkit import IvrServer
+from ivrkit import IVR, ROOT, IvrServer
 from sippkit import SippRun, sipp
 
 pytestmark = pytest.mark.sip
@@ -91,3 +92,28 @@ def test_scanner_user_agent_gets_no_answer_and_reaches_no_worker(fronted: IvrSer
         with pytest.raises(TimeoutError):
             sock.recvfrom(4096)
     assert not [e for e in fronted.lines if "scanner-1" in str(e.get("sip_call_id"))]
+
+
+def test_external_front_rendered_by_ivr_front_render(tmp_path: Path) -> None:
+    """front.mode external (docker-compose): `ivr run` starts only the workers; an operator's Kamailio runs
+    the cfg that `ivr front render` wrote, and calls flow through it."""
+    cfg = e2e_config(workers=2)
+    cfg["front"] = {"mode": "external"}
+    server = start_server(cfg, tmp_path / "srv")
+    try:
+        assert server.wait_for(lambda e: e.get("event") == "ivr.ready")["front"] == "external"
+        out = tmp_path / "front"
+        rendered = subprocess.run([*IVR, "front", "render", str(server.workdir / "ivr.yaml"), "--out", str(out)],
+                                  capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert rendered.returncode == 0, rendered.stderr
+        kamailio = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(out / "kamailio.cfg")], cwd=out,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(1.0)
+            lines = gold_calls(server, tmp_path, "external", 2)
+            assert all(line["trunk"] == "demo" for line in lines)
+        finally:
+            os.killpg(kamailio.pid, signal.SIGTERM)
+            kamailio.wait(timeout=10)
+    finally:
+        server.stop()
