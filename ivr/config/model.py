@@ -69,6 +69,10 @@ class FrontConfig(Strict):
         "with `ivr front render`. none: no front (single worker on the public address).")
     kamailio: str = Field("/usr/sbin/kamailio", description="Path to the kamailio binary (managed mode).")
     children: int = Field(2, ge=1, le=64, description="Kamailio UDP receiver processes.")
+    shared_memory_mb: int = Field(256, ge=32, le=8192, description="Kamailio shared memory (-m). Transactions "
+                                  "drive it, not call slots: each holds ~8 kB for ~5 s after it completes, and a "
+                                  "call with digits by SIP INFO makes a dozen. 64 MB ran out at 50 calls/s "
+                                  "(bench/README.md); pages are only used when touched.")
     probe_interval: int = Field(2, ge=1, description="Seconds between OPTIONS probes of each worker.")
     blocked_user_agents: tuple[str, ...] = Field(
         ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar", "VaxSIPUserAgent",

@@ -181,10 +181,8 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
 
 
 def memory_flags(config: IvrConfig) -> list[str]:
-    """-m (shared MB) and -M (per-process MB): 64 MB shared holds ~1,000 calls' transactions with room."""
-    calls = config.sip.workers * config.sip.calls_per_worker
-    shm = 64 + 32 * (calls // 1024)
-    return ["-m", str(shm), "-M", "8"]
+    """-m (shared MB, front.shared_memory_mb: transactions per second drive it) and -M (per-process MB)."""
+    return ["-m", str(config.front.shared_memory_mb), "-M", "8"]
 
 
 # --- the managed process ----------------------------------------------------------------------------

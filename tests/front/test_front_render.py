@@ -73,9 +73,9 @@ def test_user_agent_pattern_is_safe_and_lower_case() -> None:
     assert ua_pattern(("Friendly-Scanner", 'x"y\\z(', "")) == 'friendly-scanner|x.y.z.'
 
 
-def test_memory_flags_grow_with_calls() -> None:
-    assert memory_flags(make_config(workers=2)) == ["-m", "64", "-M", "8"]
-    assert memory_flags(make_config(workers=256, calls_per_worker=4))[1] == "96"
+def test_memory_flags_come_from_the_front_config() -> None:
+    assert memory_flags(make_config(workers=2)) == ["-m", "256", "-M", "8"]
+    assert memory_flags(make_config(workers=2, front={"shared_memory_mb": 512}))[1] == "512"
 
 
 def test_cli_renders_the_default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
