@@ -1,0 +1,249 @@
+"""bench/capacity.py's command line, the order of its phases, and its table."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/capacity.py", description="Measured capacity of `ivr run` behind its "
+                                "Kamailio front (127.0.0.1 only). See bench/README.md.")
+    p.add_argument("--phases", default="rate,hold,combined,scale", help="comma list of rate,hold,combined,scale")
+    p.add_argument("--quick", action="store_true", help="short windows for development (10 s, 4 s idle)")
+    p.add_argument("--workers", type=int, default=72, help="workers for rate/hold/combined (default: %(default)s)")
+    p.add_argument("--rates", type=_ints, default=[10, 20, 35, 50, 70, 100, 130], help="full-flow rate steps (cps)")
+    p.add_argument("--holds", type=_ints, default=[100, 200, 250, 280], help="concurrent long-call levels")
+    p.add_argument("--window", type=float, default=60.0, help="seconds of each rate step and of combined")
+    p.add_argument("--hold-window", type=float, default=60.0, help="seconds each hold level is held at full load")
+    p.add_argument("--idle", type=float, default=15.0, help="seconds of idle measurement per server")
+    p.add_argument("--ramp", type=int, default=25, help="calls/s at which long calls are placed")
+    p.add_argument("--combined-hold", type=int, default=200, help="long media calls in the combined phase")
+    p.add_argument("--combined-rate", type=int, default=50, help="full-flow cps in the combined phase")
+    p.add_argument("--scale-workers", type=_ints, default=[2, 8, 24, 48, 72], help="worker counts for scale")
+    p.add_argument("--scale-rate", type=int, default=5, help="full-flow cps at each worker count (scale)")
+    p.add_argument("--greeting-ms", type=int, default=500,
+                   help="how long the full-flow caller listens before typing (barge-in); default %(default)s")
+    p.add_argument("--front-children", type=int, default=2, help="Kamailio UDP receivers (product default 2)")
+    p.add_argument("--strict-pike", action="store_true",
+                   help="keep the product's pike flood limit (60 requests / 2 s per source IP)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the controller and worker w000 in rate steps and combined (py-spy in the venv)")
+    p.add_argument("--hold-echo", choices=["meter", "sipp"], default="meter",
+                   help="who echoes the long calls' RTP: bench/rtpmeter.py (measures loss; ~0.3 core at 200 "
+                   "calls) or SIPp's C -rtp_echo (cheaper; loss judged by socket drops only)")
+    p.add_argument("--variant", "--worker-variant", dest="variant", default="",
+                   help="BENCH-ONLY A/B experiments, comma list of media-thread, front-shm-256 "
+                   "(bench/variant/sitecustomize.py); default: the product as it is")
+    p.add_argument("--max-minutes", type=float, default=40.0, help="hard bound on the whole run")
+    p.add_argument("--out", help="JSON path (default bench/results/capacity-<UTC time>.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.window = min(args.window, 10.0)
+        args.hold_window = min(args.hold_window, 10.0)
+        args.idle = min(args.idle, 4.0)
+    if set(filter(None, args.variant.split(","))) - {"media-thread", "front-shm-256"}:
+        p.error("--variant: media-thread and/or front-shm-256")
+    args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    unknown = set(args.phases) - {"rate", "hold", "combined", "scale"}
+    if unknown:
+        p.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    if max(args.rates, default=0) * args.window > 20000 or args.window > 300 or args.hold_window > 300:
+        p.error("bounded by design: at most 20,000 calls per step and 300 s windows")
+    holds = (args.holds if "hold" in args.phases else []) + ([args.combined_hold] if "combined" in args.phases else [])
+    if max(holds, default=0) > 4 * args.workers:
+        p.error("a hold level above workers x 4 slots cannot pass")
+    return args
+
+
+def run_phases(bench: Any) -> None:
+    args, res = bench.args, bench.results
+    main_phases = [ph for ph in args.phases if ph in ("rate", "hold", "combined")]
+    if main_phases:
+        srv = bench.server(args.workers)
+        try:
+            idle = bench.idle(srv, args.idle)
+            res["idle"] = idle
+            res["startup_s"] = round(srv.started_s, 1)
+            print(f"idle: {idle['cores']['total']:.3f} cores, {idle['per_worker_pct_core']:.2f}% per worker",
+                  flush=True)
+            for phase in main_phases:
+                globals()[f"_{phase}"](bench, srv, idle)
+        finally:
+            srv.stop()
+    if "scale" in args.phases:
+        _scale(bench)
+
+
+def _rate(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
+    steps: list[dict[str, Any]] = bench.results.setdefault("rate", {"steps": []})["steps"]
+    for rate in bench.args.rates:
+        if bench.out_of_time(bench.args.window + 30):
+            break
+        print(f"rate: {rate} cps for {bench.args.window:g} s ...", flush=True)
+        step = bench.rate_step(srv, rate, idle["cores"]["total"])
+        steps.append(step)
+        print("  " + _rate_line(step), flush=True)
+        if not step["ok"]:
+            break
+        time.sleep(3)
+    passed = [s["rate_cps"] for s in steps if s["ok"]]
+    bench.results["rate"]["max_sustained_cps"] = max(passed, default=0)
+
+
+def _hold(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
+    levels: list[dict[str, Any]] = bench.results.setdefault("hold", {"levels": []})["levels"]
+    for calls in bench.args.holds:
+        if bench.out_of_time(calls / bench.args.ramp + bench.args.hold_window + 40):
+            break
+        print(f"hold: {calls} long media calls for {bench.args.hold_window:g} s ...", flush=True)
+        level = bench.hold_level(srv, calls, idle)
+        levels.append(level)
+        print("  " + _hold_line(level), flush=True)
+        if not (level["ok"] and level["rtp_clean"]):
+            break
+        time.sleep(3)
+    passed = [lv["calls"] for lv in levels if lv["ok"] and lv["rtp_clean"]]
+    bench.results["hold"]["max_clean_calls"] = max(passed, default=0)
+
+
+def _combined(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
+    a = bench.args
+    if bench.out_of_time(a.combined_hold / a.ramp + a.window + 60):
+        return
+    print(f"combined: {a.combined_hold} media calls + {a.combined_rate} cps for {a.window:g} s ...", flush=True)
+    out = bench.combined(srv, idle["cores"]["total"])
+    bench.results["combined"] = out
+    print("  " + _combined_line(out), flush=True)
+
+
+def _scale(bench: Any) -> None:
+    rows: list[dict[str, Any]] = bench.results.setdefault("scale", [])
+    a = bench.args
+    for workers in a.scale_workers:
+        if bench.out_of_time(a.idle + a.window + 60):
+            break
+        srv = bench.server(workers)
+        try:
+            idle = bench.idle(srv, a.idle)
+            row: dict[str, Any] = {"workers": workers, "startup_s": round(srv.started_s, 1), "idle": idle}
+            if a.scale_rate:
+                step = bench.rate_step(srv, a.scale_rate, idle["cores"]["total"])
+                row["rate_step"] = step
+            rows.append(row)
+            print("  " + _scale_line(row), flush=True)
+        finally:
+            srv.stop()
+
+
+def fold_profile(raw: str, possible: int) -> dict[str, Any]:
+    """py-spy raw (folded) stacks -> busy share of the sampled process (idle stacks are not sampled), the
+    heaviest leaf functions (self time) and inclusive shares of a few areas of interest."""
+    total = 0
+    leaf: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    areas = {"json encode/decode": ("json/", "wire.py"), "logging (structlog)": ("structlog", "logs.py"),
+             "flow engine": ("ivr/flow/",), "call router": ("calls.py",), "CRM client (aiohttp)": ("crm.py", "aiohttp"),
+             "worker links (workers.py)": ("workers.py",), "asyncio loop": ("asyncio/",)}
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        func, _, where = frames[-1].partition(" (")
+        name = f"{func} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+        leaf[name] = leaf.get(name, 0) + n
+        for area, needles in areas.items():
+            if any(needle in stack for needle in needles):
+                inclusive[area] = inclusive.get(area, 0) + n
+    top = sorted(leaf.items(), key=lambda kv: kv[1], reverse=True)[:12]
+    waiting = sum(n for name, n in leaf.items() if name.split(" ")[0].endswith(("select", "poll", "libHandleEvents")))
+    return {"samples": total, "busy_share": round((total - waiting) / max(1, possible), 3),
+            "waiting_share_of_samples": round(waiting / max(1, total), 3),
+            "top_self": [(name, round(n / max(1, total), 3)) for name, n in top],
+            "areas_inclusive": {k: round(v / max(1, total), 3) for k, v in sorted(inclusive.items())}}
+
+
+# --- lines and the table -------------------------------------------------------------------------------
+
+
+def _ms(timers: dict[str, Any], key: str) -> str:
+    t = timers.get(key)
+    return "-" if not t or t["p50"] is None else f"{t['p50']:g}/{t['p99']:g}"
+
+
+def _rtp(rtp: dict[str, Any], drops: dict[str, Any]) -> str:
+    sock = drops.get("worker_rtp_socket_drops", 0) + drops.get("meter_rtp_socket_drops", 0)
+    sock += drops.get("sipp_media_socket_drops", 0)
+    if "mode" in rtp:
+        return f"sipp echo, sockdrops {sock}"
+    return f"lost {rtp.get('lost_seq', '?')} deficit {rtp.get('deficit_time', '?')} sockdrops {sock}"
+
+
+def _rate_line(s: dict[str, Any]) -> str:
+    sp, cpu = s["sipp"], s["cpu"]
+    return (f"{s['rate_cps']} cps: {sp['successful']}/{sp['created']} ok, {sp['failed']} failed; "
+            f"INVITE->200 p50/p99 {_ms(sp['timers_ms'], '1')} ms; digit->REFER {_ms(sp['timers_ms'], '2')} ms; "
+            f"{cpu['ms_per_call']['total']} CPU ms/call ({cpu['cores']['total']} cores); "
+            f"RTP {_rtp(s['rtp'], s['drops'])}; load gen {s.get('load_generator_cores')} cores; "
+            f"load {s['loadavg_after'][0]}")
+
+
+def _hold_line(lv: dict[str, Any]) -> str:
+    sp = lv["sipp"]
+    return (f"{lv['calls']} calls: live {lv['live_at_plateau']}, {sp['successful']} ok, {sp['failed']} failed, "
+            f"{sp['rejected']} rejected; INVITE->200 {_ms(sp['timers_ms'], '1')} ms; {lv['cores']['total']} cores; "
+            f"PSS/call {lv['memory_per_call_kb']['pss_kb']} kB; RTP {_rtp(lv['rtp'], lv['drops'])}; "
+            f"worker threads {_threads(lv.get('worker_thread_cores', {}))}; load {lv['loadavg_after'][0]}")
+
+
+def _threads(t: dict[str, Any]) -> str:
+    keys = [k for k in ("main", "clock", "media") if k in t]
+    return "/".join(f"{k} {t[k]}" for k in keys) + f", {t.get('main_wakeups_per_s')} wakeups/s"
+
+
+def _combined_line(c: dict[str, Any]) -> str:
+    f, h = c["flow"], c["hold"]
+    return (f"flow {f['successful']}/{f['created']} ok {f['failed']} failed; hold {h['successful']}/{c['hold_calls']} "
+            f"ok {h['failed']} failed {h['rejected']} rejected; INVITE->200 flow {_ms(f['timers_ms'], '1')} "
+            f"hold {_ms(h['timers_ms'], '1')} ms; {c['cpu']['cores']['total']} cores; RTP flow "
+            f"{_rtp(c['rtp_flow'], c['drops'])} hold lost {c['rtp_hold'].get('lost_seq')} deficit "
+            f"{c['rtp_hold'].get('deficit_time')}; worker threads {_threads(c.get('worker_thread_cores', {}))}; "
+            f"load gen {c.get('load_generator_cores_avg')} cores; target met: {c['target_met']}; "
+            f"load {c['loadavg_after'][0]}")
+
+
+def _scale_line(r: dict[str, Any]) -> str:
+    idle, step = r["idle"], r.get("rate_step")
+    text = (f"{r['workers']} workers: start {r['startup_s']} s, idle {idle['cores']['total']:.3f} cores "
+            f"({idle['per_worker_pct_core']}%/worker), PSS {idle['memory']['pss_kb'] // 1024} MB")
+    if step:
+        text += f"; {step['rate_cps']} cps: {step['cpu']['ms_per_call']['total']} CPU ms/call, ok {step['ok']}"
+    return text
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = [f"machine: {res['machine']}  started {res['started']}"]
+    if "idle" in res:
+        i = res["idle"]
+        lines.append(f"idle ({i['workers']} workers): {i['cores']} cores; {i['memory']}; load {i['loadavg']}")
+    for s in res.get("rate", {}).get("steps", []):
+        lines.append("rate  " + _rate_line(s))
+    if "rate" in res:
+        lines.append(f"rate  max sustained with zero failures: {res['rate'].get('max_sustained_cps')} cps")
+    for lv in res.get("hold", {}).get("levels", []):
+        lines.append("hold  " + _hold_line(lv))
+    if "hold" in res:
+        lines.append(f"hold  max concurrent with zero failures and clean RTP: {res['hold'].get('max_clean_calls')}")
+    if "combined" in res:
+        lines.append("combined " + _combined_line(res["combined"]))
+    for r in res.get("scale", []):
+        lines.append("scale " + _scale_line(r))
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""BENCH-ONLY A/B experiments, never loaded by the product: `capacity.py --variant NAME[,NAME]` puts this
+directory on the server's PYTHONPATH, and this hook changes one thing after a module of the server is
+imported, so a proposed change can be measured without editing the product's code.
+
+media-thread (in each SIP worker, ivr.sip.stack): `medConfig.hasIoqueue = True; medConfig.threadCnt = 1`:
+RTP is received on pjmedia's own C thread instead of waking the worker's Python loop for every packet.
+Caveat to measure before adopting it: with `mainThreadOnly`, callbacks raised on the media thread (RFC 4733
+digits, player EOF) wait for the loop's next return; the bench's digits are SIP INFO, which arrive on the
+loop thread as before.
+
+front-shm-256 (in the controller, ivr.front.kamailio): Kamailio started with `-m 256` (shared memory, MB)
+instead of what `memory_flags()` computes (64 MB up to 1,023 call slots).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+VARIANTS = set(filter(None, os.environ.get("IVR_BENCH_VARIANT", "").split(",")))
+
+
+def _media_thread(module: Any) -> None:
+    original = module.Stack._ep_config
+
+    def _ep_config(self: Any) -> Any:
+        cfg = original(self)
+        cfg.medConfig.hasIoqueue = True
+        cfg.medConfig.threadCnt = 1
+        return cfg
+
+    module.Stack._ep_config = _ep_config
+
+
+def _front_shm(module: Any) -> None:
+    original = module.memory_flags
+
+    def memory_flags(config: Any) -> list[str]:
+        flags: list[str] = original(config)
+        return ["-m", "256", *flags[2:]] if flags[:1] == ["-m"] else flags
+
+    module.memory_flags = memory_flags
+
+
+PATCHES: dict[str, tuple[str, Callable[[Any], None]]] = {
+    "media-thread": ("ivr.sip.stack", _media_thread),
+    "front-shm-256": ("ivr.front.kamailio", _front_shm),
+}
+
+
+class _Hook(importlib.abc.MetaPathFinder):
+    def __init__(self, module: str, patch: Callable[[Any], None]) -> None:
+        self.module, self.patch = module, patch
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != self.module:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            self.patch(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+for _name in sorted(VARIANTS):
+    if _name in PATCHES:
+        sys.meta_path.insert(0, _Hook(*PATCHES[_name]))
