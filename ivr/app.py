@@ -86,7 +86,7 @@ class Server:
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
-                              calls_per_worker=cfg.sip.calls_per_worker, sip=cfg.sip, on_event=router.on_event,
+                              sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level)
             stack.push_async_callback(pool.stop)
             await pool.start()

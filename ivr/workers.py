@@ -64,11 +64,10 @@ class WorkerPool:
     """Starts, feeds and restarts the workers. Commands to a worker that is down are dropped (its calls are
     already recorded as lost)."""
 
-    def __init__(self, specs: list[WorkerSpec], *, prompts_dir: str, calls_per_worker: int, sip: SipConfig,
+    def __init__(self, specs: list[WorkerSpec], *, prompts_dir: str, sip: SipConfig,
                  on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info") -> None:
         self.workers = {spec.name: Worker(spec) for spec in specs}
         self._prompts_dir = prompts_dir
-        self._calls = calls_per_worker
         self._sip = sip
         self._on_event = on_event
         self._on_lost = on_lost
@@ -185,6 +184,6 @@ class WorkerPool:
                "--sip-host", spec.sip_host, "--sip-port", str(spec.sip_port),
                "--rtp-port", str(spec.rtp_port), "--rtp-port-count", str(spec.rtp_port_count),
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
-               "--max-calls", str(self._calls), "--log-level", self._log_level,
+               "--max-calls", str(self._sip.calls_per_worker), "--log-level", self._log_level,
                "--answer-timeout", str(self._sip.answer_timeout)]
         return cmd
