@@ -27,7 +27,7 @@ from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
 from ivr.metrics import Metrics
-from ivr.workers import WorkerPool, worker_specs
+from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
 
@@ -87,7 +87,8 @@ class Server:
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
-                              on_lost=router.on_worker_lost, log_level=self._log_level)
+                              on_lost=router.on_worker_lost, log_level=self._log_level,
+                              extra_args=srtp_args(cfg.trunks, trusted))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":
@@ -158,7 +159,7 @@ class Server:
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
-        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front", config_dir=self.loaded.root)
         await front.start()
         try:
             yield

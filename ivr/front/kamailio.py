@@ -22,6 +22,7 @@ import structlog
 from ivr.config.model import IvrConfig, Registration
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
+from ivr.front import tls
 
 log = structlog.get_logger(__name__)
 
@@ -49,12 +50,14 @@ def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
     return [(f"w{i:03d}", sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)]
 
 
-def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "") -> FrontFiles:
+def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "",
+           config_dir: Path | None = None) -> FrontFiles:
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
     given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
-    Kamailio from another listener on the port.
+    Kamailio from another listener on the port. `config_dir`: what certificate paths are relative to (the
+    config file's directory; default the current directory).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -70,6 +73,9 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         (dbtext / "uacreg").write_text(uacreg_table(registrations))
         os.chmod(dbtext / "uacreg", 0o600)
         extra += [dbtext / "uacreg", dbtext / "version"]
+    profile = tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute())
+    if profile is not None:
+        extra.append(profile)
     cfg.write_text(cfg_text(config, base_dir=base, instance=instance))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 
@@ -136,7 +142,7 @@ def ua_pattern(agents: tuple[str, ...]) -> str:
 def _listen(config: IvrConfig) -> str:
     sip = config.sip
     lines = [f"listen={proto}:{_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
-    return "\n".join(lines)
+    return "\n".join(lines) + tls.listen_line(config)
 
 
 def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
@@ -159,7 +165,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "source": "the IVR YAML config",
         "debug": "2" if config.logging.level == "debug" else "0",
         "children": str(front.children),
-        "tcp": "" if "tcp" in sip.transports else "disable_tcp=yes",
+        "tcp": "" if "tcp" in sip.transports or front.tls.enabled else "disable_tcp=yes",
         "listen": _listen(config),
         "listen_host": _host(sip.listen_host),
         "fr_timer": str(FR_TIMER_MS),
@@ -176,6 +182,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
+        **tls.cfg_parts(config, base_dir),
     }
     return t.MAIN.substitute(values)
 
@@ -234,8 +241,9 @@ class KamailioProcess:
     """Kamailio as a child process (managed mode): render into run_dir, start, stop."""
 
     def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, config_dir: Path | None = None) -> None:
         self._config = config
+        self._config_dir = config_dir
         self._run_dir = run_dir.resolve()  # kamailio runs with its cwd there: relative paths would double
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -259,7 +267,7 @@ class KamailioProcess:
         if self.running:
             raise FrontError("the front is already running")
         instance = secrets.token_hex(8)
-        files = render(self._config, self._run_dir, instance=instance)
+        files = render(self._config, self._run_dir, instance=instance, config_dir=self._config_dir)
         args = [self._config.front.kamailio, "-DD", "-E", *memory_flags(self._config), "-f", str(files.cfg)]
         with self.log_path.open("wb") as out:
             try:

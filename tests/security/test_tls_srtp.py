@@ -1,0 +1,216 @@
+"""TLS on the front and SRTP on the workers' media, proven with an independent client (baresip 1.0, Debian).
+
+One server (`ivr run`, 2 workers behind the managed Kamailio with TLS on) and three trunks, told apart by
+source address on 127.0.0.0/8:
+- `secure` 127.0.0.1 (where baresip's TLS connections come from): transport tls, SRTP mandatory;
+- `plain_mand` 127.0.0.2: transport udp, SRTP mandatory (SIPp offering plain RTP gets 488);
+- `clear` 127.0.0.3: transport udp, SRTP off (the control call that proves the capture check sees clear audio).
+The queue `sales` points at a SIPp UAS on 127.0.0.1: baresip follows the IVR's REFER there.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sippkit import SCENARIOS, SippRun, collect, free_udp_port, sipp
+from tlskit import (
+    RTP_PCMU,
+    SRTP_TAG_80,
+    Baresip,
+    Capture,
+    Pki,
+    byte_entropy,
+    clear_prompt_frames,
+    make_pki,
+    pcmu_of_wav,
+    read_pcap,
+    rtp,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from ivrkit import ROOT, IvrServer, default_config, free_port  # noqa: E402
+
+pytestmark = [pytest.mark.sip,
+              pytest.mark.skipif(not shutil.which("baresip"), reason="baresip-core is not installed")]
+
+PLAIN_IP, CLEAR_IP = "127.0.0.2", "127.0.0.3"
+MENU = {"description": "Press 1 for sales.",
+        "steps": [
+            {"id": "menu", "type": "menu", "prompts": ["main_menu"], "options": {"1": "to_sales"}, "timeout": "10s",
+             "attempts": 2, "on_exhausted": "bye"},
+            {"id": "to_sales", "type": "transfer", "queue": "sales", "notify_timeout": "5s", "on_fail": "bye"},
+            {"id": "bye", "type": "hangup", "prompts": ["goodbye"]}]}
+
+
+class Setup:
+    def __init__(self, server: IvrServer, pki: Pki, tls_port: int, uas_port: int, rtp_ports: range) -> None:
+        self.server, self.pki, self.tls_port, self.uas_port, self.rtp_ports = server, pki, tls_port, uas_port, rtp_ports
+
+
+def tls_config(pki: Pki, tls_port: int, uas_port: int) -> dict[str, Any]:
+    cfg = default_config()
+    rtp = 34000 + 40 * random.randrange(0, 100)
+    cfg["sip"].update(listen_port=free_port(), workers=2, worker_base_port=free_port(), rtp_port_start=rtp,
+                      max_call_duration="120s", drain_timeout="5s")
+    cfg["front"] = {"mode": "managed", "tls": {"enabled": True, "port": tls_port, "certificate": str(pki.cert),
+                                               "private_key": str(pki.key), "ca_list": str(pki.ca)}}
+    cfg["trunks"] = [
+        {"name": "secure", "sources": ["127.0.0.1/32"], "transport": "tls", "srtp": "mandatory"},
+        {"name": "plain_mand", "sources": [f"{PLAIN_IP}/32"], "transport": "udp", "srtp": "mandatory"},
+        {"name": "clear", "sources": [f"{CLEAR_IP}/32"], "transport": "udp"},
+    ]
+    cfg["admin"] = {"enabled": False}
+    demo_port = free_port()
+    cfg["demo_crm"].update(enabled=True, port=demo_port)
+    cfg["http"]["crm"]["base_url"] = f"http://127.0.0.1:{demo_port}"
+    cfg["flows"]["menu"] = MENU
+    cfg["numbers"] = {"300": "menu", "*": "menu"}
+    cfg["queues"]["sales"] = {"uri": f"sip:sales@127.0.0.1:{uas_port}"}
+    cfg["logging"] = {"level": "info", "format": "json"}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    base = tmp_path_factory.mktemp("tls")
+    pki = make_pki(base / "pki")
+    tls_port, uas_port = free_port(), free_udp_port()
+    cfg = tls_config(pki, tls_port, uas_port)
+    server = IvrServer(cfg, base).start()
+    start = int(cfg["sip"]["rtp_port_start"])
+    try:
+        yield Setup(server, pki, tls_port, uas_port, range(start, start + 2 * 40))
+    finally:
+        server.stop()
+
+
+def transferee(setup: Setup, workdir: Path) -> subprocess.Popen[str]:
+    binary = shutil.which("sipp")
+    assert binary
+    cmd = [binary, "-sf", str(SCENARIOS / "tls" / "transferee_uas.xml"), "-i", "127.0.0.1", "-p", str(setup.uas_port),
+           "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1", "-timeout", "60s", "-timeout_error",
+           "-nostdin", "-trace_logs", "-log_file", str(workdir / "uas.log"), "-trace_err",
+           "-error_file", str(workdir / "uas.err")]
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def worker_rtp(pcap: Path, ports: range) -> tuple[list[bytes], list[bytes]]:
+    """PCMU payloads (after the RTP header) sent by the workers, and received by them."""
+    sent, received = [], []
+    for datagram in read_pcap(pcap):
+        packet = rtp(datagram)
+        if packet is None or packet.payload_type != RTP_PCMU:
+            continue
+        if datagram.src[1] in ports:
+            sent.append(packet.payload)
+        elif datagram.dst[1] in ports:
+            received.append(packet.payload)
+    return sent, received
+
+
+def wait_packets(pcap: Path, ports: range, count: int) -> None:
+    """Until the capture holds `count` RTP packets from the workers (bounded: 20 s)."""
+    import time
+
+    end = time.monotonic() + 20
+    while len(worker_rtp(pcap, ports)[0]) < count:
+        assert time.monotonic() < end, f"fewer than {count} RTP packets from the workers in 20 s"
+        time.sleep(0.2)
+
+
+def test_tls_srtp_call_is_answered_routed_by_dtmf_and_transferred(setup: Setup, tmp_path: Path) -> None:
+    uas = transferee(setup, tmp_path)
+    baresip = Baresip(tmp_path, ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                      source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand")
+    pcap = tmp_path / "rtp.pcap"
+    try:
+        with Capture(pcap, setup.rtp_ports):
+            baresip.start()
+            baresip.dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
+            baresip.wait_log(r"Call established", 20)
+            baresip.wait_log(r"SRTP is Enabled \(cryptosuite=AES_CM_128_HMAC_SHA1_80\)", 5)
+            wait_packets(pcap, setup.rtp_ports, 50)
+            baresip.digit("1")
+            refer = baresip.wait_log(r"REFER sip:[^\n]*\n(?:[^\n]+\n)*?Refer-To: *<?(sip:[^>\r\n]+)", 20)
+            line = setup.server.wait_for(lambda e: e.get("event") == "call.ended" and e.get("trunk") == "secure",
+                                         30, what="call.ended of the TLS call")
+        baresip.stop()  # /quit: baresip hangs up its call with the transfer target
+        uas_out, _ = uas.communicate(timeout=15)
+    finally:
+        baresip.stop()
+        if uas.poll() is None:
+            uas.kill()
+            uas.communicate()
+    log = baresip.log
+    # Signalling: over TLS to the front's TLS port, the front's Record-Route carries transport=tls outside.
+    assert "TLS 127.0.0.1:" in log and f"-> 127.0.0.1:{setup.tls_port}\nINVITE sip:300@" in log, log[-3000:]
+    assert f"Record-Route: <sip:127.0.0.1:{setup.tls_port};transport=tls;lr;r2=on" in log
+    assert "Contact: <sip:w00" in log and "-srtp-mandatory@" in log  # the worker's SRTP-mandatory account took it
+    # DTMF by RFC 4733 over SRTP reached the flow, which transferred the caller to the sales queue.
+    assert line["outcome"] == {"transfer": {"queue": "sales", "uri": f"sip:sales@127.0.0.1:{setup.uas_port}"}}, line
+    assert refer.group(1).startswith(f"sip:sales@127.0.0.1:{setup.uas_port}")
+    uas_run = collect(uas.returncode, uas_out, tmp_path, "uas")
+    assert uas.returncode == 0, uas_run.describe()
+    assert f"transferee INVITE sip:sales@127.0.0.1:{setup.uas_port}" in uas_run.log, uas_run.describe()
+    # Media: every PCMU packet either way is SRTP: 160 bytes of ciphertext + the 80-bit auth tag, no prompt
+    # frame in clear, byte entropy of ciphertext.
+    sent, received = worker_rtp(pcap, setup.rtp_ports)
+    assert len(sent) >= 50 and len(received) >= 50, (len(sent), len(received))
+    assert {len(p) for p in sent} == {160 + SRTP_TAG_80}, sorted({len(p) for p in sent})
+    assert {len(p) for p in received} == {160 + SRTP_TAG_80}, sorted({len(p) for p in received})
+    prompt = pcmu_of_wav(ROOT / "prompts" / "main_menu.wav")
+    assert clear_prompt_frames([p[:160] for p in sent], prompt) == 0
+    assert byte_entropy([p[:160] for p in sent]) > 7.9
+
+
+def test_control_call_without_srtp_shows_the_prompt_in_clear(setup: Setup, tmp_path: Path) -> None:
+    """The same checks on a plain-RTP call find the prompt's audio: they can tell clear from encrypted."""
+    pcap = tmp_path / "clear.pcap"
+    with Capture(pcap, setup.rtp_ports):
+        run = sipp(setup.server.sip_port, "long_hold.xml", service="300", tag="clear", workdir=tmp_path,
+                   local_ip=CLEAR_IP, duration_ms=3000, variables={"caller": "5550003"})
+        assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    sent, _ = worker_rtp(pcap, setup.rtp_ports)
+    assert len(sent) >= 50
+    assert {len(p) for p in sent} == {160}
+    prompt = pcmu_of_wav(ROOT / "prompts" / "main_menu.wav")
+    assert clear_prompt_frames(sent, prompt) >= len(sent) // 2
+    assert byte_entropy(sent) < 7.9
+
+
+def test_plain_rtp_offer_to_a_mandatory_trunk_gets_488(setup: Setup, tmp_path: Path) -> None:
+    run = sipp(setup.server.sip_port, "tls/plain_offer.xml", service="300", tag="plain", workdir=tmp_path,
+               local_ip=PLAIN_IP, variables={"caller": "5550002"})
+    assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    assert "refused 488" in run.log, run.describe()
+    setup.server.wait_for(lambda e: e.get("event") == "sip.call.refused_by_stack" and e.get("code") == 488, 10,
+                          what="the worker's 488")
+
+
+def test_baresip_without_srtp_to_the_mandatory_tls_trunk_gets_488(setup: Setup, tmp_path: Path) -> None:
+    baresip = Baresip(tmp_path, ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                      source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc=None)
+    try:
+        baresip.start()
+        baresip.dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
+        baresip.wait_log(r"SIP/2.0 488 Not Acceptable", 20)
+    finally:
+        baresip.stop()
+
+
+def test_tls_trunk_calling_over_udp_is_refused(setup: Setup, tmp_path: Path) -> None:
+    """The secure trunk's address over UDP: the front refuses it (403), no worker sees it."""
+    run = sipp(setup.server.sip_port, "tls/plain_offer.xml", service="300", tag="udp", workdir=tmp_path,
+               local_ip="127.0.0.1", variables={"caller": "5550001"}, timeout=10)
+    assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    assert "refused 403" in run.log, run.describe()

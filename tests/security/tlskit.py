@@ -1,0 +1,237 @@
+"""TLS/SRTP test helpers: a throwaway PKI (openssl), baresip as an independent TLS+SRTP client, a tcpdump
+capture of the workers' RTP ports and a reader of what it caught. Loopback only; every process is bounded
+in time and stopped by the test that started it."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import time
+import wave
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+RTP_PCMU = 0
+SRTP_TAG_80 = 10
+"""Bytes of the auth tag of AES_CM_128_HMAC_SHA1_80 (RFC 4568 default suite) after the encrypted payload."""
+
+
+# --- a throwaway PKI -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+    other_key: Path
+    """A valid key that belongs to no certificate here (for the mismatch check)."""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_pki(directory: Path, ip: str = "127.0.0.1") -> Pki:
+    """A CA and a server certificate for `ip` (IP SAN), EC P-256 keys."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ivr test CA",
+             cwd=directory)
+    _openssl("req", *ec, "-keyout", "front.key", "-out", "front.csr", "-subj", f"/CN={ip}", cwd=directory)
+    (directory / "ext.cnf").write_text(f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    _openssl("x509", "-req", "-in", "front.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "front.pem", "-days", "2", "-extfile", "ext.cnf", cwd=directory)
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", "other.key",
+             cwd=directory)
+    return Pki(ca=directory / "ca.pem", cert=directory / "front.pem", key=directory / "front.key",
+               other_key=directory / "other.key")
+
+
+# --- baresip ---------------------------------------------------------------------------------------------
+
+BARESIP_CONFIG = """poll_method\tepoll
+net_interface\t{ip}
+sip_listen\t{ip}:{port}
+sip_trans_def\ttls
+sip_cafile\t{ca}
+audio_player\taufile,{out}
+audio_source\taufile,{source}
+audio_alert\taufile,/dev/null
+module_path\t/usr/lib/baresip/modules
+module\tstdio.so
+module\tg711.so
+module\taufile.so
+module\tsrtp.so
+module_app\taccount.so
+module_app\tmenu.so
+"""
+
+
+class Baresip:
+    """baresip 1.0 headless: keys and /commands go to its stdin (the stdio module), `-s` traces SIP to the
+    log file, which the test reads."""
+
+    def __init__(self, workdir: Path, *, ip: str, port: int, ca: Path, source_wav: Path,
+                 mediaenc: str | None) -> None:
+        self.dir = workdir / "baresip"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config").write_text(BARESIP_CONFIG.format(ip=ip, port=port, ca=ca, out=self.dir / "heard.wav",
+                                                               source=source_wav))
+        enc = f";mediaenc={mediaenc}" if mediaenc else ""
+        (self.dir / "accounts").write_text(f"<sip:caller@{ip};transport=tls>;regint=0;answermode=manual{enc}\n")
+        self.log_path = self.dir / "baresip.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Baresip:
+        binary = shutil.which("baresip")
+        assert binary, "baresip is not installed: scripts/bootstrap installs Debian's baresip-core"
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen([binary, "-f", str(self.dir), "-s", "-t", "120"], stdin=subprocess.PIPE,
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+        self.wait_log("baresip is ready", 15)
+        return self
+
+    def type(self, text: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def dial(self, uri: str) -> None:
+        self.type(f"/dial {uri}\n")
+
+    def digit(self, key: str) -> None:
+        """One DTMF key (RFC 4733 telephone-event once the call is up); stdio releases it by itself."""
+        self.type(key)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float) -> re.Match[str]:
+        end = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log)
+            if match:
+                return match
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"baresip exited ({self.proc.returncode}) before {pattern!r}:\n"
+                                     f"{self.log[-3000:]}")
+            if time.monotonic() > end:
+                raise AssertionError(f"baresip: no {pattern!r} within {timeout:.0f}s:\n{self.log[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.type("/quit\n")
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- capture and analysis --------------------------------------------------------------------------------
+
+
+class Capture:
+    """tcpdump on lo of UDP in a port range (needs root), written to a pcap file."""
+
+    def __init__(self, path: Path, ports: range) -> None:
+        self.path = path
+        self.filter = f"udp and portrange {ports.start}-{ports.stop - 1}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Capture:
+        binary = shutil.which("tcpdump") or "/usr/bin/tcpdump"
+        err = self.path.with_suffix(".err")
+        self.proc = subprocess.Popen([binary, "-i", "lo", "-U", "-n", "-s", "0", "-w", str(self.path), self.filter],
+                                     stdout=subprocess.DEVNULL, stderr=err.open("wb"))
+        end = time.monotonic() + 10
+        while "listening on" not in err.read_text(errors="replace"):
+            assert self.proc.poll() is None, f"tcpdump failed: {err.read_text(errors='replace')}"
+            assert time.monotonic() < end, "tcpdump did not start listening within 10 s"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass(frozen=True)
+class Datagram:
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
+def read_pcap(path: Path) -> list[Datagram]:
+    """IPv4 UDP datagrams of a pcap (Ethernet or Linux cooked link type)."""
+    data = path.read_bytes()
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    link = struct.unpack(endian + "I", data[20:24])[0]
+    skip = {1: 14, 113: 16, 276: 20}[link]
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        incl = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+        frame, pos = data[pos + 16:pos + 16 + incl], pos + 16 + incl
+        ip = frame[skip:]
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 0x0F) * 4
+        sport, dport, length = struct.unpack("!HHH", ip[ihl:ihl + 6])
+        src, dst = ".".join(map(str, ip[12:16])), ".".join(map(str, ip[16:20]))
+        out.append(Datagram((src, sport), (dst, dport), ip[ihl + 8:ihl + length]))
+    return out
+
+
+@dataclass(frozen=True)
+class RtpPacket:
+    payload_type: int
+    payload: bytes
+    """Everything after the fixed header and CSRCs: for SRTP, ciphertext + auth tag."""
+
+
+def rtp(datagram: Datagram) -> RtpPacket | None:
+    """The RTP view of a datagram, or None for RTCP and non-RTP."""
+    data = datagram.payload
+    if len(data) < 12 or data[0] >> 6 != 2 or 72 <= (data[1] & 0x7F) <= 76 or 200 <= data[1] <= 204:
+        return None
+    start = 12 + 4 * (data[0] & 0x0F)
+    return RtpPacket(data[1] & 0x7F, data[start:])
+
+
+def byte_entropy(chunks: list[bytes]) -> float:
+    """Shannon entropy in bits per byte of all chunks together (ciphertext is ~8, PCMU audio far less)."""
+    counts = Counter(b for chunk in chunks for b in chunk)
+    total = sum(counts.values())
+    return -sum(n / total * math.log2(n / total) for n in counts.values()) if total else 0.0
+
+
+def pcmu_of_wav(path: Path) -> bytes:
+    """The G.711 u-law bytes of a 16-bit mono WAV (the algorithm of pjmedia's and CPython's encoders)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+    with wave.open(str(path)) as w:
+        return audioop.lin2ulaw(w.readframes(w.getnframes()), 2)
+
+
+def clear_prompt_frames(payloads: list[bytes], prompt_pcmu: bytes) -> int:
+    """How many 160-byte payloads appear verbatim in the prompt's u-law bytes (audio sent in clear)."""
+    return sum(1 for p in payloads if len(p) == 160 and len(set(p)) > 4 and p in prompt_pcmu)
