@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,11 +94,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         server.stop()
 
 
-def transferee(setup: Setup, workdir: Path) -> subprocess.Popen[str]:
+def transferee(setup: Setup, workdir: Path, calls: int = 1) -> subprocess.Popen[str]:
     binary = shutil.which("sipp")
     assert binary
     cmd = [binary, "-sf", str(SCENARIOS / "tls" / "transferee_uas.xml"), "-i", "127.0.0.1", "-p", str(setup.uas_port),
-           "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1", "-timeout", "60s", "-timeout_error",
+           "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", str(calls), "-timeout", "60s", "-timeout_error",
            "-nostdin", "-trace_logs", "-log_file", str(workdir / "uas.log"), "-trace_err",
            "-error_file", str(workdir / "uas.err")]
     return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -214,3 +217,87 @@ def test_tls_trunk_calling_over_udp_is_refused(setup: Setup, tmp_path: Path) -> 
     assert isinstance(run, SippRun)
     assert run.returncode == 0, run.describe()
     assert "refused 403" in run.log, run.describe()
+
+
+def handshake(port: int, ctx: ssl.SSLContext) -> tuple[str | None, str]:
+    """(protocol version, cipher) of a TLS handshake with the front, or raises ssl.SSLError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        cipher = tls.cipher()
+        return tls.version(), cipher[0] if cipher else ""
+
+
+def weak_client(*, version: ssl.TLSVersion, ciphers: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.MINIMUM_SUPPORTED, version
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def test_front_offers_tls12_or_later_with_its_certificate_and_refuses_older_or_weak(setup: Setup) -> None:
+    verified = ssl.create_default_context(cafile=str(setup.pki.ca))  # checks the IP SAN 127.0.0.1
+    assert handshake(setup.tls_port, verified)[0] == "TLSv1.3"
+    verified.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert handshake(setup.tls_port, verified) == ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tls11 = weak_client(version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):  # the front's alert, not our refusal
+        handshake(setup.tls_port, tls11)
+    sha1 = weak_client(version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-ECDSA-AES128-SHA")
+    with pytest.raises(ssl.SSLError, match="ALERT_HANDSHAKE_FAILURE"):
+        handshake(setup.tls_port, sha1)
+
+
+CONCURRENT = 6
+"""More than one worker holds (4 calls each): both workers carry SRTP calls."""
+
+
+def test_concurrent_tls_srtp_calls_while_plain_offers_are_refused(setup: Setup, tmp_path: Path) -> None:
+    """Six baresip callers at once (two workers), each routed by its DTMF and transferred; while they talk,
+    five plain-RTP offers to the mandatory trunk get 488 (two at a time: the two slots left). All media on the
+    wire is SRTP."""
+    uas = transferee(setup, tmp_path, calls=CONCURRENT)
+    callers = [Baresip(tmp_path / f"c{i}", ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                       source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand") for i in range(CONCURRENT)]
+    pcap = tmp_path / "rtp.pcap"
+    try:
+        with Capture(pcap, setup.rtp_ports):
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
+            call_ids = [c.wait_log(r"INVITE sip:300@[^\n]*\n(?:[^\n]+\n)*?Call-ID: (\S+)", 20).group(1)
+                        for c in callers]
+            for caller in callers:
+                caller.wait_log(r"Call established", 20)
+            plain = sipp(setup.server.sip_port, "tls/plain_offer.xml", service="300", tag="plainflood",
+                         workdir=tmp_path, local_ip=PLAIN_IP, calls=5, concurrency=2, rate=20,
+                         variables={"caller": "5550002"}, background=True)
+            wait_packets(pcap, setup.rtp_ports, 50 * CONCURRENT)
+            for caller in callers:
+                caller.digit("1")
+            lines = [setup.server.call_ended(call_id) for call_id in call_ids]
+            assert isinstance(plain, subprocess.Popen)
+            plain_out, _ = plain.communicate(timeout=60)
+        for caller in callers:
+            caller.stop()
+        uas_out, _ = uas.communicate(timeout=15)
+    finally:
+        for caller in callers:
+            caller.stop()
+        if uas.poll() is None:
+            uas.kill()
+            uas.communicate()
+    queue = {"transfer": {"queue": "sales", "uri": f"sip:sales@127.0.0.1:{setup.uas_port}"}}
+    assert [line["outcome"] for line in lines] == [queue] * CONCURRENT, lines
+    assert {line["trunk"] for line in lines} == {"secure"}
+    assert len({line["worker"] for line in lines}) == 2
+    refused = collect(plain.returncode, plain_out, tmp_path, "plainflood")
+    assert plain.returncode == 0 and refused.log.count("refused 488") == 5, refused.describe()
+    uas_run = collect(uas.returncode, uas_out, tmp_path, "uas")
+    assert uas.returncode == 0 and uas_run.log.count("transferee INVITE sip:sales@") == CONCURRENT, uas_run.describe()
+    sent, received = worker_rtp(pcap, setup.rtp_ports)
+    assert len(sent) >= 50 * CONCURRENT and len(received) >= 50 * CONCURRENT
+    assert {len(p) for p in sent + received} == {160 + SRTP_TAG_80}
