@@ -4,7 +4,9 @@ One server (`ivr run`, 2 workers behind the managed Kamailio with TLS on) and th
 source address on 127.0.0.0/8:
 - `secure` 127.0.0.1 (where baresip's TLS connections come from): transport tls, SRTP mandatory;
 - `plain_mand` 127.0.0.2: transport udp, SRTP mandatory (SIPp offering plain RTP gets 488);
-- `clear` 127.0.0.3: transport udp, SRTP off (the control call that proves the capture check sees clear audio).
+- `clear` 127.0.0.3: transport udp, SRTP optional: a plain offer is answered with plain RTP (the control call
+  that proves the capture check sees clear audio).
+A second, single-worker server (no front) checks SRTP chosen by the trunk's source address in the worker.
 The queue `sales` points at a SIPp UAS on 127.0.0.1: baresip follows the IVR's REFER there.
 """
 
@@ -67,7 +69,7 @@ def tls_config(pki: Pki, tls_port: int, uas_port: int) -> dict[str, Any]:
     cfg["trunks"] = [
         {"name": "secure", "sources": ["127.0.0.1/32"], "transport": "tls", "srtp": "mandatory"},
         {"name": "plain_mand", "sources": [f"{PLAIN_IP}/32"], "transport": "udp", "srtp": "mandatory"},
-        {"name": "clear", "sources": [f"{CLEAR_IP}/32"], "transport": "udp"},
+        {"name": "clear", "sources": [f"{CLEAR_IP}/32"], "transport": "udp", "srtp": "optional"},
     ]
     cfg["admin"] = {"enabled": False}
     demo_port = free_port()
@@ -174,7 +176,8 @@ def test_tls_srtp_call_is_answered_routed_by_dtmf_and_transferred(setup: Setup, 
 
 
 def test_control_call_without_srtp_shows_the_prompt_in_clear(setup: Setup, tmp_path: Path) -> None:
-    """The same checks on a plain-RTP call find the prompt's audio: they can tell clear from encrypted."""
+    """A plain offer to the SRTP-optional trunk is answered with plain RTP, and the same checks find the
+    prompt's audio in it: they can tell clear from encrypted."""
     pcap = tmp_path / "clear.pcap"
     with Capture(pcap, setup.rtp_ports):
         run = sipp(setup.server.sip_port, "long_hold.xml", service="300", tag="clear", workdir=tmp_path,
@@ -301,3 +304,31 @@ def test_concurrent_tls_srtp_calls_while_plain_offers_are_refused(setup: Setup, 
     sent, received = worker_rtp(pcap, setup.rtp_ports)
     assert len(sent) >= 50 * CONCURRENT and len(received) >= 50 * CONCURRENT
     assert {len(p) for p in sent + received} == {160 + SRTP_TAG_80}
+
+
+def test_single_worker_without_front_picks_srtp_by_trunk_source(tmp_path: Path) -> None:
+    """No front: the worker itself maps the source address to the trunk's SRTP mode; the forged
+    `X-IVR-Srtp: off` from that source is ignored (only a front's header counts)."""
+    cfg = default_config()
+    cfg["sip"].update(listen_port=free_port(), workers=1, rtp_port_start=38000 + 40 * random.randrange(0, 50))
+    cfg["front"] = {"mode": "none"}
+    cfg["trunks"] = [{"name": "plain_mand", "sources": [f"{PLAIN_IP}/32"], "srtp": "mandatory"},
+                     {"name": "clear", "sources": [f"{CLEAR_IP}/32"]}]
+    cfg["admin"] = {"enabled": False}
+    cfg["demo_crm"].update(enabled=True, port=free_port())
+    cfg["http"]["crm"]["base_url"] = f"http://127.0.0.1:{cfg['demo_crm']['port']}"
+    cfg["flows"]["menu"] = MENU
+    cfg["numbers"] = {"*": "menu"}
+    cfg["logging"] = {"level": "info", "format": "json"}
+    server = IvrServer(cfg, tmp_path).start()
+    try:
+        run = sipp(server.sip_port, "tls/plain_offer.xml", service="300", tag="direct", workdir=tmp_path,
+                   local_ip=PLAIN_IP, variables={"caller": "5550002"})
+        assert isinstance(run, SippRun)
+        assert run.returncode == 0 and "refused 488" in run.log, run.describe()
+        clear = sipp(server.sip_port, "long_hold.xml", service="300", tag="directclear", workdir=tmp_path,
+                     local_ip=CLEAR_IP, duration_ms=500, variables={"caller": "5550003"})
+        assert isinstance(clear, SippRun)
+        assert clear.returncode == 0 and "answered" in clear.log, clear.describe()
+    finally:
+        server.stop()
