@@ -22,14 +22,27 @@ def _front_in_use(config: IvrConfig) -> bool:
     return mode in ("managed", "external") or (mode == "auto" and config.sip.workers > 1)
 
 
+def _port_clash(config: IvrConfig, port: int) -> str:
+    """What else listens on TCP `port` (the TLS listener is TCP), or ""."""
+    sip = config.sip
+    if port == sip.listen_port and "tcp" in sip.transports:
+        return "the public SIP port (TCP)"
+    if sip.workers > 1 and sip.worker_base_port <= port < sip.worker_base_port + sip.workers:
+        return "a worker SIP port"
+    for name, section in (("admin", config.admin), ("demo CRM", config.demo_crm)):
+        if section.enabled and section.port == port:
+            return f"the {name} port"
+    return ""
+
+
 def transport_problems(config: IvrConfig) -> Iterator[Problem]:
     """Trunks on TLS need the front's TLS listener; SRTP keys in clear SDP deserve a warning."""
     tls = config.front.tls
     if tls.enabled and not _front_in_use(config):
         yield ("front", "tls", "enabled"), "TLS is served by the front, and this config runs no front " \
             "(front.mode none, or auto with one worker)", "error"
-    if tls.enabled and tls.port == config.sip.listen_port and "tcp" in config.sip.transports:
-        yield ("front", "tls", "port"), f"TLS port {tls.port} is also the TCP port of sip.listen_port", "error"
+    if tls.enabled and (clash := _port_clash(config, tls.port)):
+        yield ("front", "tls", "port"), f"TLS port {tls.port} is also {clash}", "error"
     for i, trunk in enumerate(config.trunks):
         if trunk.transport == "tls" and not tls.enabled:
             yield ("trunks", i, "transport"), f"trunk '{trunk.name}' uses tls but front.tls is not enabled", \

@@ -84,6 +84,26 @@ def test_tls_trunk_needs_the_tls_listener_and_tls_needs_a_front(pki: Pki) -> Non
         "or auto with one worker)"]
 
 
+def test_tls_port_taken_by_another_listener_is_an_error(pki: Pki) -> None:
+    base = yaml_text(pki)
+    assert check(pki, base.replace("ca_list: ca.pem}", "ca_list: ca.pem, port: 15060}")) == [
+        "3: front.tls.port: error: TLS port 15060 is also the public SIP port (TCP)"]
+    assert check(pki, base.replace("ca_list: ca.pem}", "ca_list: ca.pem, port: 15101}")) == [
+        "3: front.tls.port: error: TLS port 15101 is also a worker SIP port"]
+
+
+def test_mutual_tls_verifies_clients_against_the_ca_list(pki: Pki, tmp_path: Path) -> None:
+    path = pki.cert.parent / "mutual.yaml"
+    path.write_text(yaml_text(pki).replace("ca_list: ca.pem}", "ca_list: ca.pem, verify_clients: true}"))
+    loaded = load_config(path, {}, check_files=True)
+    render(loaded.config, tmp_path, config_dir=loaded.root)
+    server = (tmp_path / "tls.cfg").read_text().split("[client:default]")[0]
+    assert "verify_certificate = yes\nrequire_certificate = yes\n" in server and f"ca_list = {pki.ca}" in server
+    with pytest.raises(ValueError, match="verify_clients needs ca_list"):
+        IvrConfig.model_validate({**loaded.config.model_dump(), "front": {"tls": {
+            "enabled": True, "certificate": "a", "private_key": "b", "verify_clients": True}}})
+
+
 def test_srtp_over_a_clear_transport_is_a_warning(pki: Pki) -> None:
     assert check(pki, yaml_text(pki, trunk="transport: udp, srtp: optional")) == [
         "5: trunks[0].srtp: warning: trunk 'provider': SDES keys travel in the SDP, readable on udp: use transport tls"]
