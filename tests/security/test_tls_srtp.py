@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,12 +123,17 @@ def worker_rtp(pcap: Path, ports: range) -> tuple[list[bytes], list[bytes]]:
 
 def wait_packets(pcap: Path, ports: range, count: int) -> None:
     """Until the capture holds `count` RTP packets from the workers (bounded: 20 s)."""
-    import time
-
     end = time.monotonic() + 20
     while len(worker_rtp(pcap, ports)[0]) < count:
         assert time.monotonic() < end, f"fewer than {count} RTP packets from the workers in 20 s"
         time.sleep(0.2)
+
+
+def wait_text(path: Path, text: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        assert time.monotonic() < end, f"no {text!r} in {path} within {timeout:.0f}s"
+        time.sleep(0.1)
 
 
 def test_tls_srtp_call_is_answered_routed_by_dtmf_and_transferred(setup: Setup, tmp_path: Path) -> None:
@@ -331,4 +337,31 @@ def test_single_worker_without_front_picks_srtp_by_trunk_source(tmp_path: Path) 
         assert isinstance(clear, SippRun)
         assert clear.returncode == 0 and "answered" in clear.log, clear.describe()
     finally:
+        server.stop()
+
+
+def test_mutual_tls_front_answers_only_a_client_with_a_certificate_of_its_ca(setup: Setup, tmp_path: Path) -> None:
+    """front.tls.verify_clients: baresip without a client certificate cannot even complete the handshake;
+    with one signed by ca_list its SRTP call is answered."""
+    cfg = tls_config(setup.pki, free_port(), free_udp_port())
+    cfg["front"]["tls"]["verify_clients"] = True
+    (tmp_path / "mutual").mkdir()
+    server = IvrServer(cfg, tmp_path / "mutual").start()
+    tls_port = cfg["front"]["tls"]["port"]
+    anonymous = Baresip(tmp_path / "anon", ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                        source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand")
+    known = Baresip(tmp_path / "known", ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                    source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand",
+                    certificate=setup.pki.client)
+    try:
+        anonymous.start().dial(f"sip:300@127.0.0.1:{tls_port};transport=tls")
+        front_log = tmp_path / "mutual" / "run" / "front" / "kamailio.log"
+        wait_text(front_log, "peer did not return a certificate", 20)
+        assert "SIP/2.0 " not in anonymous.log  # no answer of any kind came back
+        known.start().dial(f"sip:300@127.0.0.1:{tls_port};transport=tls")
+        known.wait_log(r"Call established", 20)
+        known.wait_log(r"SRTP is Enabled", 5)
+    finally:
+        anonymous.stop()
+        known.stop()
         server.stop()

@@ -31,6 +31,8 @@ class Pki:
     key: Path
     other_key: Path
     """A valid key that belongs to no certificate here (for the mismatch check)."""
+    client: Path
+    """A client certificate signed by the CA, its key appended (baresip's `sip_certificate` format)."""
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -49,8 +51,14 @@ def make_pki(directory: Path, ip: str = "127.0.0.1") -> Pki:
              "-out", "front.pem", "-days", "2", "-extfile", "ext.cnf", cwd=directory)
     _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", "other.key",
              cwd=directory)
+    _openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=trunk client", cwd=directory)
+    (directory / "client.cnf").write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "client.crt", "-days", "2", "-extfile", "client.cnf", cwd=directory)
+    client = directory / "client.pem"
+    client.write_text((directory / "client.crt").read_text() + (directory / "client.key").read_text())
     return Pki(ca=directory / "ca.pem", cert=directory / "front.pem", key=directory / "front.key",
-               other_key=directory / "other.key")
+               other_key=directory / "other.key", client=client)
 
 
 # --- baresip ---------------------------------------------------------------------------------------------
@@ -78,11 +86,13 @@ class Baresip:
     log file, which the test reads."""
 
     def __init__(self, workdir: Path, *, ip: str, port: int, ca: Path, source_wav: Path,
-                 mediaenc: str | None) -> None:
+                 mediaenc: str | None, certificate: Path | None = None) -> None:
         self.dir = workdir / "baresip"
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config").write_text(BARESIP_CONFIG.format(ip=ip, port=port, ca=ca, out=self.dir / "heard.wav",
-                                                               source=source_wav))
+        config = BARESIP_CONFIG.format(ip=ip, port=port, ca=ca, out=self.dir / "heard.wav", source=source_wav)
+        if certificate is not None:
+            config += f"sip_certificate\t{certificate}\n"
+        (self.dir / "config").write_text(config)
         enc = f";mediaenc={mediaenc}" if mediaenc else ""
         (self.dir / "accounts").write_text(f"<sip:caller@{ip};transport=tls>;regint=0;answermode=manual{enc}\n")
         self.log_path = self.dir / "baresip.log"
