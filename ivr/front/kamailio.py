@@ -73,9 +73,8 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         (dbtext / "uacreg").write_text(uacreg_table(registrations))
         os.chmod(dbtext / "uacreg", 0o600)
         extra += [dbtext / "uacreg", dbtext / "version"]
-    profile = tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute())
-    if profile is not None:
-        extra.append(profile)
+    extra += tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute(),
+                               base if base_dir is not None else None)
     cfg.write_text(cfg_text(config, base_dir=base, instance=instance))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 

@@ -15,6 +15,7 @@ which the worker trusts only from the front's address and uses to pick its per-m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ivr.config.model import IvrConfig, Trunk
@@ -53,12 +54,13 @@ def cfg_parts(config: IvrConfig, base_dir: Path) -> dict[str, str]:
     }
 
 
-def profile_text(config: IvrConfig, config_dir: Path) -> str:
-    """tls.cfg: the server profile (our certificate) and the client profile (verifying TLS trunks)."""
+def profile_text(config: IvrConfig, files: dict[str, str]) -> str:
+    """tls.cfg: the server profile (our certificate) and the client profile (verifying TLS trunks).
+    `files`: where Kamailio finds each configured file (field value -> path)."""
     tls = config.front.tls
 
     def path(value: str) -> str:
-        return str((config_dir / value).resolve())
+        return files[value]
 
     return t.TLS_CFG.substitute(
         method=f"{tls.min_version}+",
@@ -71,10 +73,26 @@ def profile_text(config: IvrConfig, config_dir: Path) -> str:
     )
 
 
-def write_profile(config: IvrConfig, out_dir: Path, config_dir: Path) -> Path | None:
-    """Write tls.cfg into out_dir when TLS is on; its path, else None."""
-    if not config.front.tls.enabled:
-        return None
-    out = out_dir / TLS_CFG_NAME
-    out.write_text(profile_text(config, config_dir))
-    return out
+def write_profile(config: IvrConfig, out_dir: Path, config_dir: Path, base_dir: Path | None) -> list[Path]:
+    """Write tls.cfg into out_dir when TLS is on; the files written.
+
+    Managed (no base_dir): tls.cfg names the certificate files where the config says, so a renewed
+    certificate is read by `kamcmd tls.reload` without a render. Rendered for Kamailio elsewhere (base_dir,
+    a container mount): the certificate, key (mode 0600) and CA are copied next to tls.cfg, since the
+    config directory is not mounted there."""
+    tls = config.front.tls
+    if not tls.enabled:
+        return []
+    written = [out_dir / TLS_CFG_NAME]
+    sources = [v for v in (tls.certificate, tls.private_key, tls.ca_list) if v]
+    files = {value: str((config_dir / value).resolve()) for value in sources}
+    if base_dir is not None:
+        for value, name in zip(sources, ("tls-certificate.pem", "tls-key.pem", "tls-ca.pem"), strict=False):
+            target = out_dir / name
+            target.touch(mode=0o600)
+            os.chmod(target, 0o600)
+            target.write_bytes((config_dir / value).read_bytes())
+            files[value] = str(base_dir / name)
+            written.append(target)
+    written[0].write_text(profile_text(config, files))
+    return written

@@ -137,6 +137,19 @@ def test_rendered_tls_front_passes_kamailio_own_check(pki: Pki, tmp_path: Path, 
     assert run.returncode == 0, run.stderr[-3000:]
 
 
+def test_rendered_for_a_container_the_certificates_travel_with_tls_cfg(pki: Pki, tmp_path: Path) -> None:
+    path = pki.cert.parent / "external.yaml"
+    path.write_text(yaml_text(pki))
+    loaded = load_config(path, {}, check_files=False)
+    files = render(loaded.config, tmp_path, base_dir=Path("/run/ivr-front"), config_dir=loaded.root)
+    profile = (tmp_path / "tls.cfg").read_text()
+    assert "certificate = /run/ivr-front/tls-certificate.pem" in profile
+    assert "private_key = /run/ivr-front/tls-key.pem" in profile and "ca_list = /run/ivr-front/tls-ca.pem" in profile
+    assert (tmp_path / "tls-key.pem").read_bytes() == pki.key.read_bytes()
+    assert (tmp_path / "tls-key.pem").stat().st_mode & 0o077 == 0
+    assert {p.name for p in files.extra} >= {"tls.cfg", "tls-certificate.pem", "tls-key.pem", "tls-ca.pem"}
+
+
 def test_without_tls_nothing_of_it_is_rendered(pki: Pki, tmp_path: Path) -> None:
     path = pki.cert.parent / "plain.yaml"
     path.write_text(yaml_text(pki, tls="{enabled: false}", trunk="transport: udp"))
