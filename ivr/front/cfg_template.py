@@ -268,7 +268,7 @@ TRUNK_SECURITY = CfgTemplate("""\tif ($avp(trunk) == "%%{trunk}") {
 """)
 
 TRUNK_TRANSPORT = CfgTemplate("""\t\tif ($pr != "%%{transport}") {
-\t\t\txlog("L_NOTICE", "front.trunk_wrong_transport $avp(trunk) $pr $si\\n");
+\t\t\txlog("L_WARN", "front.trunk_wrong_transport $avp(trunk) $pr $si\\n");
 \t\t\tsl_send_reply("403", "Forbidden");
 \t\t\texit;
 \t\t}

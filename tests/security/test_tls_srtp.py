@@ -365,3 +365,34 @@ def test_mutual_tls_front_answers_only_a_client_with_a_certificate_of_its_ca(set
         anonymous.stop()
         known.stop()
         server.stop()
+
+
+def tls_invite(port: int, ca: Path, source: str, call_id: str) -> str:
+    """One INVITE over TLS from `source` (a loopback address); the first response's status line."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        local = tls.getsockname()
+        tls.sendall((f"INVITE sip:300@127.0.0.1:{port};transport=tls SIP/2.0\r\n"
+                     f"Via: SIP/2.0/TLS {local[0]}:{local[1]};branch=z9hG4bK{random.getrandbits(48):x};rport\r\n"
+                     f"From: <sip:probe@{source}>;tag={random.getrandbits(32):x}\r\nTo: <sip:300@127.0.0.1>\r\n"
+                     f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+                     f"Contact: <sip:probe@{local[0]}:{local[1]};transport=tls>\r\nMax-Forwards: 70\r\n"
+                     "X-IVR-Srtp: off\r\nContent-Length: 0\r\n\r\n").encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = tls.recv(4096)
+            assert chunk, "the front closed the connection without an answer"
+            data += chunk
+        return data.split(b"\r\n", 1)[0].decode()
+
+
+def test_tls_from_a_non_tls_trunk_or_a_stranger_is_refused(setup: Setup) -> None:
+    """TLS is not a way in by itself: the trunk ACL and the per-trunk transport still decide."""
+    assert tls_invite(setup.tls_port, setup.pki.ca, PLAIN_IP, "tlsprobe-trunk") == "SIP/2.0 403 Forbidden"
+    assert tls_invite(setup.tls_port, setup.pki.ca, "127.0.0.9", "tlsprobe-stranger") == "SIP/2.0 403 Forbidden"
+    wait_text(setup.server.workdir / "run" / "front" / "kamailio.log",
+              f"front.trunk_wrong_transport plain_mand tls {PLAIN_IP}", 10)
+    seen = [e for name in ("call.rejected", "call.ended") for e in setup.server.events(name)
+            if "tlsprobe" in str(e.get("sip_call_id"))]
+    assert seen == []  # the front answered: no worker, no controller saw them
