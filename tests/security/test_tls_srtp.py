@@ -12,8 +12,11 @@ The queue `sales` points at a SIPp UAS on 127.0.0.1: baresip follows the IVR's R
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -396,3 +399,33 @@ def test_tls_from_a_non_tls_trunk_or_a_stranger_is_refused(setup: Setup) -> None
     seen = [e for name in ("call.rejected", "call.ended") for e in setup.server.events(name)
             if "tlsprobe" in str(e.get("sip_call_id"))]
     assert seen == []  # the front answered: no worker, no controller saw them
+
+
+def test_worker_killed_mid_srtp_call_is_recorded_and_its_replacement_takes_srtp_calls(setup: Setup,
+                                                                                      tmp_path: Path) -> None:
+    """Runs last on the shared server: SIGKILL of the worker holding a TLS+SRTP call; the call is recorded as
+    lost, the worker restarts with its three SRTP accounts, and the next TLS+SRTP call is answered."""
+    def caller(name: str) -> Baresip:
+        return Baresip(tmp_path / name, ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
+                       source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand")
+
+    first, second = caller("first"), caller("second")
+    try:
+        first.start().dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
+        first.wait_log(r"Call established", 20)
+        call_id = first.wait_log(r"INVITE sip:300@[^\n]*\n(?:[^\n]+\n)*?Call-ID: (\S+)", 5).group(1)
+        worker = first.wait_log(r"Contact: <sip:(w[0-9]+)-srtp-mandatory@", 5).group(1)
+        pid = [e for e in setup.server.events("worker.ready") if e.get("worker") == worker][-1]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert setup.server.call_ended(call_id)["end_reason"] == "worker_lost"
+        setup.server.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("worker") == worker
+                              and e.get("pid") != pid, 30, what=f"{worker} restarted")
+        first.stop()  # its BYE through the front releases the dead call's slot in the dispatcher
+        second.start().dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
+        second.wait_log(r"Call established", 20)
+        second.wait_log(r"SRTP is Enabled", 5)
+        contact = re.search(r"Contact: <sip:(w[0-9]+)-srtp-mandatory@", second.log)
+        assert contact is not None and contact.group(1) == worker  # the restarted worker took it
+    finally:
+        first.stop()
+        second.stop()
