@@ -17,30 +17,32 @@ import random
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sippkit import SCENARIOS, SippRun, collect, free_udp_port, sipp
+from sippkit import SippRun, collect, free_udp_port, sipp
 from tlskit import (
-    RTP_PCMU,
     SRTP_TAG_80,
     Baresip,
     Capture,
     Pki,
     byte_entropy,
     clear_prompt_frames,
+    handshake,
     make_pki,
     pcmu_of_wav,
-    read_pcap,
-    rtp,
+    tls_invite,
+    transferee,
+    wait_packets,
+    wait_text,
+    weak_client,
+    worker_rtp,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -100,47 +102,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         server.stop()
 
 
-def transferee(setup: Setup, workdir: Path, calls: int = 1) -> subprocess.Popen[str]:
-    binary = shutil.which("sipp")
-    assert binary
-    cmd = [binary, "-sf", str(SCENARIOS / "tls" / "transferee_uas.xml"), "-i", "127.0.0.1", "-p", str(setup.uas_port),
-           "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", str(calls), "-timeout", "60s", "-timeout_error",
-           "-nostdin", "-trace_logs", "-log_file", str(workdir / "uas.log"), "-trace_err",
-           "-error_file", str(workdir / "uas.err")]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def worker_rtp(pcap: Path, ports: range) -> tuple[list[bytes], list[bytes]]:
-    """PCMU payloads (after the RTP header) sent by the workers, and received by them."""
-    sent, received = [], []
-    for datagram in read_pcap(pcap):
-        packet = rtp(datagram)
-        if packet is None or packet.payload_type != RTP_PCMU:
-            continue
-        if datagram.src[1] in ports:
-            sent.append(packet.payload)
-        elif datagram.dst[1] in ports:
-            received.append(packet.payload)
-    return sent, received
-
-
-def wait_packets(pcap: Path, ports: range, count: int) -> None:
-    """Until the capture holds `count` RTP packets from the workers (bounded: 20 s)."""
-    end = time.monotonic() + 20
-    while len(worker_rtp(pcap, ports)[0]) < count:
-        assert time.monotonic() < end, f"fewer than {count} RTP packets from the workers in 20 s"
-        time.sleep(0.2)
-
-
-def wait_text(path: Path, text: str, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not (path.exists() and text in path.read_text(errors="replace")):
-        assert time.monotonic() < end, f"no {text!r} in {path} within {timeout:.0f}s"
-        time.sleep(0.1)
-
-
 def test_tls_srtp_call_is_answered_routed_by_dtmf_and_transferred(setup: Setup, tmp_path: Path) -> None:
-    uas = transferee(setup, tmp_path)
+    uas = transferee(setup.uas_port, tmp_path)
     baresip = Baresip(tmp_path, ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
                       source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand")
     pcap = tmp_path / "rtp.pcap"
@@ -231,22 +194,6 @@ def test_tls_trunk_calling_over_udp_is_refused(setup: Setup, tmp_path: Path) -> 
     assert "refused 403" in run.log, run.describe()
 
 
-def handshake(port: int, ctx: ssl.SSLContext) -> tuple[str | None, str]:
-    """(protocol version, cipher) of a TLS handshake with the front, or raises ssl.SSLError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        cipher = tls.cipher()
-        return tls.version(), cipher[0] if cipher else ""
-
-
-def weak_client(*, version: ssl.TLSVersion, ciphers: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.MINIMUM_SUPPORTED, version
-    ctx.set_ciphers(ciphers)
-    return ctx
-
-
 def test_front_offers_tls12_or_later_with_its_certificate_and_refuses_older_or_weak(setup: Setup) -> None:
     verified = ssl.create_default_context(cafile=str(setup.pki.ca))  # checks the IP SAN 127.0.0.1
     assert handshake(setup.tls_port, verified)[0] == "TLSv1.3"
@@ -270,7 +217,7 @@ def test_concurrent_tls_srtp_calls_while_plain_offers_are_refused(setup: Setup, 
     """Six baresip callers at once (two workers), each routed by its DTMF and transferred; while they talk,
     five plain-RTP offers to the mandatory trunk get 488 (two at a time: the two slots left). All media on the
     wire is SRTP."""
-    uas = transferee(setup, tmp_path, calls=CONCURRENT)
+    uas = transferee(setup.uas_port, tmp_path, calls=CONCURRENT)
     callers = [Baresip(tmp_path / f"c{i}", ip="127.0.0.1", port=free_port(), ca=setup.pki.ca,
                        source_wav=ROOT / "prompts" / "hold_music.wav", mediaenc="srtp-mand") for i in range(CONCURRENT)]
     pcap = tmp_path / "rtp.pcap"
@@ -368,26 +315,6 @@ def test_mutual_tls_front_answers_only_a_client_with_a_certificate_of_its_ca(set
         anonymous.stop()
         known.stop()
         server.stop()
-
-
-def tls_invite(port: int, ca: Path, source: str, call_id: str) -> str:
-    """One INVITE over TLS from `source` (a loopback address); the first response's status line."""
-    ctx = ssl.create_default_context(cafile=str(ca))
-    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        local = tls.getsockname()
-        tls.sendall((f"INVITE sip:300@127.0.0.1:{port};transport=tls SIP/2.0\r\n"
-                     f"Via: SIP/2.0/TLS {local[0]}:{local[1]};branch=z9hG4bK{random.getrandbits(48):x};rport\r\n"
-                     f"From: <sip:probe@{source}>;tag={random.getrandbits(32):x}\r\nTo: <sip:300@127.0.0.1>\r\n"
-                     f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
-                     f"Contact: <sip:probe@{local[0]}:{local[1]};transport=tls>\r\nMax-Forwards: 70\r\n"
-                     "X-IVR-Srtp: off\r\nContent-Length: 0\r\n\r\n").encode())
-        data = b""
-        while b"\r\n" not in data:
-            chunk = tls.recv(4096)
-            assert chunk, "the front closed the connection without an answer"
-            data += chunk
-        return data.split(b"\r\n", 1)[0].decode()
 
 
 def test_tls_from_a_non_tls_trunk_or_a_stranger_is_refused(setup: Setup) -> None:

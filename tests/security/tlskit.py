@@ -5,9 +5,12 @@ in time and stopped by the test that started it."""
 from __future__ import annotations
 
 import math
+import random
 import re
 import shutil
 import signal
+import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -15,6 +18,8 @@ import wave
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from sippkit import SCENARIOS, free_udp_port
 
 RTP_PCMU = 0
 SRTP_TAG_80 = 10
@@ -245,3 +250,82 @@ def pcmu_of_wav(path: Path) -> bytes:
 def clear_prompt_frames(payloads: list[bytes], prompt_pcmu: bytes) -> int:
     """How many 160-byte payloads appear verbatim in the prompt's u-law bytes (audio sent in clear)."""
     return sum(1 for p in payloads if len(p) == 160 and len(set(p)) > 4 and p in prompt_pcmu)
+
+
+# --- what the tests share -------------------------------------------------------------------------------
+
+
+def transferee(port: int, workdir: Path, calls: int = 1) -> subprocess.Popen[str]:
+    """SIPp as the queue's transfer target on 127.0.0.1:port (sipp-scenarios/tls/transferee_uas.xml)."""
+    binary = shutil.which("sipp")
+    assert binary
+    cmd = [binary, "-sf", str(SCENARIOS / "tls" / "transferee_uas.xml"), "-i", "127.0.0.1", "-p", str(port),
+           "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", str(calls), "-timeout", "60s", "-timeout_error",
+           "-nostdin", "-trace_logs", "-log_file", str(workdir / "uas.log"), "-trace_err",
+           "-error_file", str(workdir / "uas.err")]
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def worker_rtp(pcap: Path, ports: range) -> tuple[list[bytes], list[bytes]]:
+    """PCMU payloads (after the RTP header) sent by the workers, and received by them."""
+    sent, received = [], []
+    for datagram in read_pcap(pcap):
+        packet = rtp(datagram)
+        if packet is None or packet.payload_type != RTP_PCMU:
+            continue
+        if datagram.src[1] in ports:
+            sent.append(packet.payload)
+        elif datagram.dst[1] in ports:
+            received.append(packet.payload)
+    return sent, received
+
+
+def wait_packets(pcap: Path, ports: range, count: int) -> None:
+    """Until the capture holds `count` RTP packets from the workers (bounded: 20 s)."""
+    end = time.monotonic() + 20
+    while len(worker_rtp(pcap, ports)[0]) < count:
+        assert time.monotonic() < end, f"fewer than {count} RTP packets from the workers in 20 s"
+        time.sleep(0.2)
+
+
+def wait_text(path: Path, text: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        assert time.monotonic() < end, f"no {text!r} in {path} within {timeout:.0f}s"
+        time.sleep(0.1)
+
+
+def handshake(port: int, ctx: ssl.SSLContext) -> tuple[str | None, str]:
+    """(protocol version, cipher) of a TLS handshake with the front, or raises ssl.SSLError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        cipher = tls.cipher()
+        return tls.version(), cipher[0] if cipher else ""
+
+
+def weak_client(*, version: ssl.TLSVersion, ciphers: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.MINIMUM_SUPPORTED, version
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def tls_invite(port: int, ca: Path, source: str, call_id: str) -> str:
+    """One INVITE over TLS from `source` (a loopback address); the first response's status line."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        local = tls.getsockname()
+        tls.sendall((f"INVITE sip:300@127.0.0.1:{port};transport=tls SIP/2.0\r\n"
+                     f"Via: SIP/2.0/TLS {local[0]}:{local[1]};branch=z9hG4bK{random.getrandbits(48):x};rport\r\n"
+                     f"From: <sip:probe@{source}>;tag={random.getrandbits(32):x}\r\nTo: <sip:300@127.0.0.1>\r\n"
+                     f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+                     f"Contact: <sip:probe@{local[0]}:{local[1]};transport=tls>\r\nMax-Forwards: 70\r\n"
+                     "X-IVR-Srtp: off\r\nContent-Length: 0\r\n\r\n").encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = tls.recv(4096)
+            assert chunk, "the front closed the connection without an answer"
+            data += chunk
+        return data.split(b"\r\n", 1)[0].decode()
