@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -122,7 +123,8 @@ class CallRouter:
         assert trunk is not None and flow is not None  # _refusal says why not otherwise
         now = self._clock()
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
-                        sip_call_id=offer.sip_call_id, worker=worker, node=platform.node())
+                        sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
+                        node=platform.node())
         call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now),
                         info=info, offered_at=now)
         self.calls[(worker, call_id)] = call

@@ -26,6 +26,8 @@ class CallInfo:
     trunk: str
     sip_call_id: str = ""
     worker: str = ""
+    uid: str = ""
+    """Unique id of the call's record (the controller draws it)."""
     node: str = ""
     """The server (host name) running the call, for records shared by several nodes."""
 

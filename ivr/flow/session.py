@@ -198,8 +198,9 @@ class FlowSession:
         if ctx.type_ahead:
             inputs.append(DigitInput("", MASK, True))
         return CallRecord(
-            call_id=call.call_id, sip_call_id=call.sip_call_id, worker=call.worker, trunk=call.trunk,
-            caller=call.caller, dialed=call.dialed, flow=ctx.call_flow, started_at=ctx.marks["started"],
+            uid=call.uid or call.call_id, call_id=call.call_id, sip_call_id=call.sip_call_id, worker=call.worker,
+            trunk=call.trunk, caller=call.caller, dialed=call.dialed, flow=ctx.call_flow,
+            started_at=ctx.marks["started"],
             ended_at=ctx.marks.get("ended"), end_reason=self._end_reason,
             outcome=self._outcome or Outcome("none", ""), path=tuple(ctx.path), inputs=tuple(inputs),
             variables=variables, fetches=tuple(ctx.fetches), transfers=tuple(ctx.transfers),
@@ -289,7 +290,7 @@ class FlowSession:
         self._finished = True
         self._end_reason = event.reason
         if self._outcome is None:
-            self._outcome = Outcome("hangup", event.reason)
+            self._outcome = Outcome("abandoned", event.reason)
         self._ctx.mark("ended", now)
 
     def _timings(self) -> Timings:

@@ -76,9 +76,10 @@ class Leg:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How the flow ended: handed to a queue, or hung up (reason)."""
+    """How the flow ended: handed to a queue, hung up by the flow (reason), or by the caller while in the IVR
+    ("abandoned", reason: the end reason). "none": the call has not ended yet."""
 
-    kind: Literal["transfer", "hangup", "none"]
+    kind: Literal["transfer", "hangup", "abandoned", "none"]
     reason: str
     queue: str | None = None
     uri: str | None = None
@@ -100,6 +101,8 @@ class Timings:
 class CallRecord:
     """Everything that happened to one call. Built once, at its end; never patched."""
 
+    uid: str
+    """Unique across restarts and nodes (the store's key); `call_id` is the worker's, reused after a restart."""
     call_id: str
     sip_call_id: str
     worker: str

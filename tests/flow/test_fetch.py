@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
-from recordkit import hung_up
+from recordkit import abandoned
 
 from ivr.flow.commands import Fetch, HangUp, Play, StopPlayback
 from ivr.flow.events import CallEnded, FetchCompleted, FetchFailed
@@ -124,4 +124,4 @@ def test_call_ended_mid_fetch() -> None:
     record = session.record().as_dict()
     assert record["path"] == ["lookup:abandoned"]
     assert record["fetches"][0]["outcome"] == "abandoned"  # type: ignore[index]
-    assert record["outcome"] == hung_up("caller_hangup") and record["end_reason"] == "caller_hangup"
+    assert record["outcome"] == abandoned("caller_hangup") and record["end_reason"] == "caller_hangup"

@@ -174,7 +174,7 @@ def test_default_support_flow_closed_on_holiday(default_config: IvrConfig) -> No
 def test_record_shape(default_config: IvrConfig) -> None:
     session, _ = connect(default_config, "support")
     assert list(session.record().as_dict()) == [
-        "call_id", "sip_call_id", "worker", "trunk", "caller", "dialed", "flow", "started_at", "ended_at",
+        "uid", "call_id", "sip_call_id", "worker", "trunk", "caller", "dialed", "flow", "started_at", "ended_at",
         "end_reason", "outcome", "path", "inputs", "variables", "fetches", "transfers", "legs", "timings", "node",
         "version"]
     steps = [{"id": "s", "type": "set", "values": {"pin": "1234", "account_pin": "1", "spin": "x"}}, *ends("e")]

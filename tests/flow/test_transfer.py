@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
-from recordkit import hung_up, transferred
+from recordkit import abandoned, hung_up, transferred
 
 from ivr.flow.commands import HangUp, Play, StopPlayback, Transfer
 from ivr.flow.events import CallEnded, DigitReceived, TransferProgress
@@ -100,5 +100,5 @@ def test_call_ended_mid_transfer_and_digits_ignored() -> None:
     assert session.handle(DigitReceived("5"), T0 + 0.5) == []
     assert session.handle(CallEnded("caller_hangup"), T0 + 1) == []
     assert session.record().as_dict()["transfers"][0]["result"] == "abandoned"  # type: ignore[index]
-    assert session.record().as_dict()["outcome"] == hung_up("caller_hangup")
+    assert session.record().as_dict()["outcome"] == abandoned("caller_hangup")
     assert session.handle(TransferProgress(200, True), T0 + 2) == [] and session.deadline is None
