@@ -47,14 +47,16 @@ def assert_rows_match_lines(rows: list[dict[str, Any]], lines: list[dict[str, An
 
 
 def sample(uid: str, *, caller: str = "+15551000001", started_at: float = 1000.0, tier: str = "gold",
-           queue: str | None = "gold", flow: str = "vip") -> dict[str, Any]:
+           queue: str | None = "gold", flow: str = "support", path: tuple[str, ...] = ("main_menu:1", "to_sales:ok"),
+           abandoned: bool = False) -> dict[str, Any]:
     """A plausible finished call's record, in its JSON form."""
-    outcome = (Outcome("transfer", "transferred", queue, f"sip:{queue}@127.0.0.1") if queue
+    outcome = (Outcome("abandoned", "caller_hangup") if abandoned else
+               Outcome("transfer", "transferred", queue, f"sip:{queue}@127.0.0.1") if queue
                else Outcome("hangup", "closed"))
     record = CallRecord(
         uid=uid, call_id="w000-1", sip_call_id=f"{uid}@127.0.0.1", worker="w000", trunk="local", caller=caller,
         dialed="100", flow=flow, started_at=started_at, ended_at=started_at + 9.5, end_reason="local_hangup",
-        outcome=outcome, path=("main_menu:1", "lookup:ok", "to_gold:ok"), inputs=(DigitInput("main_menu", "1"),),
+        outcome=outcome, path=path, inputs=(DigitInput("main_menu", "1"),),
         variables=(("tier", tier), ("pin", "***")),
         fetches=(FetchEntry("lookup", "crm", "ok", None, 200, 42.5, False),),
         transfers=(TransferAttempt("to_gold", queue or "gold", "sip:gold@127.0.0.1", "ok", 200, (100, 200),

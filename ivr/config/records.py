@@ -37,11 +37,9 @@ class RecordsConfig(Strict):
                                  "often (and the spool fsynced), so an OS crash loses at most this much.")
     batch_size: int = Field(200, ge=1, le=10000, description="Most records per commit.")
     webhook: WebhookConfig | None = Field(None, description="Optional end-of-call webhook.")
-    tier_variable: str = Field("tier", description="Flow variable that holds the caller's tier (records "
-                               "column, `ivr calls --tier`, metrics label).")
-    tiers: tuple[str, ...] = Field(("vip", "gold", "silver", "standard"), description="Tier values used as "
-                                   "metrics labels; any other value is counted as 'other' (labels never carry "
-                                   "caller data).")
+    tiers: tuple[str, ...] = Field(("platinum", "gold", "silver", "standard"), description="Values of the flow "
+                                   "variable `tier` used as metrics labels; any other value is counted as "
+                                   "'other' (labels never carry caller data).")
 
     @model_validator(mode="after")
     def _dsn_for_postgresql(self) -> RecordsConfig:

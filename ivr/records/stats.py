@@ -14,13 +14,15 @@ from ivr.config.steps import MenuStep
 from ivr.metrics import Metrics
 from ivr.records.model import CallRecord
 
+TIER_VARIABLE = "tier"
+"""The flow variable holding the caller's tier (the records' `tier` column, a metrics label)."""
 OTHER = "other"
 NONE = "none"
 _MENU_RESULTS = frozenset({"invalid", "no_input", "exhausted", "abandoned", "max_duration", "loop_detected"})
 
 
 def tier_label(config: IvrConfig, variables: dict[str, str]) -> str:
-    value = variables.get(config.records.tier_variable)
+    value = variables.get(TIER_VARIABLE)
     if value is None or value == "":
         return NONE
     return value if value in config.records.tiers else OTHER
