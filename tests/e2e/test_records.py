@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 from conftest import QUEUE_HOST, e2e_config, start_server
 from ivrkit import IVR, ROOT, IvrServer
 from pgkit import PgServer, free_tcp_port
-from recordkit import assert_rows_match_lines, sqlite_rows, transferred
+from recordkit import LOG_KEYS, assert_rows_match_lines, sqlite_rows, transferred
 from sippkit import collect, sipp
 
 pytestmark = pytest.mark.sip
@@ -33,8 +36,8 @@ PIN_FLOW: dict[str, Any] = {
 }
 
 
-def live_calls(server: IvrServer) -> str:
-    url = f"http://127.0.0.1:{server.config['admin']['port']}/calls"
+def admin(server: IvrServer, path: str) -> str:
+    url = f"http://127.0.0.1:{server.config['admin']['port']}{path}"
     with urllib.request.urlopen(url, timeout=5) as resp:
         return str(resp.read().decode())
 
@@ -46,11 +49,35 @@ def wait_until(predicate: Any, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path) -> None:
+class Hook(BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        Hook.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Hook.bodies = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/ivr/calls"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, webhook: str) -> None:
     cfg = e2e_config()
     cfg["flows"]["pin"] = PIN_FLOW
     cfg["numbers"]["600"] = "pin"
     cfg["logging"] = {"level": "debug", "format": "json"}
+    cfg["records"] = {"webhook": {"url": webhook, "flows": ["pin"]}}
     server = start_server(cfg, tmp_path / "srv")
     try:
         caller = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="pin", workdir=tmp_path,
@@ -60,7 +87,7 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path) -> 
         snapshots: list[str] = []
 
         def in_hold() -> bool:
-            snapshots.append(live_calls(server))
+            snapshots.append(admin(server, "/calls"))
             return '"copy:set"' in snapshots[-1]
 
         wait_until(in_hold)  # the call is live, past the gather, in the hold music
@@ -68,17 +95,23 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path) -> 
         run = collect(caller.returncode, output, tmp_path, "pin")
         assert run.returncode == 0, run.describe()
         line = server.call_ended("pin-")
+        wait_until(lambda: 'ivr_call_records_total{flow="pin"' in admin(server, "/metrics"))
+        metrics = admin(server, "/metrics")
     finally:
         assert server.stop() == 0
     assert line["outcome"] == transferred("sales", f"sip:sales@{QUEUE_HOST}")
     assert line["inputs"] == [{"step": "ask_pin", "digits": "***", "masked": True}]
     assert line["variables"] == {"code": "***", "echo": "***"}
     assert any(e.get("event") == "sip.call.digit" for e in server.lines)  # debug lines were on
-    assert all(PIN not in text for text in snapshots)
+    assert all(PIN not in text for text in snapshots) and PIN not in metrics
+    assert 'ivr_call_records_total{flow="pin",outcome="transfer",queue="sales",tier="none"} 1' in metrics
     assert PIN not in "".join(server.raw)
     run_dir = tmp_path / "srv" / "run"
     [row] = sqlite_rows(run_dir / "records.sqlite3")
     assert row["uid"] == line["uid"]
+    wait_until(lambda: len(Hook.bodies) == 1)  # delivered before the server stopped, or from its spool
+    assert json.loads(Hook.bodies[0]) == {k: v for k, v in line.items() if k not in LOG_KEYS}
+    assert PIN.encode() not in Hook.bodies[0]
     for path in run_dir.rglob("*"):  # the database, its WAL, the spool, the front's files
         if path.is_file():
             assert PIN.encode() not in path.read_bytes(), path
