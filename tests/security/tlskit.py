@@ -86,12 +86,31 @@ module_app\tmenu.so
 """
 
 
+def baresip_port() -> int:
+    """A SIP port P for baresip with P free on UDP and TCP and P+1 free on TCP (its TLS listener)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        try:
+            with socket.socket() as tls, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                    socket.socket() as tcp:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+                tls.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair for baresip")
+
+
 class Baresip:
     """baresip 1.0 headless: keys and /commands go to its stdin (the stdio module), `-s` traces SIP to the
     log file, which the test reads."""
 
-    def __init__(self, workdir: Path, *, ip: str, port: int, ca: Path, source_wav: Path,
-                 mediaenc: str | None, certificate: Path | None = None) -> None:
+    def __init__(self, workdir: Path, *, ip: str, ca: Path, source_wav: Path, mediaenc: str | None,
+                 certificate: Path | None = None) -> None:
+        port = baresip_port()
         self.dir = workdir / "baresip"
         self.dir.mkdir(parents=True, exist_ok=True)
         config = BARESIP_CONFIG.format(ip=ip, port=port, ca=ca, out=self.dir / "heard.wav", source=source_wav)
@@ -247,9 +266,14 @@ def pcmu_of_wav(path: Path) -> bytes:
         return audioop.lin2ulaw(w.readframes(w.getnframes()), 2)
 
 
+def audible(payloads: list[bytes]) -> list[bytes]:
+    """Payloads that are not (near) silence: more than 4 distinct byte values."""
+    return [p for p in payloads if len(set(p)) > 4]
+
+
 def clear_prompt_frames(payloads: list[bytes], prompt_pcmu: bytes) -> int:
     """How many 160-byte payloads appear verbatim in the prompt's u-law bytes (audio sent in clear)."""
-    return sum(1 for p in payloads if len(p) == 160 and len(set(p)) > 4 and p in prompt_pcmu)
+    return sum(1 for p in audible(payloads) if len(p) == 160 and p in prompt_pcmu)
 
 
 # --- what the tests share -------------------------------------------------------------------------------
@@ -266,25 +290,42 @@ def transferee(port: int, workdir: Path, calls: int = 1) -> subprocess.Popen[str
     return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def worker_rtp(pcap: Path, ports: range) -> tuple[list[bytes], list[bytes]]:
-    """PCMU payloads (after the RTP header) sent by the workers, and received by them."""
-    sent, received = [], []
+Pair = tuple[int, int]
+"""(worker's RTP port, caller's RTP port) of one call, from its SDP offer and answer."""
+
+
+def media_pair(baresip_log: str) -> Pair:
+    """The RTP ports of baresip's first call: the worker's from the 200 OK's SDP, baresip's from the INVITE's."""
+    offer = re.search(r"\nINVITE sip:[^\n]*\n.*?\nm=audio (\d+) ", baresip_log, re.S)
+    answer = re.search(r"\nSIP/2.0 200 OK\n.*?\nm=audio (\d+) ", baresip_log, re.S)
+    assert offer and answer, "no SDP offer/answer in baresip's SIP trace"
+    return int(answer.group(1)), int(offer.group(1))
+
+
+def flows(pcap: Path) -> dict[tuple[int, int], list[bytes]]:
+    """PCMU payloads (after the RTP header) per (source port, destination port), 127.0.0.1 only. The capture
+    may hold other people's RTP on lo (a shared machine): tests pick their own calls' flows."""
+    out: dict[tuple[int, int], list[bytes]] = {}
     for datagram in read_pcap(pcap):
         packet = rtp(datagram)
-        if packet is None or packet.payload_type != RTP_PCMU:
+        if packet is None or packet.payload_type != RTP_PCMU or datagram.src[0] != "127.0.0.1":
             continue
-        if datagram.src[1] in ports:
-            sent.append(packet.payload)
-        elif datagram.dst[1] in ports:
-            received.append(packet.payload)
-    return sent, received
+        out.setdefault((datagram.src[1], datagram.dst[1]), []).append(packet.payload)
+    return out
 
 
-def wait_packets(pcap: Path, ports: range, count: int) -> None:
-    """Until the capture holds `count` RTP packets from the workers (bounded: 20 s)."""
+def call_rtp(pcap: Path, pair: Pair) -> tuple[list[bytes], list[bytes]]:
+    """PCMU payloads the worker sent on this call, and those it received."""
+    found = flows(pcap)
+    worker, caller = pair
+    return found.get((worker, caller), []), found.get((caller, worker), [])
+
+
+def wait_packets(pcap: Path, pairs: list[Pair], count: int) -> None:
+    """Until the capture holds `count` RTP packets from the worker on every call (bounded: 20 s)."""
     end = time.monotonic() + 20
-    while len(worker_rtp(pcap, ports)[0]) < count:
-        assert time.monotonic() < end, f"fewer than {count} RTP packets from the workers in 20 s"
+    while min(len(call_rtp(pcap, pair)[0]) for pair in pairs) < count:
+        assert time.monotonic() < end, f"fewer than {count} RTP packets from the worker of some call in 20 s"
         time.sleep(0.2)
 
 
