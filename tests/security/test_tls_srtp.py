@@ -176,6 +176,16 @@ def test_control_call_without_srtp_shows_the_prompt_in_clear(setup: Setup, tmp_p
     assert byte_entropy(sent) < 7.9
 
 
+def test_srtp_offer_to_the_optional_trunk_is_answered_with_srtp(setup: Setup, tmp_path: Path) -> None:
+    """The optional trunk answers an SDES offer with RTP/SAVP and its own key (the plain offer above got
+    plain RTP from the same trunk)."""
+    run = sipp(setup.server.sip_port, "tls/srtp_offer.xml", service="300", tag="srtpopt", workdir=tmp_path,
+               local_ip=CLEAR_IP, variables={"caller": "5550003"})
+    assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    assert re.search(r"answered m=audio \d+ RTP/SAVP [0-9 ]+ AES_CM_128_HMAC_SHA1_80", run.log), run.describe()
+
+
 def test_plain_rtp_offer_to_a_mandatory_trunk_gets_488(setup: Setup, tmp_path: Path) -> None:
     run = sipp(setup.server.sip_port, "tls/plain_offer.xml", service="300", tag="plain", workdir=tmp_path,
                local_ip=PLAIN_IP, variables={"caller": "5550002"})
