@@ -51,8 +51,8 @@ def transport_problems(config: IvrConfig) -> Iterator[Problem]:
             yield ("trunks", i, "transport"), f"trunk '{trunk.name}' uses {trunk.transport}, which is not in " \
                 "sip.transports", "error"
         if trunk.srtp != "off" and trunk.transport != "tls":
-            yield ("trunks", i, "srtp"), f"trunk '{trunk.name}': SDES keys travel in the SDP, readable on " \
-                f"{trunk.transport}: use transport tls", "warning"
+            yield ("trunks", i, "srtp"), f"trunk '{trunk.name}': SDES keys travel in the SDP, readable on the " \
+                "wire unless the trunk's transport is tls", "warning"
 
 
 def file_problems(config: IvrConfig, root: Path) -> Iterator[Problem]:

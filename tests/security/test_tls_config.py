@@ -106,7 +106,8 @@ def test_mutual_tls_verifies_clients_against_the_ca_list(pki: Pki, tmp_path: Pat
 
 def test_srtp_over_a_clear_transport_is_a_warning(pki: Pki) -> None:
     assert check(pki, yaml_text(pki, trunk="transport: udp, srtp: optional")) == [
-        "5: trunks[0].srtp: warning: trunk 'provider': SDES keys travel in the SDP, readable on udp: use transport tls"]
+        "5: trunks[0].srtp: warning: trunk 'provider': SDES keys travel in the SDP, readable on the wire unless "
+        "the trunk's transport is tls"]
 
 
 def test_enabled_without_files_is_refused_by_the_model() -> None:
