@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tlskit import Pki, make_pki
 
+from ivr.config.diff import restart_needed
 from ivr.config.load import load_config
 from ivr.config.model import IvrConfig
 from ivr.errors import ConfigError
@@ -187,3 +188,19 @@ def test_worker_srtp_options(pki: Pki) -> None:
     trunks = load_config(path, {}, check_files=False).config.trunks
     assert srtp_args(trunks, frozenset({"127.0.0.1"})) == ("--srtp-trusted", "127.0.0.1")
     assert srtp_args(trunks, frozenset()) == ("--srtp-source", "192.0.2.0/24=mandatory")
+
+
+def test_a_reload_cannot_change_a_trunks_transport_or_srtp(pki: Pki) -> None:
+    """Both are baked into the front's script and the workers' options at start-up: SIGHUP refuses them."""
+    def loaded(text: str) -> IvrConfig:
+        path = pki.cert.parent / "reload.yaml"
+        path.write_text(text)
+        return load_config(path, {}, check_files=False).config
+
+    running = loaded(yaml_text(pki))
+    assert restart_needed(running, loaded(yaml_text(pki, trunk="transport: tls, srtp: optional"))) == [
+        "trunks (transport, srtp)"]
+    assert restart_needed(running, loaded(yaml_text(pki, trunk="transport: tls, srtp: mandatory"))) == []
+    lab = "  - {name: lab, sources: [127.0.0.1]}\n"
+    added = yaml_text(pki).replace(lab, lab + "  - {name: extra, sources: [198.51.100.7]}\n")
+    assert restart_needed(running, loaded(added)) == []  # a trunk with the defaults needs nothing of the kind
