@@ -76,7 +76,8 @@ def tls_config(pki: Pki, tls_port: int, uas_port: int) -> dict[str, Any]:
     cfg["front"] = {"mode": "managed", "tls": {"enabled": True, "port": tls_port, "certificate": str(pki.cert),
                                                "private_key": str(pki.key), "ca_list": str(pki.ca)}}
     cfg["trunks"] = [
-        {"name": "secure", "sources": ["127.0.0.1/32"], "transport": "tls", "srtp": "mandatory"},
+        # dtmf rfc4733: a digit by SIP INFO would be ignored, so a routed call proves telephone-events in SRTP
+        {"name": "secure", "sources": ["127.0.0.1/32"], "transport": "tls", "srtp": "mandatory", "dtmf": "rfc4733"},
         {"name": "plain_mand", "sources": [f"{PLAIN_IP}/32"], "transport": "udp", "srtp": "mandatory"},
         {"name": "clear", "sources": [f"{CLEAR_IP}/32"], "transport": "udp", "srtp": "optional"},
     ]
@@ -140,7 +141,8 @@ def test_tls_srtp_call_is_answered_routed_by_dtmf_and_transferred(setup: Setup, 
     assert "TLS 127.0.0.1:" in log and f"-> 127.0.0.1:{setup.tls_port}\nINVITE sip:300@" in log, log[-3000:]
     assert f"Record-Route: <sip:127.0.0.1:{setup.tls_port};transport=tls;lr;r2=on" in log
     assert "Contact: <sip:w00" in log and "-srtp-mandatory@" in log  # the worker's SRTP-mandatory account took it
-    # DTMF by RFC 4733 over SRTP reached the flow, which transferred the caller to the sales queue.
+    # DTMF by RFC 4733 over SRTP (the trunk takes no other method) reached the flow, which transferred the
+    # caller to the sales queue.
     assert transferred_to_sales(line, setup), line
     assert refer.group(1).startswith(f"sip:sales@127.0.0.1:{setup.uas_port}")
     uas_run = collect(uas.returncode, uas_out, tmp_path, "uas")
