@@ -26,6 +26,9 @@ from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
+from ivr.front.monitor import FrontMonitor
+from ivr.front.registrations import Registrations
+from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.workers import WorkerPool, worker_specs
 
@@ -160,10 +163,22 @@ class Server:
 
         front = KamailioProcess(self.loaded.config, self.run_dir / "front")
         await front.start()
+        monitor = asyncio.create_task(self._monitor(front.rpc_socket).run(), name="front-monitor")
         try:
             yield
         finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
             await front.stop()
+
+    def _monitor(self, rpc_socket: Path) -> FrontMonitor:
+        front = self.loaded.config.front
+        names = tuple(trunk.name for trunk in self.loaded.config.trunks if trunk.registration)
+        registrations = Registrations(self.metrics, names, front.registration_retry,
+                                      front.registration_retry_max) if names else None
+        return FrontMonitor(KamailioRpc(rpc_socket), self.metrics, interval=front.poll_interval,
+                            registrations=registrations)
 
     @contextlib.asynccontextmanager
     async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient) -> AsyncIterator[None]:

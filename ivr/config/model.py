@@ -83,6 +83,14 @@ class FrontConfig(Strict):
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
                                            "sip.listen_host is always trusted when a front is in use.")
+    poll_interval: Duration = Field(5.0, ge=0.2, le=300, description="How often the controller reads the "
+                                    "managed front's counters and registration state over its RPC socket.")
+    registration_retry: Duration = Field(60.0, ge=4, le=3600, description="After a failed registration "
+                                         "(error answer, no answer, wrong password) the front tries again after "
+                                         "this long; the controller doubles the wait after each further "
+                                         "consecutive failure, up to registration_retry_max.")
+    registration_retry_max: Duration = Field(1800.0, ge=4, le=86400, description="Longest wait between "
+                                             "registration attempts while a registrar keeps failing.")
 
 
 # --- Trunks and numbers ---------------------------------------------------------------------------

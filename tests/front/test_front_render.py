@@ -48,14 +48,19 @@ def test_tables(tmp_path: Path) -> None:
     rows = [line for line in files.dispatcher.read_text().splitlines() if not line.startswith("#")]
     assert rows == ["1 sip:127.0.0.1:16101 0 2 duid=w000;maxload=2", "1 sip:127.0.0.1:16102 0 1 duid=w001;maxload=2"]
     address = tmp_path / "trunks.address"
-    assert address.read_text().splitlines()[1:] == [
-        "1 127.0.0.1 32 0 demo", "1 192.0.2.0 24 0 carrier", "1 [2001:db8::1] 128 0 carrier"]
+    assert [line for line in address.read_text().splitlines() if not line.startswith("#")] == [
+        "1 127.0.0.1 32 0 demo", "1 192.0.2.0 24 0 carrier", "1 [2001:db8::1] 128 0 carrier",
+        "101 192.0.2.0 24 0 carrier", "101 [2001:db8::1] 128 0 carrier"]  # the Contact's own group
     uacreg = (tmp_path / "dbtext" / "uacreg").read_text().splitlines()[1]
     assert uacreg == ("1:reg-carrier:acme:sip.example.net\\:5060:acme:sip.example.net\\:5060:sip.example.net:acme:"
                       "s3\\:cr\\\\et::sip\\:sip.example.net\\:5060;transport=udp:600:0:0::")
     assert (tmp_path / "dbtext" / "uacreg").stat().st_mode & 0o077 == 0
     cfg = files.cfg.read_text()
     assert 'reg_contact_addr", "127.0.0.1:16000"' in cfg and '$rU == "reg-carrier"' in cfg
+    assert 'allow_source_address("101")' in cfg and '$avp(trunk) = "carrier"' in cfg
+    assert 'modparam("uac", "reg_retry_interval", 60)' in cfg and 'modparam("uac", "reg_timer_interval", 10)' in cfg
+    assert f'"dgram_socket", "{tmp_path.absolute()}/kamailio_rpc.sock"' in cfg
+    assert 'modparam("statistics", "variable", "refused_403_nontrunk")' in cfg
     assert f"{tmp_path.absolute()}/trunks.address" in cfg
 
 
