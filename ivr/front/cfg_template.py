@@ -208,7 +208,8 @@ route[FULL] {
 route[REFUSE] {
 \troute(COUNT_REFUSAL);
 \tif ($var(refuse) =~ "^[1-6][0-9][0-9]$") {
-\t\tsl_send_reply("$var(refuse)", "$var(reason)");
+\t\t$var(code) = $(var(refuse){s.int});  # sl_send_reply reads an integer variable; a string gives 500
+\t\tsl_send_reply("$var(code)", "$var(reason)");
 \t}
 \texit;
 }
