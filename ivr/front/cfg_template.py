@@ -74,6 +74,8 @@ modparam("tm", "auto_inv_100", 1)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
 
+modparam("sanity", "autodrop", 0)  # a failed check returns false (after its reply) so the refusal is counted
+
 modparam("pike", "sampling_time_unit", %%{pike_sampling})
 modparam("pike", "reqs_density_per_unit", %%{pike_density})
 modparam("pike", "remove_latency", %%{pike_latency})

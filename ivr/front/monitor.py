@@ -76,6 +76,7 @@ class FrontMonitor:
         if self.up is not False:
             log.warning("front.unreachable", socket=str(self._rpc.socket_path), error=error)
         self.up = False
+        self._last = {}  # a front that comes back is most likely a new process, counting from 0
         self._metrics.set("ivr_front_up", 0.0)
         if self._registrations is not None:
             self._registrations.lost()
