@@ -7,11 +7,12 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import StartFront
-from front_harness import sip_request, uac_argv
+from front_harness import ROOT, sip_request, uac_argv
 from structlog.testing import capture_logs
 
 from ivr.front.monitor import FrontMonitor
@@ -105,3 +106,22 @@ async def test_a_dead_front_is_a_logged_state_and_its_return_is_noticed(front: S
 async def test_rpc_to_a_missing_socket_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(RpcUnavailable):
         await KamailioRpc(tmp_path / "nothing.sock", timeout=0.2).call("core.version")
+
+
+async def test_ivr_front_rpc_prints_the_answer_with_passwords_masked(front: StartFront) -> None:
+    carrier = {"name": "carrier", "sources": ["127.0.0.9/32"],
+               "registration": {"registrar": "sip:127.0.0.9:16198", "user": "acme", "password": "pw-not-printed"}}
+    kamailio, _ = await front(["uas.xml"], trunks=[{"name": "demo", "sources": ["127.0.0.1/32"]}, carrier])
+
+    def ivr_rpc(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "ivr", "front", "rpc", *args, "--socket", str(kamailio.rpc_socket)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT)
+
+    stats = ivr_rpc("stats.get_statistics", "script:")
+    assert stats.returncode == 0 and '"script:refused_403_nontrunk = 0"' in stats.stdout, stats.stdout + stats.stderr
+    dump = ivr_rpc("uac.reg_dump")
+    assert dump.returncode == 0 and '"l_uuid": "reg-carrier"' in dump.stdout, dump.stdout + dump.stderr
+    assert "pw-not-printed" not in dump.stdout and '"auth_password": "***"' in dump.stdout
+    await kamailio.stop()
+    dead = ivr_rpc("core.version")
+    assert dead.returncode == 1 and "ivr front rpc:" in dead.stdout
