@@ -95,6 +95,8 @@ class Server:
             await pool.start()
             if mode == "managed":
                 await stack.enter_async_context(self._front())
+            elif mode == "external" and cfg.front.rpc_socket:
+                await stack.enter_async_context(self._polled(Path(cfg.front.rpc_socket)))
             await stack.enter_async_context(self._admin(router, pool, http))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
@@ -163,14 +165,21 @@ class Server:
 
         front = KamailioProcess(self.loaded.config, self.run_dir / "front")
         await front.start()
-        monitor = asyncio.create_task(self._monitor(front.rpc_socket).run(), name="front-monitor")
+        try:
+            async with self._polled(front.rpc_socket):
+                yield
+        finally:
+            await front.stop()
+
+    @contextlib.asynccontextmanager
+    async def _polled(self, rpc_socket: Path) -> AsyncIterator[None]:
+        monitor = asyncio.create_task(self._monitor(rpc_socket).run(), name="front-monitor")
         try:
             yield
         finally:
             monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor
-            await front.stop()
 
     def _monitor(self, rpc_socket: Path) -> FrontMonitor:
         front = self.loaded.config.front

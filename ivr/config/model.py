@@ -83,6 +83,11 @@ class FrontConfig(Strict):
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
                                            "sip.listen_host is always trusted when a front is in use.")
+    rpc_socket: str | None = Field(None, description="External mode: the front's jsonrpcs datagram socket, "
+                                   "where `ivr front render` tells Kamailio to create it and where the controller "
+                                   "polls it (a directory both mount read-write; the path must fit in 107 bytes). "
+                                   "Unset: an external front has no RPC and is not polled. Managed mode always "
+                                   "uses run_dir/front/kamailio_rpc.sock.")
     poll_interval: Duration = Field(5.0, ge=0.2, le=300, description="How often the controller reads the "
                                     "managed front's counters and registration state over its RPC socket.")
     registration_retry: Duration = Field(60.0, ge=4, le=3600, description="After a failed registration "

@@ -64,10 +64,8 @@ loadmodule "sanity.so"
 loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
-loadmodule "jsonrpcs.so"
-loadmodule "kex.so"
 loadmodule "statistics.so"
-%%{uac_load}
+%%{rpc_load}%%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
@@ -84,10 +82,7 @@ modparam("permissions", "address_file", "%%{address_file}")
 modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
-modparam("jsonrpcs", "transport", 4)
-modparam("jsonrpcs", "dgram_socket", "%%{rpc_socket}")
-modparam("jsonrpcs", "dgram_mode", 0600)
-%%{stat_params}
+%%{rpc_params}%%{stat_params}
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
 modparam("dispatcher", "ds_hash_size", 9)
 modparam("dispatcher", "flags", 2)
@@ -288,6 +283,13 @@ REGISTERED = CfgTemplate("""\tif ($rU == "%%{uuid}") {
 \t\t$avp(trunk) = "%%{trunk}";
 \t\t$rU = $tU;
 \t}
+""")
+
+RPC_LOAD = 'loadmodule "jsonrpcs.so"\nloadmodule "kex.so"\n'
+
+RPC_PARAMS = CfgTemplate("""modparam("jsonrpcs", "transport", 4)
+modparam("jsonrpcs", "dgram_socket", "%%{rpc_socket}")
+modparam("jsonrpcs", "dgram_mode", 0600)
 """)
 
 STAT_PARAM = CfgTemplate("""modparam("statistics", "variable", "%%{name}")

@@ -64,7 +64,7 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
     given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
     Kamailio from another listener on the port. `rpc_socket`: the jsonrpcs datagram socket (default
-    base_dir/kamailio_rpc.sock).
+    front.rpc_socket; neither: no RPC, the refusals are still counted).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -178,6 +178,12 @@ def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
     }
 
 
+def _rpc_parts(socket_path: Path | str | None) -> dict[str, str]:
+    if socket_path is None:
+        return {"rpc_load": "", "rpc_params": ""}
+    return {"rpc_load": t.RPC_LOAD, "rpc_params": t.RPC_PARAMS.substitute(rpc_socket=str(socket_path))}
+
+
 def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socket: Path | None = None) -> str:
     """The kamailio.cfg text; its tables are read from base_dir."""
     sip, front = config.sip, config.front
@@ -202,7 +208,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "retry_after": str(sip.retry_after),
         "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
-        "rpc_socket": str(rpc_socket or base_dir / RPC_NAME),
+        **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
     }

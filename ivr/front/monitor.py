@@ -54,7 +54,10 @@ class FrontMonitor:
 
     async def run(self) -> None:
         while True:
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # a bug here must not end the monitoring for the life of the server
+                log.exception("front.poll_failed")
             await asyncio.sleep(self._interval)
 
     async def poll(self) -> None:

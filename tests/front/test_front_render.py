@@ -25,6 +25,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tcp_only": {"workers": 2, "transports": ("tcp",)},
     "registration": {"workers": 2, "trunks": [{"name": "demo", "sources": ["127.0.0.1/32"]}, REG_TRUNK]},
     "no_blocked_agents": {"workers": 2, "front": {"blocked_user_agents": []}},
+    "rpc": {"workers": 2, "front": {"rpc_socket": "/tmp/ivr-render-check-rpc.sock"}},
 }
 
 
@@ -59,7 +60,9 @@ def test_tables(tmp_path: Path) -> None:
     assert 'reg_contact_addr", "127.0.0.1:16000"' in cfg and '$rU == "reg-carrier"' in cfg
     assert 'allow_source_address("101")' in cfg and '$avp(trunk) = "carrier"' in cfg
     assert 'modparam("uac", "reg_retry_interval", 60)' in cfg and 'modparam("uac", "reg_timer_interval", 10)' in cfg
-    assert f'"dgram_socket", "{tmp_path.absolute()}/kamailio_rpc.sock"' in cfg
+    assert "jsonrpcs" not in cfg  # an external front without front.rpc_socket has no RPC
+    with_rpc = render(make_config(workers=2, front={"rpc_socket": "/run/ivr-rpc/front.sock"}), tmp_path / "r").cfg
+    assert 'modparam("jsonrpcs", "dgram_socket", "/run/ivr-rpc/front.sock")' in with_rpc.read_text()
     assert 'modparam("statistics", "variable", "refused_403_nontrunk")' in cfg
     assert f"{tmp_path.absolute()}/trunks.address" in cfg
 
