@@ -287,6 +287,10 @@ def _trunks(ctx: _Ctx) -> None:
         if trunk.registration is not None and not _has_front(ctx.config):
             ctx.error(("trunks", t, "registration"), "a registration trunk needs the Kamailio front (it registers "
                       "through Kamailio's uac module): set sip.workers above 1 or front.mode managed/external")
+        wildcard = ctx.config.sip.listen_host in ("0.0.0.0", "::")
+        if trunk.registration is not None and trunk.registration.contact is None and wildcard:
+            ctx.error(("trunks", t, "registration"), f"the registered Contact would be {ctx.config.sip.listen_host}: "
+                      "set registration.contact to the address the provider sends to")
 
 
 def _has_front(config: IvrConfig) -> bool:

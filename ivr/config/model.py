@@ -115,6 +115,10 @@ class Registration(Strict):
     password: str = Field(min_length=1, description="Password; write ${ENV_VAR} to take it from the "
                           "environment.", json_schema_extra={"writeOnly": True})
     expiry: Duration = Field(300.0, ge=60, description="Registration expiry requested.")
+    contact: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")] | None = Field(
+        None, description="host[:port] of the registered Contact (`sip:reg-<trunk>@host:port`), where the provider "
+        "sends its calls: the front's public address. Default sip.listen_host:listen_port; required when that is "
+        "0.0.0.0 or behind NAT.")
 
 
 class Trunk(Strict):

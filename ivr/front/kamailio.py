@@ -146,7 +146,7 @@ def uacreg_table(registrations: list[tuple[str, Registration]]) -> str:
         domain = registrar_domain(reg.registrar)
         realm = domain.split(":", 1)[0]
         fields = [str(i), f"reg-{name}", reg.user, domain, reg.user, domain, realm, reg.user, reg.password, "",
-                  reg.registrar, str(int(reg.expiry)), "0", "0", "", ""]
+                  reg.registrar, str(int(reg.expiry)), "0", "0", reg.contact or "", ""]
         rows.append(":".join(_dbtext(f) for f in fields))
     return "\n".join(rows) + "\n"
 

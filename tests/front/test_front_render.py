@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from front_harness import KAMAILIO, make_config
 
-from ivr.front.kamailio import memory_flags, render, ua_pattern, workers
+from ivr.config.model import Registration
+from ivr.front.kamailio import memory_flags, render, ua_pattern, uacreg_table, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 render_cli = importlib.import_module("ivr.front.command")
@@ -98,3 +99,9 @@ def test_cli_renders_the_default_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert '"/etc/kamailio/ivr/dispatcher.list"' in cfg
     assert len((tmp_path / "dispatcher.list").read_text().splitlines()) == 2 + 3
     assert str(tmp_path / "kamailio.cfg") in capsys.readouterr().out
+
+
+def test_a_registration_contact_goes_into_its_record() -> None:
+    reg = Registration(registrar="sip:sip.example.net", user="acme", password="pw", contact="198.51.100.7:5080")
+    row = uacreg_table([("carrier", reg)]).splitlines()[1]
+    assert row.endswith(":300:0:0:198.51.100.7\\:5080:")  # contact_addr, then an empty socket
