@@ -28,7 +28,15 @@ REGISTRAR_PORT = free_udp_port(PROVIDER)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
+    """Up before the server, so the front's very first REGISTER meets the 403."""
+    proc = registrar("registrar_refuse.xml", tmp_path_factory.mktemp("refusing"), calls=1)
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(refusing: subprocess.Popen[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
     cfg = e2e_config(workers=2)
     cfg["trunks"].append({"name": "carrier", "sources": [f"{PROVIDER}/32"], "registration": {
         "registrar": f"sip:{PROVIDER}:{REGISTRAR_PORT}", "user": "acme", "password": PASSWORD, "expiry": "60s"}})
@@ -71,10 +79,12 @@ def failure(server: IvrServer, consecutive: int) -> dict[str, Any]:
                            and e.get("consecutive") == consecutive, 40, what=f"registration failure {consecutive}")
 
 
-def test_a_refusing_then_silent_registrar_is_retried_with_a_doubling_wait(server: IvrServer, tmp_path: Path) -> None:
-    refusing = registrar("registrar_refuse.xml", tmp_path, calls=1)
-    first = failure(server, 1)  # the 403
-    finished(refusing)
+def test_a_refusing_then_silent_registrar_is_retried_with_a_doubling_wait(server: IvrServer,
+                                                                          refusing: subprocess.Popen[str]) -> None:
+    first = failure(server, 1)
+    finished(refusing)  # it answered one REGISTER with 403, and is gone
+    front_log = (server.workdir / "run" / "front" / "kamailio.log").read_text()
+    assert "got sip response 403 while registering [reg-carrier]" in front_log
     assert first["retry_in_s"] == 4
     second = failure(server, 2)  # nobody answers the retry: tm's timeout
     assert second["retry_in_s"] == 8  # doubled, and capped by registration_retry_max
