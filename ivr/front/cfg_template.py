@@ -254,6 +254,7 @@ failure_route[FAILOVER] {
 \t}
 \tds_load_unset();
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
+\t$var(from_worker) = 0;  # $var is per process, not per message: this process last routed something else
 \t$var(refuse) = "503"; route(COUNT_REFUSAL);
 \tt_reply("503", "Service Unavailable");
 \texit;

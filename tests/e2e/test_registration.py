@@ -140,3 +140,14 @@ def test_the_same_invite_from_another_address_is_refused(server: IvrServer, tmp_
     server.wait_for(lambda e: e.get("event") == "front.refusals"
                     and e.get("refused", {}).get(f"403_{cls}", 0) >= 1, 15, what="front.refusals")
     assert metric(server, "ivr_front_refusals_total", code="403", source=cls) >= before + 3
+
+
+def test_a_registrar_gone_while_registered_shows_registered_0_and_is_retried(server: IvrServer) -> None:
+    """The accepting registrar exited after its two registrations: the next refresh gets no answer."""
+    registered_at = max(i for i, e in enumerate(server.lines) if e.get("event") == "trunk.registered")
+    server.wait_for(lambda e: e.get("event") == "trunk.unregistered" and e.get("trunk") == "carrier", 40,
+                    what="trunk.unregistered")
+    again = server.wait_for(lambda e: e.get("event") == "trunk.registration_failed" and e.get("consecutive") == 1
+                            and server.lines.index(e) > registered_at, 40, what="a fresh failure count")
+    assert again["retry_in_s"] == 4  # the back-off started over after the success
+    assert metric(server, "ivr_trunk_registered", trunk="carrier") == 0

@@ -125,3 +125,16 @@ async def test_ivr_front_rpc_prints_the_answer_with_passwords_masked(front: Star
     await kamailio.stop()
     dead = ivr_rpc("core.version")
     assert dead.returncode == 1 and "ivr front rpc:" in dead.stdout
+
+
+async def test_a_503_after_the_last_worker_refused_is_counted_once(front: StartFront) -> None:
+    """The failure route's 503 (every worker answered 503), not the stateless one of a full front."""
+    kamailio, uas = await front(["uas_reject.xml"])
+    metrics = Metrics()
+    monitor = FrontMonitor(KamailioRpc(kamailio.rpc_socket), metrics, interval=1.0)
+    await monitor.poll()
+    answer = sip_request("INVITE", source=TRUNK, wait=3.0)
+    assert (answer or "").startswith("SIP/2.0 503 "), answer
+    await monitor.poll()
+    assert refusals(metrics) == {"503_trunk": 1}
+    assert len(uas[0].calls()) == 1  # it did reach the worker
