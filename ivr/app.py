@@ -78,6 +78,7 @@ class Server:
         self.metrics = Metrics()
         self._log_level = log_level
         self._stop = asyncio.Event()
+        self.front_monitor: FrontMonitor | None = None
 
     async def run(self) -> None:
         cfg = self.loaded.config
@@ -173,7 +174,8 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def _polled(self, rpc_socket: Path) -> AsyncIterator[None]:
-        monitor = asyncio.create_task(self._monitor(rpc_socket).run(), name="front-monitor")
+        self.front_monitor = self._monitor(rpc_socket)
+        monitor = asyncio.create_task(self.front_monitor.run(), name="front-monitor")
         try:
             yield
         finally:
@@ -198,8 +200,10 @@ class Server:
 
         def health() -> dict[str, object]:
             ready = pool.ready_count()
-            return {"ok": ready > 0 and not router.draining, "workers_ready": ready, "workers": len(pool.workers),
-                    "draining": router.draining, "live_calls": len(router.calls)}
+            front = self.front_monitor.state() if self.front_monitor else {}
+            return {"ok": ready > 0 and not router.draining and front.get("up") is not False, "workers_ready": ready,
+                    "workers": len(pool.workers), "draining": router.draining, "live_calls": len(router.calls),
+                    **({"front": front} if front else {})}
 
         runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
         await runner.setup()

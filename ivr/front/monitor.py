@@ -52,6 +52,11 @@ class FrontMonitor:
         for _, code, cls in refusal_stats():
             metrics.inc("ivr_front_refusals_total", 0.0, code=code, source=cls)
 
+    def state(self) -> dict[str, object]:
+        """For /healthz: whether the front answers (None before the first poll) and which trunks are registered."""
+        registered = self._registrations.registered() if self._registrations else {}
+        return {"up": self.up, **({"registered": registered} if registered else {})}
+
     async def run(self) -> None:
         while True:
             try:

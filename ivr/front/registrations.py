@@ -104,6 +104,9 @@ class Registrations:
                 actions.append(BackOff(record.uuid, "uac.reg_enable"))
         return actions
 
+    def registered(self) -> dict[str, bool]:
+        return {trunk.name: trunk.registered for trunk in self._state.values()}
+
     def lost(self) -> None:
         """The front is unreachable: nothing is registered through it."""
         for trunk in self._state.values():

@@ -3,13 +3,16 @@ puts the jsonrpcs socket there, an operator's Kamailio creates it, and the contr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import e2e_config, start_server
@@ -17,6 +20,15 @@ from ivrkit import IVR, ROOT
 from sippkit import SippRun, sipp
 
 pytestmark = pytest.mark.sip
+
+
+def health(cfg: dict[str, Any]) -> tuple[int, object]:
+    url = f"http://127.0.0.1:{cfg['admin']['port']}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())["front"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["front"]
 
 
 def test_an_external_front_with_an_rpc_socket_is_polled(tmp_path: Path) -> None:
@@ -27,6 +39,7 @@ def test_an_external_front_with_an_rpc_socket_is_polled(tmp_path: Path) -> None:
         server = start_server(cfg, tmp_path / "srv")
         try:
             assert server.wait_for(lambda e: e.get("event") == "front.unreachable")  # not started yet: a state
+            assert health(cfg) == (503, {"up": False})  # no front, no calls: not healthy
             out = tmp_path / "front"
             rendered = subprocess.run([*IVR, "front", "render", str(server.workdir / "ivr.yaml"), "--out", str(out)],
                                       capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -35,6 +48,7 @@ def test_an_external_front_with_an_rpc_socket_is_polled(tmp_path: Path) -> None:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             try:
                 server.wait_for(lambda e: e.get("event") == "front.reachable", 20, what="front.reachable")
+                assert health(cfg) == (200, {"up": True})
                 run = sipp(server.sip_port, "front/uac_403.xml", service="100", tag="ext-outsider", workdir=tmp_path,
                            calls=2, concurrency=2, rate=100, local_ip="127.0.0.2")
                 assert isinstance(run, SippRun) and run.returncode == 0, run

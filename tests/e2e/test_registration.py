@@ -7,6 +7,7 @@ The tests run in file order on one server: each phase starts where the previous 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import urllib.request
@@ -74,6 +75,12 @@ def metric(server: IvrServer, name: str, **labels: str) -> float:
     return float(match.group(1))
 
 
+def healthz(server: IvrServer) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{server.config['admin']['port']}/healthz"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
 def failure(server: IvrServer, consecutive: int) -> dict[str, Any]:
     return server.wait_for(lambda e: e.get("event") == "trunk.registration_failed" and e.get("trunk") == "carrier"
                            and e.get("consecutive") == consecutive, 40, what=f"registration failure {consecutive}")
@@ -107,6 +114,7 @@ def test_digest_registration_succeeds_and_is_refreshed_before_expiry(server: Ivr
     contact = re.search(r"Contact: <sip:(reg-carrier)@127\.0\.0\.1:(\d+)>", trace)
     assert contact and int(contact.group(2)) == server.sip_port
     assert metric(server, "ivr_trunk_registered", trunk="carrier") == 1  # no gap between the two
+    assert healthz(server)["front"] == {"up": True, "registered": {"carrier": True}}
 
 
 def provider_calls(server: IvrServer, workdir: Path, tag: str, calls: int, source: str) -> SippRun:
