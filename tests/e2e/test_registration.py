@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import QUEUE_HOST, e2e_config, start_server
 from ivrkit import IvrServer
+from recordkit import transferred
 from sippkit import SCENARIOS, SippRun, free_udp_port, sipp
 
 pytestmark = pytest.mark.sip
@@ -132,7 +133,7 @@ def test_provider_calls_to_the_contact_reach_the_flow_as_that_trunk(server: IvrS
     lines = [server.call_ended(f"provider-{i}-") for i in range(1, 5)]
     assert {line["trunk"] for line in lines} == {"carrier"}  # not the forged X-IVR-Trunk, not "demo"
     assert {line["dialed"] for line in lines} == {"100"}  # the DID from To, not the Contact user
-    assert all(line["outcome"] == {"transfer": {"queue": "gold", "uri": f"sip:gold@{QUEUE_HOST}"}} for line in lines)
+    assert all(line["outcome"] == transferred("gold", f"sip:gold@{QUEUE_HOST}") for line in lines)
 
 
 @pytest.mark.parametrize(("source", "cls"), [("127.0.0.1", "trunk"), (OUTSIDER, "nontrunk")])
