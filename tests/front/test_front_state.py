@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StartFront
-from front_harness import ROOT, sip_request, uac_argv
+from front_harness import ROOT, Uas, sip_request, uac_argv, wait_until
 from structlog.testing import capture_logs
 
 from ivr.front.monitor import FrontMonitor
@@ -35,19 +35,19 @@ def in_dialog_stray(source: str) -> str | None:
     return sip_request("BYE", source=source, headers={"To": "<sip:100@127.0.0.1:16000>;tag=nodialog"})
 
 
-async def refuse_everything(tmp_path: Path) -> None:
+async def refuse_everything(worker: Uas) -> None:
     """One refusal of each kind; the one slot held by a call so the next INVITE finds the front full."""
-    held = subprocess.Popen(uac_argv("uac_call.xml", calls=1, hold_ms=3000), stdout=subprocess.DEVNULL,
+    held = subprocess.Popen(uac_argv("uac_call.xml", calls=1, hold_ms=5000), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        await asyncio.sleep(1.0)
+        await asyncio.to_thread(wait_until, worker.calls, 10.0, "the held call at the worker")
         answers = {
+            "503_trunk": sip_request("INVITE", source=TRUNK),
             "403_nontrunk": sip_request("INVITE", source=STRANGER),
             "483_nontrunk": sip_request("INVITE", source=STRANGER, headers={"Max-Forwards": "0"}),
             "405_trunk": sip_request("MESSAGE", source=TRUNK),
             "400_trunk": sip_request("INVITE", source=TRUNK, headers={"CSeq": "1 OPTIONS"}),
             "404_trunk": in_dialog_stray(TRUNK),
-            "503_trunk": sip_request("INVITE", source=TRUNK),
             "scanner_nontrunk": sip_request("INVITE", source=STRANGER, headers={"User-Agent": "friendly-scanner"},
                                             wait=0.3),
         }
@@ -61,13 +61,13 @@ async def refuse_everything(tmp_path: Path) -> None:
 
 
 async def test_every_refusal_is_counted_by_code_and_source_class(front: StartFront, tmp_path: Path) -> None:
-    kamailio, _ = await front(["uas.xml"], calls_per_worker=1,
+    kamailio, uas = await front(["uas.xml"], calls_per_worker=1,
                               front={"pike": {"sampling_time": 2, "reqs_density": 6, "remove_latency": 5}})
     metrics = Metrics()
     monitor = FrontMonitor(KamailioRpc(kamailio.rpc_socket), metrics, interval=1.0)
     with capture_logs() as logs:
         await monitor.poll()
-        await refuse_everything(tmp_path)
+        await refuse_everything(uas[0])
         await monitor.poll()
         await monitor.poll()  # nothing new: no second summary line
     counted = refusals(metrics)
