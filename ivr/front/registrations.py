@@ -7,7 +7,8 @@ disables the record (`uac.reg_disable`) and enables it again (`uac.reg_enable`) 
 
 A record's flags (uac_reg.c): 1 disabled, 2 ongoing, 4 online, 8 auth sent, 16 initialised. A failure leaves it
 initialised, neither online nor ongoing, with `timer_expires` = failure time + retry; each failure is counted
-once, by that timer value.
+once, by that timer value. A refresh clears "online" while it is under way: the trunk stays registered until the
+expiry granted before.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class _Trunk:
     last_failure_timer: int = 0
     enable_at: float | None = None
     enabled_at: float = 0.0
+    valid_until: float = 0.0
 
 
 @dataclass
@@ -96,7 +98,11 @@ class Registrations:
             if trunk is None:
                 continue
             state = state_of(record, now)
-            self._registered(trunk, state == "registered", record, now)
+            if state == "registered":
+                trunk.valid_until = record.timer_expires
+            # a refresh clears the online flag until its 200 arrives: the binding granted before still holds
+            refreshing = state == "registering" and trunk.registered and now < trunk.valid_until
+            self._registered(trunk, state == "registered" or refreshing, record, now)
             if state == "failed" and self._new_failure(trunk, record):
                 actions += self._failed(trunk, record, now)
             if state == "waiting" and trunk.enable_at is not None and now >= trunk.enable_at:

@@ -73,3 +73,16 @@ def test_records_of_other_uuids_are_ignored() -> None:
     metrics = Metrics()
     assert regs(metrics).update([RegRecord("reg-other", INIT, 1)], 0) == []
     assert failures(metrics) == 0
+
+
+def test_a_refresh_under_way_is_not_a_gap() -> None:
+    metrics = Metrics()
+    r = regs(metrics)
+    with capture_logs() as logs:
+        r.update([RegRecord(UUID, INIT | ONLINE, 160)], 100)
+        r.update([RegRecord(UUID, INIT | ONGOING, 150)], 150)  # uac_reg_send: online cleared, timer = now
+        assert gauge(metrics, "ivr_trunk_registered") == 1
+        r.update([RegRecord(UUID, INIT | ONLINE, 210)], 150.1)
+        r.update([RegRecord(UUID, INIT | ONGOING, 215)], 215)  # a refresh that outlives the old binding
+    assert gauge(metrics, "ivr_trunk_registered") == 0
+    assert [e["event"] for e in logs] == ["trunk.registered", "trunk.unregistered"]
