@@ -59,7 +59,8 @@ def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
 
 
 def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "",
-           rpc_socket: Path | None = None, config_dir: Path | None = None) -> FrontFiles:
+           rpc_socket: Path | None = None, config_dir: Path | None = None,
+           copy_certificates: bool = False) -> FrontFiles:
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
@@ -67,6 +68,7 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     Kamailio from another listener on the port. `rpc_socket`: the jsonrpcs datagram socket (default
     front.rpc_socket; neither: no RPC, the refusals are still counted). `config_dir`:
     what certificate paths are relative to (the config file's directory; default the current directory).
+    `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run elsewhere).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -83,7 +85,7 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         os.chmod(dbtext / "uacreg", 0o600)
         extra += [dbtext / "uacreg", dbtext / "version"]
     extra += tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute(),
-                               base if base_dir is not None else None)
+                               base if copy_certificates else None)
     cfg.write_text(cfg_text(config, base_dir=base, instance=instance, rpc_socket=rpc_socket))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 

@@ -73,26 +73,26 @@ def profile_text(config: IvrConfig, files: dict[str, str]) -> str:
     )
 
 
-def write_profile(config: IvrConfig, out_dir: Path, config_dir: Path, base_dir: Path | None) -> list[Path]:
+def write_profile(config: IvrConfig, out_dir: Path, config_dir: Path, copy_to: Path | None) -> list[Path]:
     """Write tls.cfg into out_dir when TLS is on; the files written.
 
-    Managed (no base_dir): tls.cfg names the certificate files where the config says, so a renewed
-    certificate is read by `kamcmd tls.reload` without a render. Rendered for Kamailio elsewhere (base_dir,
-    a container mount): the certificate, key (mode 0600) and CA are copied next to tls.cfg, since the
-    config directory is not mounted there."""
+    Managed (copy_to None): tls.cfg names the certificate files where the config says (no second copy of
+    the private key on disk). Rendered for a Kamailio elsewhere
+    (`ivr front render`, e.g. a container that mounts only the rendered directory): the certificate, key
+    (mode 0600) and CA are copied next to tls.cfg and named by `copy_to`, where Kamailio sees that directory."""
     tls = config.front.tls
     if not tls.enabled:
         return []
     written = [out_dir / TLS_CFG_NAME]
     sources = [v for v in (tls.certificate, tls.private_key, tls.ca_list) if v]
     files = {value: str((config_dir / value).resolve()) for value in sources}
-    if base_dir is not None:
+    if copy_to is not None:
         for value, name in zip(sources, ("tls-certificate.pem", "tls-key.pem", "tls-ca.pem"), strict=False):
             target = out_dir / name
             target.touch(mode=0o600)
             os.chmod(target, 0o600)
             target.write_bytes((config_dir / value).read_bytes())
-            files[value] = str(base_dir / name)
+            files[value] = str(copy_to / name)
             written.append(target)
     written[0].write_text(profile_text(config, files))
     return written

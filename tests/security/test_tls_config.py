@@ -143,7 +143,8 @@ def test_rendered_for_a_container_the_certificates_travel_with_tls_cfg(pki: Pki,
     path = pki.cert.parent / "external.yaml"
     path.write_text(yaml_text(pki))
     loaded = load_config(path, {}, check_files=False)
-    files = render(loaded.config, tmp_path, base_dir=Path("/run/ivr-front"), config_dir=loaded.root)
+    files = render(loaded.config, tmp_path, base_dir=Path("/run/ivr-front"), config_dir=loaded.root,
+                   copy_certificates=True)
     profile = (tmp_path / "tls.cfg").read_text()
     assert "certificate = /run/ivr-front/tls-certificate.pem" in profile
     assert "private_key = /run/ivr-front/tls-key.pem" in profile and "ca_list = /run/ivr-front/tls-ca.pem" in profile
