@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from ivr.config.model import IvrConfig, Trunk
+from ivr.errors import IvrError
 from ivr.front import cfg_template as t
 
 TLS_CFG_NAME = "tls.cfg"
@@ -88,10 +89,14 @@ def write_profile(config: IvrConfig, out_dir: Path, config_dir: Path, copy_to: P
     files = {value: str((config_dir / value).resolve()) for value in sources}
     if copy_to is not None:
         for value, name in zip(sources, ("tls-certificate.pem", "tls-key.pem", "tls-ca.pem"), strict=False):
+            try:
+                data = (config_dir / value).read_bytes()
+            except OSError as exc:
+                raise IvrError(f"front.tls: cannot read {value}: {exc.strerror} (`ivr check` checks it)") from exc
             target = out_dir / name
             target.touch(mode=0o600)
             os.chmod(target, 0o600)
-            target.write_bytes((config_dir / value).read_bytes())
+            target.write_bytes(data)
             files[value] = str(copy_to / name)
             written.append(target)
     written[0].write_text(profile_text(config, files))

@@ -13,7 +13,7 @@ from tlskit import Pki, make_pki
 from ivr.config.diff import restart_needed
 from ivr.config.load import load_config
 from ivr.config.model import IvrConfig
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, IvrError
 from ivr.front.kamailio import render
 from ivr.sip.srtp import SrtpPolicy, source_host
 from ivr.workers import srtp_args
@@ -151,6 +151,14 @@ def test_rendered_for_a_container_the_certificates_travel_with_tls_cfg(pki: Pki,
     assert (tmp_path / "tls-key.pem").read_bytes() == pki.key.read_bytes()
     assert (tmp_path / "tls-key.pem").stat().st_mode & 0o077 == 0
     assert {p.name for p in files.extra} >= {"tls.cfg", "tls-certificate.pem", "tls-key.pem", "tls-ca.pem"}
+
+
+def test_render_for_elsewhere_with_a_missing_key_is_an_error_not_a_traceback(pki: Pki, tmp_path: Path) -> None:
+    path = pki.cert.parent / "missing.yaml"
+    path.write_text(yaml_text(pki, tls="{enabled: true, certificate: front.pem, private_key: gone.key}"))
+    loaded = load_config(path, {}, check_files=False)
+    with pytest.raises(IvrError, match="front.tls: cannot read gone.key"):
+        render(loaded.config, tmp_path, config_dir=loaded.root, copy_certificates=True)
 
 
 def test_without_tls_nothing_of_it_is_rendered(pki: Pki, tmp_path: Path) -> None:
