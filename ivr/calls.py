@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import structlog
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow import commands, events
 from ivr.flow.session import CallInfo, FlowSession
+from ivr.flow.targets import QueueCursors
 from ivr.metrics import Metrics
 
 log = structlog.get_logger()
@@ -53,7 +55,8 @@ class CallRouter:
     """Owns every live call of this controller."""
 
     def __init__(self, config: IvrConfig, send: Send, fetcher: Fetcher, metrics: Metrics, *,
-                 front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time) -> None:
+                 front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time,
+                 seed: int | None = None) -> None:
         self.draining = False
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self._send = send
@@ -61,6 +64,8 @@ class CallRouter:
         self._metrics = metrics
         self._front_hosts = front_hosts
         self._clock = clock
+        self.cursors = QueueCursors(seed=seed if seed is not None else random.SystemRandom().getrandbits(32))
+        """Per-queue transfer counters shared by every call (round robin spans calls), for the server's life."""
         self.reconfigure(config)
 
     def reconfigure(self, config: IvrConfig) -> None:
@@ -116,7 +121,7 @@ class CallRouter:
         now = self._clock()
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
                         sip_call_id=offer.sip_call_id)
-        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now),
+        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now, self.cursors),
                         info=info, offered_at=now)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))

@@ -22,14 +22,13 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
-from ivr.flow.commands import Transfer
 from ivr.flow.conditions import all_hold
 from ivr.flow.context import Activity, CallContext, Done, Next, Reply
-from ivr.flow.events import TransferProgress
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
-from ivr.flow.template import render, render_header, render_uri_param, with_uri_params
+from ivr.flow.template import render
+from ivr.flow.transfer import TransferActivity
 
 
 def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Reply]:
@@ -116,68 +115,3 @@ class HangupActivity(Activity):
 
     def on_playback_finished(self, now: float) -> Reply:
         return Reply(then=Done("hangup", self.step.reason))
-
-
-class TransferActivity(Activity):
-    """REFER to a configured queue and wait for the final NOTIFY (or the REFER's rejection)."""
-
-    def __init__(self, step: TransferStep, ctx: CallContext) -> None:
-        super().__init__(step.id, ctx)
-        self.step = step
-        self.uri = ""
-        self.until: float | None = None
-        self.entry: dict[str, object] = {"step": step.id, "queue": step.queue, "uri": "", "result": "pending",
-                                         "code": None, "progress": []}
-
-    @property
-    def deadline(self) -> float | None:
-        return self.until
-
-    def start(self, now: float) -> Reply:
-        self.ctx.transfers.append(self.entry)
-        queue = self.ctx.config.queues.get(self.step.queue)
-        if queue is None:
-            return self._fail("unknown_queue", None)
-        if not self.ctx.trunk.refer:
-            return self._fail("refer_not_supported", None)
-        params = {name: render_uri_param(t, self.ctx.variables) for name, t in queue.uri_params.items()}
-        self.uri = with_uri_params(queue.uri, {name: value for name, value in params.items() if value})
-        rendered = ((name, render_header(t, self.ctx.variables)) for name, t in queue.headers.items())
-        headers = tuple((name, value) for name, value in rendered if value)
-        self.entry["uri"] = self.uri
-        self.until = now + self.step.notify_timeout
-        self.ctx.mark("first_transfer", now)
-        self.ctx.marks["transfer_sent"] = now
-        return Reply([*self.ctx.stop_playback(), Transfer(self.step.queue, self.uri, headers)])
-
-    def on_digit(self, digit: str, now: float) -> Reply:
-        return Reply()
-
-    def on_transfer(self, event: TransferProgress, now: float) -> Reply:
-        progress = self.entry["progress"]
-        assert isinstance(progress, list)
-        progress.append(event.code)
-        if not event.final or event.code < 200:
-            return Reply()
-        if event.code < 300:
-            self.until = None
-            self.entry.update(result="ok", code=event.code)
-            self.ctx.mark("transferred", now)
-            return Reply(then=Done("ok", "transferred", (self.step.queue, self.uri)))
-        return self._fail(f"rejected_{event.code}", event.code)
-
-    def on_timer(self, now: float) -> Reply:
-        if self.until is not None and now >= self.until:
-            return self._fail("no_notify", None)
-        return Reply()
-
-    def _fail(self, reason: str, code: int | None) -> Reply:
-        self.until = None
-        self.entry.update(result=reason, code=code)
-        if self.step.on_fail is None:
-            return Reply(then=Done(reason, "transfer_failed"))
-        return Reply(then=Next(reason, self.step.on_fail))
-
-    def abandon(self, now: float, why: str) -> None:
-        self.entry["result"] = why
-        super().abandon(now, why)

@@ -1,0 +1,51 @@
+"""Cross-checks of queues and transfer targets: fixed URIs carry no templates, variable targets need an allow-list."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+from ivr.config.model import IvrConfig
+from ivr.config.steps import TransferStep
+
+if TYPE_CHECKING:
+    from ivr.config.load import YamlPath
+
+Severity = Literal["error", "warning"]
+_TEMPLATE = re.compile(r"\{\{.*?\}\}")
+
+
+def queue_issues(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
+    """Problems of queues and the transfer steps that use them."""
+    for name, queue in config.queues.items():
+        fixed: list[tuple[YamlPath, str]] = [(("queues", name, "uri"), queue.uri or "")]
+        fixed += [(("queues", name, "targets", i, "uri"), t.uri) for i, t in enumerate(queue.targets)]
+        fixed += [(("queues", name, "allow", i), p) for i, p in enumerate(queue.allow)]
+        for path, uri in fixed:
+            if _TEMPLATE.search(uri) or "{{" in uri:
+                yield path, (f"'{uri}' is a fixed URI and is sent literally: a target built from variables "
+                             "belongs in a transfer step's `target`, inside this queue's `allow` patterns"), "error"
+        if queue.strategy != "ordered" and len(queue.all_targets) < 2:
+            yield ("queues", name, "strategy"), f"strategy '{queue.strategy}' with one target: it is ordered", \
+                "warning"
+    for flow_name, flow in config.flows.items():
+        for i, step in enumerate(flow.steps):
+            if isinstance(step, TransferStep):
+                yield from _step_target(config, step, ("flows", flow_name, "steps", i))
+
+
+def _step_target(config: IvrConfig, step: TransferStep, path: YamlPath) -> Iterator[tuple[YamlPath, str, Severity]]:
+    queue = config.queues.get(step.queue)
+    if queue is None:
+        return
+    if step.target is None:
+        if not queue.all_targets:
+            yield path + ("queue",), (f"queue '{step.queue}' has only an allow-list (no uri or targets): "
+                                      "this step needs a `target`"), "error"
+        return
+    if not queue.allow:
+        yield path + ("target",), (f"a variable target needs an allow-list: queue '{step.queue}' has no "
+                                   "`allow` patterns, so every call would skip it"), "error"
+    if not _TEMPLATE.search(step.target):
+        yield path + ("target",), "target has no {{variable}}: a fixed target belongs in the queue", "warning"
