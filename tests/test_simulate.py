@@ -162,7 +162,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _real(caller: str, digits: str = "", *, crm_up: bool = True) -> SimResult:
+def _real(caller: str, digits: str = "", *, crm_up: bool = True, transfers: tuple[Any, ...] = ()) -> SimResult:
     pytest.importorskip("ivr.democrm")
     pytest.importorskip("ivr.crm")
     from ivr.config.load import load_config
@@ -177,20 +177,37 @@ def _real(caller: str, digits: str = "", *, crm_up: bool = True) -> SimResult:
     config = config.model_copy(update={"demo_crm": demo,
                                        "http": {"crm": crm}})
     call = CallInfo("sim", caller, "100", "demo")
-    scenario = Scenario(config, "vip_routing", call, parse_at(MONDAY), digits, loaded.prompts_dir)
+    scenario = Scenario(config, "vip_routing", call, parse_at(MONDAY), digits, loaded.prompts_dir, transfers)
     return asyncio.run(_run(scenario, None, loaded.root))
 
 
-@pytest.mark.parametrize(("caller", "digits", "queue"), [
-    ("+15551000001", "", "gold"),
-    ("+15552000001", "", "platinum"),
-    ("+15553000001", "", "default"),
-    ("+15559999999", "100001#", "gold"),
+@pytest.mark.parametrize(("caller", "digits", "queue", "uri"), [
+    ("+15551000001", "", "account_managers", "sip:grace.hopper@127.0.0.1:5070"),  # gold with a manager
+    ("+15551000002", "", "gold", "sip:gold@127.0.0.1:5070"),                      # gold without one
+    ("+15551000003", "", "gold", "sip:gold@127.0.0.1:5070"),                      # manager outside the allow-list
+    ("+15552000001", "", "platinum", "sip:platinum@127.0.0.1:5070"),
+    ("+15553000001", "", "default", "sip:default@127.0.0.1:5070"),
+    ("+15559999999", "100001#", "account_managers", "sip:grace.hopper@127.0.0.1:5070"),
 ])
-def test_real_demo_crm(caller: str, digits: str, queue: str) -> None:
+def test_real_demo_crm(caller: str, digits: str, queue: str, uri: str) -> None:
     result = _real(caller, digits)
     assert result.completed
-    assert result.record["outcome"] == {"transfer": {"queue": queue, "uri": f"sip:{queue}@127.0.0.1:5070"}}
+    assert result.record["outcome"] == {"transfer": {"queue": queue, "uri": uri}}
+
+
+def test_manager_outside_the_allow_list_is_logged_with_the_reason() -> None:
+    transfers = _real("+15551000003", "").record["transfers"]
+    assert [(t["queue"], t["uri"], t["result"]) for t in transfers] == [  # type: ignore[index, union-attr]
+        ("account_managers", "sip:annie.easley@pbx.partner.example", "not_allowed"),
+        ("gold", "sip:gold@127.0.0.1:5070", "ok")]
+
+
+def test_refusing_manager_ends_in_the_gold_queue(tmp_path: Path) -> None:
+    fixtures = tmp_path / "f.yaml"
+    fixtures.write_text("- {transfer: account_managers, uri: 'sip:grace.hopper@', result: 603}\n")
+    record = _real("+15551000001", transfers=load_fixtures(fixtures).transfers).record
+    assert record["outcome"] == {"transfer": {"queue": "gold", "uri": "sip:gold@127.0.0.1:5070"}}
+    assert "to_manager:rejected_603" in record["path"]  # type: ignore[operator]
 
 
 def test_real_crm_down_goes_to_default() -> None:

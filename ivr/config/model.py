@@ -183,8 +183,8 @@ class Queue(Strict):
         "by `weight`), random. The remaining targets follow as fallbacks.")
     allow: tuple[Annotated[str, Field(pattern=r"^sips?:[^\s<>\"?]+$")], ...] = Field(
         (), description="URI patterns a transfer step's variable `target` must match, e.g. "
-        "'sip:*@pbx.example.com'; '*' stands for one or more characters of a user part or host label (never "
-        "'@', ':', ';', '?', '.' or '/'). A target outside them, or an empty one, is skipped (logged).")
+        "'sip:*@pbx.example.com'; '*' stands for one or more characters of a user part or host (never '@', "
+        "':', ';', '?' or '/'). A target outside them, or an empty one, is skipped (logged).")
     headers: dict[str, str] = Field(default_factory=dict, description="Caller data for the agent; values "
                                     "are templates, e.g. X-Customer-Tier: '{{tier}}'. Where they go: "
                                     "`header_mode`.")

@@ -23,8 +23,8 @@ from ivr.flow.template import render
 _TARGET = re.compile(r"^sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,%]+@)?[A-Za-z0-9\-.\[\]:]+(?:;[A-Za-z0-9\-_.!~*'()%=]+)*$",
                      re.IGNORECASE)
 """A SIP URI a variable target may render to: user@host[:port][;params], no headers, no spaces, no '<>'."""
-_STAR = "[A-Za-z0-9\\-_!~'()&=+$,%]+"
-"""What '*' of an allow pattern stands for: user-part/host-label characters, never '@', ':', ';', '?', '.'."""
+_STAR = "[A-Za-z0-9\\-_.!~'()&=+$,%]+"
+"""What '*' of an allow pattern stands for: user-part or host characters, never '@', ':', ';', '?', '/'."""
 _HEADER_SAFE = "[]/?:+$-_.!~*'()"
 """Characters left as they are in a Refer-To header value (RFC 3261 hnv-unreserved and unreserved)."""
 
@@ -34,11 +34,13 @@ class QueueCursors:
     """Per-queue transfer counters and the seed of `random`: the only state target strategies need."""
 
     seed: int = 0
+    start: int = 0
+    """The first ticket of every queue (`ivr simulate --ticket`)."""
     _next: dict[str, int] = field(default_factory=dict)
 
     def take(self, queue: str) -> int:
-        """This transfer's ticket for `queue` (0, 1, 2, ... over the controller's lifetime)."""
-        ticket = self._next.get(queue, 0)
+        """This transfer's ticket for `queue` (start, start + 1, ... over the controller's lifetime)."""
+        ticket = self._next.get(queue, self.start)
         self._next[queue] = ticket + 1
         return ticket
 
