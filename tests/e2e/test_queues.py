@@ -81,12 +81,12 @@ def test_ordered_skips_a_refusing_target(tmp_path: Path, agents: list[Agent]) ->
         lines = [server.call_ended(f"ord{n}-") for n in range(3)]
     finally:
         server.stop()
-    for n, line in enumerate(lines):
+    for line in lines:
         assert [(t["uri"], t["result"]) for t in line["transfers"]] == [
             (agents[0].uri, "rejected_486"), (agents[1].uri, "ok")]
         assert line["outcome"] == {"transfer": {"queue": "ordered", "uri": agents[1].uri}}
         assert line["path"] == ["hand_over:ok"]
-    assert [c.customer for c in agents[0].calls()] == ["%2B15553000001", "%2B15553000002", "%2B15553000003"]
+    assert [c.customer for c in agents[0].calls()] == ["+15553000001", "+15553000002", "+15553000003"]
     assert [c.customer for c in agents[1].calls()] == [c.customer for c in agents[0].calls()]
 
 
