@@ -26,6 +26,8 @@ from ivr.metrics import Metrics
 log = structlog.get_logger()
 
 TRUNK_HEADER = "X-IVR-Trunk"
+SKIPPED_TARGETS = frozenset({"empty", "invalid_uri", "not_allowed"})
+"""Transfer results of a variable target that was never sent a REFER (ivr/flow/targets.py)."""
 HANGUP_CONFIRM_S = 40.0
 """How long after HangUp the worker may take to report CallEnded (a BYE transaction times out after 32 s)."""
 
@@ -236,7 +238,19 @@ class CallRouter:
         base = {"worker": call.worker, "call_id": call.call_id, "sip_call_id": call.info.sip_call_id,
                 "trunk": call.info.trunk, "caller": call.info.caller, "dialed": call.info.dialed,
                 "duration_ms": round((ended - call.offered_at) * 1000)}
+        self._transfer_attempts(call, record)
         log.info("call.ended", **{**record, **base})
+
+    def _transfer_attempts(self, call: LiveCall, record: dict[str, object]) -> None:
+        """Count every transfer target tried, by queue and result; log the targets that were not tried at all
+        (a variable target that was empty, not a SIP URI, or outside the queue's allow-list)."""
+        attempts = record.get("transfers")
+        for attempt in attempts if isinstance(attempts, list) else ():
+            queue, result = str(attempt.get("queue")), str(attempt.get("result"))
+            self._metrics.inc("ivr_transfer_attempts_total", queue=queue, result=result)
+            if result in SKIPPED_TARGETS:
+                log.warning("transfer.target_skipped", worker=call.worker, call_id=call.call_id, queue=queue,
+                            step=attempt.get("step"), uri=attempt.get("uri"), reason=result)
 
     def snapshot(self) -> list[dict[str, object]]:
         """The live calls, for /calls."""

@@ -214,3 +214,39 @@ def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
     assert result.record["outcome"] == {"transfer": {"queue": "default", "uri": "sip:default@127.0.0.1:5070"}}
     assert result.record["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+
+
+QUEUES = Path(__file__).parent / "config" / "good" / "queues.yaml"
+
+
+def _targets(out: Any) -> list[tuple[str, str]]:
+    return [(t["queue"], t["uri"]) for t in out["record"]["transfers"]]
+
+
+def test_simulate_shows_the_chosen_target_and_the_failover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = [{"transfer": "managers", "result": 486}, {"transfer": "agents", "uri": "sip:agent2@", "result": 603}]
+    code, out = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+15550001", "--ticket", "1",
+                    fixtures=fixtures)
+    assert code == 0
+    assert _targets(out) == [("managers", "sip:grace@pbx.example.com"), ("agents", "sip:agent2@pbx.example.com"),
+                             ("agents", "sip:agent1@pbx.example.com")]  # ticket 1: round robin starts at agent2
+    refers = [e["text"] for e in out["timeline"] if e["kind"] == "transfer"]
+    assert refers[1] == "to_agents: REFER to agents <sip:agent2@pbx.example.com?X-Customer-Id=C-1>"
+    code, text = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+15550001", fixtures=fixtures,
+                     as_json=False)
+    assert "transfer target: managers sip:grace@pbx.example.com -> rejected_486" in text
+    assert "transfer target: agents sip:agent1@pbx.example.com -> ok" in text
+
+
+def test_simulate_random_strategy_follows_the_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = [{"transfer": q, "result": 603} for q in ("managers", "agents", "weighted")]
+    firsts = set()
+    for seed in range(12):
+        code, out = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+1", "--seed", str(seed),
+                        fixtures=fixtures)
+        spread = [uri for queue, uri in _targets(out) if queue == "spread"]
+        again = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+1", "--seed", str(seed),
+                    fixtures=fixtures)[1]
+        assert [uri for queue, uri in _targets(again) if queue == "spread"] == spread
+        firsts.add(spread[0])
+    assert firsts == {"sip:a@pbx.example.com", "sip:b@pbx.example.com"}
