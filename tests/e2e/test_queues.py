@@ -65,29 +65,29 @@ def test_round_robin_spreads_30_concurrent_calls_evenly(tmp_path: Path, agents: 
     assert all(c.tier == "rr" for calls in received.values() for c in calls)
 
 
-def test_ordered_skips_a_refusing_target(tmp_path: Path, agents: list[Agent]) -> None:
+def test_ordered_skips_a_refusing_target_with_calls_at_once(tmp_path: Path, agents: list[Agent]) -> None:
     agents += [Agent("busy", tmp_path, answer="486").start(), Agent("free", tmp_path).start()]
-    cfg = e2e_config()
+    cfg = e2e_config(workers=2)
     cfg["queues"]["ordered"] = {"targets": [{"uri": a.uri} for a in agents], "strategy": "ordered",
-                                "headers": {"X-Customer-Id": "{{caller}}", "X-Customer-Tier": "any"},
+                                "headers": {"X-Customer-Id": "{{call_id}}", "X-Customer-Tier": "any"},
                                 "header_mode": "both"}
     cfg["flows"]["ordered"] = transfer_flow("ordered")
     cfg["numbers"]["601"] = "ordered"
     server = start_server(cfg, tmp_path / "srv")
     try:
-        for n in range(3):
-            run = call(server, tmp_path, f"ord{n}", "601", caller=f"+1555300000{n + 1}")
-            assert run.returncode == 0, run.describe()
-        lines = [server.call_ended(f"ord{n}-") for n in range(3)]
+        run = call(server, tmp_path, "ord", "601", calls=12, concurrency=6)
+        assert run.returncode == 0, run.describe()
+        lines = [server.call_ended(f"ord-{n}-") for n in range(1, 13)]
     finally:
         server.stop()
+    busy, free = agents
     for line in lines:
-        assert [(t["uri"], t["result"]) for t in line["transfers"]] == [
-            (agents[0].uri, "rejected_486"), (agents[1].uri, "ok")]
-        assert line["outcome"] == {"transfer": {"queue": "ordered", "uri": agents[1].uri}}
+        assert [(t["uri"], t["result"]) for t in line["transfers"]] == [(busy.uri, "rejected_486"), (free.uri, "ok")]
+        assert line["outcome"] == {"transfer": {"queue": "ordered", "uri": free.uri}}
         assert line["path"] == ["hand_over:ok"]
-    assert [c.customer for c in agents[0].calls()] == ["+15553000001", "+15553000002", "+15553000003"]
-    assert [c.customer for c in agents[1].calls()] == [c.customer for c in agents[0].calls()]
+    ids = sorted(line["call_id"] for line in lines)
+    assert sorted(c.customer for c in busy.calls()) == ids
+    assert sorted(c.customer for c in free.calls()) == ids
 
 
 def manager_config(tmp_path: Path, manager: Agent, gold: Agent) -> dict[str, Any]:
