@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 BUILTIN_VARIABLES = ("caller", "dialed", "trunk", "call_id", "last_error")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*)\s*\}\}")  # as ivr.flow.template
-_SIP_HOST = re.compile(r"^(sips?):(?:[^@;?]*@)?(\[[^\]]+\]|[^:;?]+)(?::(\d+))?")
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-auth-token"}
 Node = tuple[str, int]  # (flow, step index)
 _Check = Callable[["_Ctx"], None]
@@ -42,8 +41,8 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
                  check_files: bool = True) -> list[Issue]:
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
-    checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queue_loops,
-              _queues, _unused_endpoints, _secrets, _holidays]
+    checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
+              _unused_endpoints, _secrets, _holidays]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root)]
     for check in checks:
@@ -309,23 +308,6 @@ def _ports(ctx: _Ctx) -> None:
 
 def _span(ports: range) -> str:
     return f"{ports.start}-{ports.stop - 1}" if len(ports) > 1 else str(ports.start)
-
-
-def _queue_loops(ctx: _Ctx) -> None:
-    sip = ctx.config.sip
-    own = {(sip.listen_host, sip.listen_port)}
-    if sip.workers > 1:
-        own |= {(sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)}
-    for name, queue in ctx.config.queues.items():
-        for i, target in enumerate(queue.all_targets):
-            match = _SIP_HOST.match(target.uri)
-            if not match:
-                continue
-            scheme, host, port = match.groups()
-            if (host.strip("[]"), int(port) if port else 5061 if scheme == "sips" else 5060) in own:
-                where = ("queues", name, "uri") if queue.uri else ("queues", name, "targets", i, "uri")
-                ctx.warn(where, f"queue '{name}' points at the IVR's own SIP address: "
-                         "the transfer would loop back into the IVR")
 
 
 def _queues(ctx: _Ctx) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 _TEMPLATE = re.compile(r"\{\{.*?\}\}")
+_SIP_HOST = re.compile(r"^(sips?):(?:[^@;?]*@)?(\[[^\]]+\]|[^:;?]+)(?::(\d+))?")
 
 
 def queue_issues(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
@@ -29,6 +30,7 @@ def queue_issues(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
         if queue.strategy != "ordered" and len(queue.all_targets) < 2:
             yield ("queues", name, "strategy"), f"strategy '{queue.strategy}' with one target: it is ordered", \
                 "warning"
+    yield from _loops_back(config)
     for flow_name, flow in config.flows.items():
         for i, step in enumerate(flow.steps):
             if isinstance(step, TransferStep):
@@ -49,3 +51,21 @@ def _step_target(config: IvrConfig, step: TransferStep, path: YamlPath) -> Itera
                                    "`allow` patterns, so every call would skip it"), "error"
     if not _TEMPLATE.search(step.target):
         yield path + ("target",), "target has no {{variable}}: a fixed target belongs in the queue", "warning"
+
+
+def _loops_back(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
+    """Targets at the IVR's own SIP address: the transfer would come straight back in."""
+    sip = config.sip
+    own = {(sip.listen_host, sip.listen_port)}
+    if sip.workers > 1:
+        own |= {(sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)}
+    for name, queue in config.queues.items():
+        for i, target in enumerate(queue.all_targets):
+            match = _SIP_HOST.match(target.uri)
+            if not match:
+                continue
+            scheme, host, port = match.groups()
+            if (host.strip("[]"), int(port) if port else 5061 if scheme == "sips" else 5060) in own:
+                where: YamlPath = ("queues", name, "uri") if queue.uri else ("queues", name, "targets", i, "uri")
+                yield where, (f"queue '{name}' points at the IVR's own SIP address: the transfer would loop back "
+                              "into the IVR"), "warning"

@@ -39,9 +39,9 @@ class TransferActivity(Activity):
     def start(self, now: float) -> Reply:
         queue = self.ctx.config.queues.get(self.step.queue)
         if queue is None:
-            return self._skip("", "unknown_queue", now)
+            return self._skip("unknown_queue")
         if not self.ctx.trunk.refer:
-            return self._skip("", "refer_not_supported", now)
+            return self._skip("refer_not_supported")
         rendered = ((name, render_header(t, self.ctx.variables)) for name, t in queue.headers.items())
         self.headers = tuple((name, value) for name, value in rendered if value)
         self.pending = self._candidates(queue)
@@ -115,8 +115,8 @@ class TransferActivity(Activity):
         queue = self.ctx.config.queues[self.step.queue]
         return self._next_target(queue, now)
 
-    def _skip(self, uri: str, reason: str, now: float) -> Reply:
-        self._entry(uri, reason, None)
+    def _skip(self, reason: str) -> Reply:
+        self._entry("", reason, None)
         self.last_failure = reason
         return self._give_up()
 
