@@ -51,6 +51,18 @@ def _step_target(config: IvrConfig, step: TransferStep, path: YamlPath) -> Itera
                                    "`allow` patterns, so every call would skip it"), "error"
     if not _TEMPLATE.search(step.target):
         yield path + ("target",), "target has no {{variable}}: a fixed target belongs in the queue", "warning"
+    elif queue.allow and _never_allowed(step.target, queue.allow):
+        yield path + ("target",), (f"'{step.target}' can never match the allow patterns of queue "
+                                   f"'{step.queue}' ({', '.join(queue.allow)}): every call would skip it"), "warning"
+
+
+def _never_allowed(template: str, patterns: tuple[str, ...]) -> bool:
+    """True when the template's fixed parts already rule out every pattern (e.g. another host); a template that
+    is all variable ('{{manager_sip}}') cannot be judged here."""
+    from ivr.flow.targets import allowed
+
+    sample = _TEMPLATE.sub("x", template)
+    return sample.startswith(("sip:", "sips:")) and "@" in sample and not allowed(sample, patterns)
 
 
 def _loops_back(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
