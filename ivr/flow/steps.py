@@ -27,7 +27,7 @@ from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
-from ivr.flow.template import render
+from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
 
@@ -42,6 +42,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
         case SetStep():
             for name, template in step.values.items():
                 ctx.variables[name] = render(template, ctx.variables)
+                if references(template) & ctx.secrets:
+                    ctx.secrets.add(name)
             return None, Reply(then=Next("set", step.next))
         case GotoStep():
             return None, Reply(then=Next("goto", step.step, step.flow))

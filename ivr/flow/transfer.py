@@ -9,6 +9,8 @@ only when none is left does the step take `on_fail`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ivr.config.model import Queue
 from ivr.config.steps import TransferStep
 from ivr.flow.commands import Transfer
@@ -16,6 +18,7 @@ from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.events import TransferProgress
 from ivr.flow.targets import plan_targets, variable_target, with_uri_headers
 from ivr.flow.template import render_header, render_uri_param, with_uri_params
+from ivr.records.model import TransferAttempt
 
 
 class TransferActivity(Activity):
@@ -27,7 +30,8 @@ class TransferActivity(Activity):
         self.uri = ""
         self.until: float | None = None
         self.pending: list[str] = []
-        self.entry: dict[str, object] = {}
+        self.index: int | None = None
+        """The current attempt's place in ctx.transfers (an entry is replaced, never mutated)."""
         self.last_failure = "no_target"
         self.last_code: int | None = None
         self.headers: tuple[tuple[str, str], ...] = ()
@@ -70,33 +74,33 @@ class TransferActivity(Activity):
         self.uri = with_uri_params(target, {name: value for name, value in params.items() if value})
         on_refer = self.headers if queue.header_mode in ("refer", "both") else ()
         in_uri = self.headers if queue.header_mode in ("refer_to", "both") else ()
-        self.entry = self._entry(self.uri, "pending", None)
+        self.index = self._entry(self.uri, "pending", None, now)
         self.until = now + self.step.notify_timeout
         self.ctx.mark("first_transfer", now)
         self.ctx.marks["transfer_sent"] = now
         return Reply([*self.ctx.stop_playback(), Transfer(self.step.queue, with_uri_headers(self.uri, in_uri),
                                                           on_refer)])
 
-    def _entry(self, uri: str, result: str, code: int | None) -> dict[str, object]:
-        entry: dict[str, object] = {"step": self.step.id, "queue": self.step.queue, "uri": uri, "result": result,
-                                    "code": code, "progress": []}
-        self.ctx.transfers.append(entry)
-        return entry
+    def _entry(self, uri: str, result: str, code: int | None, sent_at: float | None = None) -> int:
+        self.ctx.transfers.append(TransferAttempt(self.step.id, self.step.queue, uri, result, code, (), sent_at))
+        return len(self.ctx.transfers) - 1
+
+    def _update(self, **changes: object) -> None:
+        assert self.index is not None
+        self.ctx.transfers[self.index] = replace(self.ctx.transfers[self.index], **changes)  # type: ignore[arg-type]
 
     def on_digit(self, digit: str, now: float) -> Reply:
         return Reply()
 
     def on_transfer(self, event: TransferProgress, now: float) -> Reply:
-        if not self.entry:
+        if self.index is None:
             return Reply()
-        progress = self.entry["progress"]
-        assert isinstance(progress, list)
-        progress.append(event.code)
+        self._update(progress=(*self.ctx.transfers[self.index].progress, event.code))
         if not event.final or event.code < 200:
             return Reply()
         if event.code < 300:
             self.until = None
-            self.entry.update(result="ok", code=event.code)
+            self._update(result="ok", code=event.code)
             self.ctx.mark("transferred", now)
             return Reply(then=Done("ok", "transferred", (self.step.queue, self.uri)))
         return self._failed(f"rejected_{event.code}", event.code, now)
@@ -109,8 +113,8 @@ class TransferActivity(Activity):
     def _failed(self, reason: str, code: int | None, now: float) -> Reply:
         """The current target failed: the next one, or the step's fallback."""
         self.until = None
-        self.entry.update(result=reason, code=code)
-        self.entry = {}
+        self._update(result=reason, code=code)
+        self.index = None
         self.last_failure, self.last_code = reason, code
         queue = self.ctx.config.queues[self.step.queue]
         return self._next_target(queue, now)
@@ -128,6 +132,6 @@ class TransferActivity(Activity):
         return Reply(then=Next(reason, self.step.on_fail))
 
     def abandon(self, now: float, why: str) -> None:
-        if self.entry:
-            self.entry["result"] = why
+        if self.index is not None:
+            self._update(result=why)
         super().abandon(now, why)

@@ -15,6 +15,7 @@ import yaml
 from agents import Agent
 from conftest import e2e_config, start_server
 from ivrkit import ROOT, IvrServer
+from recordkit import transferred
 from sippkit import SippRun, sipp
 
 pytestmark = pytest.mark.sip
@@ -57,7 +58,7 @@ def test_round_robin_spreads_30_concurrent_calls_evenly(tmp_path: Path, agents: 
         lines = [server.call_ended(f"rr-{n}-") for n in range(1, 31)]
     finally:
         server.stop()
-    assert Counter(line["outcome"]["transfer"]["uri"] for line in lines) == {a.uri: 10 for a in agents}
+    assert Counter(line["outcome"]["uri"] for line in lines) == {a.uri: 10 for a in agents}
     received = {a.name: a.calls() for a in agents}
     assert {name: len(calls) for name, calls in received.items()} == {a.name: 10 for a in agents}
     ids = sorted(c.customer for calls in received.values() for c in calls)
@@ -83,7 +84,7 @@ def test_ordered_skips_a_refusing_target_with_calls_at_once(tmp_path: Path, agen
     busy, free = agents
     for line in lines:
         assert [(t["uri"], t["result"]) for t in line["transfers"]] == [(busy.uri, "rejected_486"), (free.uri, "ok")]
-        assert line["outcome"] == {"transfer": {"queue": "ordered", "uri": free.uri}}
+        assert line["outcome"] == transferred("ordered", free.uri)
         assert line["path"] == ["hand_over:ok"]
     ids = sorted(line["call_id"] for line in lines)
     assert sorted(c.customer for c in busy.calls()) == ids
@@ -121,12 +122,12 @@ def test_gold_customer_reaches_the_account_manager_or_the_gold_queue(tmp_path: P
     assert [(c.customer, c.tier) for c in manager.calls()] == [("C-1001", "gold")]
     assert manager.calls()[0].ruri == f"sip:grace.hopper@127.0.0.1:{manager.port}"
     if answer == "200":
-        assert line["outcome"] == {"transfer": {"queue": "account_managers", "uri": manager.uri.replace(
-            "grace@", "grace.hopper@")}}
+        assert line["outcome"] == transferred("account_managers", manager.uri.replace(
+            "grace@", "grace.hopper@"))
         assert gold.calls() == []
     else:
         assert "to_manager:rejected_486" in line["path"]
-        assert line["outcome"] == {"transfer": {"queue": "gold", "uri": gold.uri}}
+        assert line["outcome"] == transferred("gold", gold.uri)
         assert [(c.customer, c.tier) for c in gold.calls()] == [("C-1001", "gold")]
 
 
@@ -140,9 +141,10 @@ def test_manager_outside_the_allow_list_ends_in_the_gold_queue(tmp_path: Path, a
         line = server.call_ended("annie-")
     finally:
         server.stop()
-    assert line["transfers"][0] | {"progress": []} == {
+    skipped = line["transfers"][0]
+    assert {k: skipped[k] for k in ("step", "queue", "uri", "result", "code", "sent_at")} == {
         "step": "to_manager", "queue": "account_managers", "uri": "sip:annie.easley@pbx.partner.example",
-        "result": "not_allowed", "code": None, "progress": []}
+        "result": "not_allowed", "code": None, "sent_at": None}
     assert "to_manager:target_not_allowed" in line["path"]
-    assert line["outcome"] == {"transfer": {"queue": "gold", "uri": gold.uri}}
+    assert line["outcome"] == transferred("gold", gold.uri)
     assert manager.calls() == [] and [c.customer for c in gold.calls()] == ["C-1003"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
+from recordkit import transferred
 
 from ivr.flow.commands import Play, Transfer
 from ivr.flow.events import CallConnected, TransferProgress
@@ -44,7 +45,7 @@ def test_ordered_fails_over_through_every_target_before_on_fail(failure: Any) ->
     third = session.handle(TransferProgress(405, True), T0 + 2)
     assert [c.uri for c in third if isinstance(c, Transfer)] == [C]
     assert session.handle(TransferProgress(603, True), T0 + 3) == SORRY
-    record = session.record()
+    record = session.record().as_dict()
     assert [(t["uri"], t["result"]) for t in record["transfers"]][1:] == [  # type: ignore[index, union-attr]
         (B, "rejected_405"), (C, "rejected_603")]
     assert record["path"] == ["set:set", "go:rejected_603"]
@@ -54,8 +55,8 @@ def test_the_second_target_takes_the_call() -> None:
     session, _ = connect(config(AGENTS))
     session.handle(TransferProgress(603, True), T0 + 1)
     session.handle(TransferProgress(200, True), T0 + 2)
-    record = session.record()
-    assert record["outcome"] == {"transfer": {"queue": "agents", "uri": B}}
+    record = session.record().as_dict()
+    assert record["outcome"] == transferred("agents", B)
     assert [t["result"] for t in record["transfers"]] == ["rejected_603", "ok"]  # type: ignore[union-attr]
     assert record["transfers"][1]["code"] == 200  # type: ignore[index]
 
@@ -96,19 +97,19 @@ def test_variable_target_is_tried_first_then_the_queue() -> None:
 def test_variable_target_outside_the_allow_list_is_skipped_and_recorded(am: str, reason: str) -> None:
     session, commands = connect(config(MANAGERS, target="sip:{{am}}@pbx.example.com", am=am))
     assert [c.uri for c in commands if isinstance(c, Transfer)] == [A]
-    skipped = session.record()["transfers"][0]  # type: ignore[index]
+    skipped = session.record().as_dict()["transfers"][0]  # type: ignore[index]
     assert (skipped["result"], skipped["code"]) == (reason, None)
 
 
 def test_variable_target_only_queue_goes_to_on_fail_with_the_reason() -> None:
     session, commands = connect(config({"allow": ["sip:*@pbx.example.com"]}, target="sip:{{am}}@evil.test"))
     assert commands == SORRY
-    assert session.record()["path"] == ["set:set", "go:target_not_allowed"]
-    assert session.record()["transfers"][0]["uri"] == "sip:grace@evil.test"  # type: ignore[index]
+    assert session.record().as_dict()["path"] == ["set:set", "go:target_not_allowed"]
+    assert session.record().as_dict()["transfers"][0]["uri"] == "sip:grace@evil.test"  # type: ignore[index]
 
 
 def test_a_manager_who_refuses_ends_in_on_fail() -> None:
     session, commands = connect(config({"allow": ["sip:*@pbx.example.com"]}, target="sip:{{am}}@pbx.example.com"))
     assert commands[-1].uri == "sip:grace@pbx.example.com"  # type: ignore[union-attr]
     assert session.handle(TransferProgress(603, True), T0 + 1) == SORRY
-    assert session.record()["path"] == ["set:set", "go:rejected_603"]
+    assert session.record().as_dict()["path"] == ["set:set", "go:rejected_603"]
