@@ -66,6 +66,32 @@ def test_round_robin_spreads_30_concurrent_calls_evenly(tmp_path: Path, agents: 
     assert all(c.tier == "rr" for calls in received.values() for c in calls)
 
 
+def test_round_robin_routes_around_an_agent_that_dies_mid_run(tmp_path: Path, agents: list[Agent]) -> None:
+    """agent1 takes 3 calls and exits; the calls whose turn is agent1 after that get no answer from it (the
+    transferee NOTIFYs 408 after 4 s) and move on to agent2. Every call still reaches an agent."""
+    agents += [Agent("agent0", tmp_path).start(), Agent("agent1", tmp_path).start(calls=3),
+               Agent("agent2", tmp_path).start()]
+    cfg = e2e_config(workers=3)
+    cfg["queues"]["agents"] = {"targets": [{"uri": a.uri} for a in agents], "strategy": "round_robin",
+                               "headers": {"X-Customer-Id": "{{call_id}}", "X-Customer-Tier": "rr"},
+                               "header_mode": "refer_to"}
+    cfg["flows"]["rr"] = transfer_flow("agents")
+    cfg["numbers"]["600"] = "rr"
+    server = start_server(cfg, tmp_path / "srv")
+    try:
+        run = call(server, tmp_path, "die", "600", calls=15, concurrency=6)
+        assert run.returncode == 0, run.describe()
+        lines = [server.call_ended(f"die-{n}-") for n in range(1, 16)]
+    finally:
+        server.stop()
+    a0, a1, a2 = agents
+    assert all(line["outcome"]["kind"] == "transfer" for line in lines)
+    tries = Counter(tuple((t["uri"], t["result"]) for t in line["transfers"]) for line in lines)
+    assert tries == {((a0.uri, "ok"),): 5, ((a1.uri, "ok"),): 3, ((a1.uri, "rejected_408"), (a2.uri, "ok")): 2,
+                     ((a2.uri, "ok"),): 5}
+    assert (len(a0.calls()), len(a1.calls()), len(a2.calls())) == (5, 3, 7)
+
+
 def test_ordered_skips_a_refusing_target_with_calls_at_once(tmp_path: Path, agents: list[Agent]) -> None:
     agents += [Agent("busy", tmp_path, answer="486").start(), Agent("free", tmp_path).start()]
     cfg = e2e_config(workers=2)
