@@ -31,7 +31,7 @@ from ivr.records.model import CallRecord
 log = structlog.get_logger()
 
 TRUNK_HEADER = "X-IVR-Trunk"
-SKIPPED_TARGETS = frozenset({"empty", "invalid_uri", "not_allowed"})
+SKIPPED_TARGETS = frozenset({"empty", "invalid", "disallowed"})
 """Transfer results of a variable target that was never sent a REFER (ivr/flow/targets.py)."""
 HANGUP_CONFIRM_S = 40.0
 """How long after HangUp the worker may take to report CallEnded (a BYE transaction times out after 32 s)."""
@@ -249,10 +249,9 @@ class CallRouter:
             self.on_record(record)
 
     def _transfer_attempts(self, call: LiveCall, record: CallRecord) -> None:
-        """Count every transfer target tried, by queue and result; log the targets that were not tried at all
-        (a variable target that was empty, not a SIP URI, or outside the queue's allow-list)."""
+        """Log the transfer targets that were never tried (a variable target that was empty, not a SIP URI, or
+        outside the queue's allow-list); ivr/records/stats.py counts every attempt in /metrics."""
         for attempt in record.transfers:
-            self._metrics.inc("ivr_transfer_attempts_total", queue=attempt.queue, result=attempt.result)
             if attempt.result in SKIPPED_TARGETS:
                 log.warning("transfer.target_skipped", worker=call.worker, call_id=call.call_id, queue=attempt.queue,
                             step=attempt.step, uri=attempt.uri, reason=attempt.result)

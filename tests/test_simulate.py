@@ -199,7 +199,7 @@ def test_real_demo_crm(caller: str, digits: str, queue: str, uri: str) -> None:
 def test_manager_outside_the_allow_list_is_logged_with_the_reason() -> None:
     transfers = _real("+15551000003", "").record.transfers
     assert [(t.queue, t.uri, t.result) for t in transfers] == [
-        ("account_managers", "sip:annie.easley@pbx.partner.example", "not_allowed"),
+        ("account_managers", "sip:annie.easley@pbx.partner.example", "disallowed"),
         ("gold", "sip:gold@127.0.0.1:5070", "ok")]
 
 

@@ -90,7 +90,7 @@ def _pattern(pattern: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True, slots=True)
 class VariableTarget:
-    """A step's variable target: the URI when usable, else why not (`empty`, `invalid_uri`, `not_allowed`)."""
+    """A step's variable target: the URI when usable, else why not (`empty`, `invalid`, `disallowed`)."""
 
     uri: str | None
     reason: str
@@ -103,9 +103,9 @@ def variable_target(template: str, variables: Mapping[str, str], queue: Queue) -
     if not uri or any(not variables.get(v, "").strip() for v in _variables(template)):
         return VariableTarget(None, "empty", uri)
     if not _TARGET.match(uri):
-        return VariableTarget(None, "invalid_uri", uri)
+        return VariableTarget(None, "invalid", uri)
     if not allowed(uri, queue.allow):
-        return VariableTarget(None, "not_allowed", uri)
+        return VariableTarget(None, "disallowed", uri)
     return VariableTarget(uri, "ok", uri)
 
 

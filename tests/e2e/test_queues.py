@@ -170,7 +170,7 @@ def test_manager_outside_the_allow_list_ends_in_the_gold_queue(tmp_path: Path, a
     skipped = line["transfers"][0]
     assert {k: skipped[k] for k in ("step", "queue", "uri", "result", "code", "sent_at")} == {
         "step": "to_manager", "queue": "account_managers", "uri": "sip:annie.easley@pbx.partner.example",
-        "result": "not_allowed", "code": None, "sent_at": None}
-    assert "to_manager:target_not_allowed" in line["path"]
+        "result": "disallowed", "code": None, "sent_at": None}
+    assert "to_manager:target_disallowed" in line["path"]
     assert line["outcome"] == transferred("gold", gold.uri)
     assert manager.calls() == [] and [c.customer for c in gold.calls()] == ["C-1003"]

@@ -92,10 +92,10 @@ MANAGERS = Queue.model_validate({"allow": ["sip:*@pbx.example.com"]})
     ({"am": ""}, None, "empty"),
     ({}, None, "empty"),
     ({"am": "  "}, None, "empty"),
-    ({"am": "x@evil.test;y="}, None, "invalid_uri"),
-    ({"am": "grace>\r\nVia: x"}, None, "invalid_uri"),
-    ({"am": "gr ace"}, None, "invalid_uri"),
-    ({"am": "grace?X-Evil=1"}, None, "invalid_uri"),
+    ({"am": "x@evil.test;y="}, None, "invalid"),
+    ({"am": "grace>\r\nVia: x"}, None, "invalid"),
+    ({"am": "gr ace"}, None, "invalid"),
+    ({"am": "grace?X-Evil=1"}, None, "invalid"),
 ])
 def test_variable_target_user_part(variables: dict[str, str], uri: str | None, reason: str) -> None:
     chosen = variable_target("sip:{{am}}@pbx.example.com", variables, MANAGERS)
@@ -104,8 +104,8 @@ def test_variable_target_user_part(variables: dict[str, str], uri: str | None, r
 
 @pytest.mark.parametrize(("value", "reason"), [
     ("sip:grace@pbx.example.com", "ok"),
-    ("sip:grace@other.example.com", "not_allowed"),
-    ("tel:+15551234", "invalid_uri"),
+    ("sip:grace@other.example.com", "disallowed"),
+    ("tel:+15551234", "invalid"),
     ("", "empty"),
 ])
 def test_variable_target_whole_uri(value: str, reason: str) -> None:
