@@ -106,6 +106,9 @@ def test_variable_target_user_part(variables: dict[str, str], uri: str | None, r
     ("sip:grace@pbx.example.com", "ok"),
     ("sip:grace@other.example.com", "disallowed"),
     ("tel:+15551234", "invalid"),
+    ("sip:grace@pbx.example.com;maddr=attacker.test", "disallowed"),   # a parameter that re-routes the call
+    ("sip:grace@pbx.example.com?Route=%3Csip:attacker.test%3E", "invalid"),
+    ("<sip:grace@pbx.example.com>", "invalid"),
     ("", "empty"),
 ])
 def test_variable_target_whole_uri(value: str, reason: str) -> None:
