@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ivr.config.check_logic import called_flows, logic_issues
 from ivr.config.check_queues import queue_issues
+from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.model import IvrConfig
 from ivr.config.steps import (
     BranchStep,
@@ -43,7 +45,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
-              _unused_endpoints, _secrets, _holidays, _transports]
+              _logic, _unused_endpoints, _secrets, _holidays, _transports]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
     for check in checks:
@@ -102,14 +104,18 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
             refs = [(("on_fail",), step.on_fail)]
         case GotoStep():
             refs = [(("step",), step.step)]
-        case HangupStep():
+        case CounterStep():
+            refs = [(("next",), step.next), (("on_limit",), step.on_limit)]
+        case CallStep():
+            refs = [(("next",), step.next)]
+        case HangupStep() | ReturnStep():
             refs = []
     return [(path, target) for path, target in refs if target is not None]
 
 
 def falls_through(step: Step) -> bool:
     """The step continues with the following step in the list when it has no `next`."""
-    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep) and step.next is None
+    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep | CounterStep | CallStep) and step.next is None
 
 
 def _successors(ctx: _Ctx, node: Node) -> list[Node]:
@@ -119,8 +125,9 @@ def _successors(ctx: _Ctx, node: Node) -> list[Node]:
     out = [(flow, ctx.index[flow][t]) for _, t in step_targets(step) if t in ctx.index[flow]]
     if falls_through(step) and i + 1 < len(steps):
         out.append((flow, i + 1))
-    if isinstance(step, GotoStep) and step.flow in ctx.config.flows:
+    if isinstance(step, GotoStep | CallStep) and step.flow in ctx.config.flows:
         out.append((step.flow, 0))
+    out += [(flow, ctx.index[flow][t]) for t in ctx.config.flows[flow].hotkeys.values() if t in ctx.index[flow]]
     return out
 
 
@@ -146,7 +153,7 @@ def _step_refs(ctx: _Ctx) -> None:
         for rel, target in step_targets(step):
             if target not in ctx.index[flow]:
                 ctx.error(path + rel, f"unknown step '{target}' in flow '{flow}'")
-        if isinstance(step, GotoStep) and step.flow is not None and step.flow not in ctx.config.flows:
+        if isinstance(step, GotoStep | CallStep) and step.flow is not None and step.flow not in ctx.config.flows:
             ctx.error(path + ("flow",), f"unknown flow '{step.flow}'{_known(ctx.config.flows)}")
 
 
@@ -172,7 +179,8 @@ def _config_refs(ctx: _Ctx) -> None:
                 for i, var in enumerate(step.required):
                     if var not in step.map:
                         ctx.error(path + ("required", i), f"required variable '{var}' is not set by this step's map")
-    used = {step.flow for _, _, step, _ in ctx.steps() if isinstance(step, GotoStep)} | set(config.numbers.values())
+    used = {step.flow for _, _, step, _ in ctx.steps() if isinstance(step, GotoStep | CallStep)}
+    used |= set(config.numbers.values())
     for name in config.flows:
         if name not in used:
             ctx.warn(("flows", name), f"flow '{name}' is not used by any number or goto step")
@@ -218,6 +226,8 @@ def set_variables(config: IvrConfig) -> set[str]:
                     names |= set(step.map)
                 case GatherStep() | MenuStep() if step.variable:
                     names.add(step.variable)
+                case CounterStep():
+                    names.add(step.var)
     return names
 
 
@@ -234,7 +244,7 @@ def _variables(ctx: _Ctx) -> None:
                 conditions = case.when if isinstance(case.when, tuple) else (case.when,)
                 for j, cond in enumerate(conditions):
                     where = path + ("cases", i, "when") + ((j,) if isinstance(case.when, tuple) else ()) + ("var",)
-                    if cond.var not in known:
+                    if cond.var is not None and cond.var not in known:
                         ctx.warn(where, f"variable '{cond.var}' is never set ({hint})")
 
 
@@ -245,12 +255,12 @@ def _reachability(ctx: _Ctx) -> None:
             if (name, i) not in reached:
                 ctx.warn(("flows", name, "steps", i), f"step '{step.id}' is unreachable")
         last = len(flow.steps) - 1
-        if (name, last) in reached and falls_through(flow.steps[last]):
+        if (name, last) in reached and falls_through(flow.steps[last]) and name not in called_flows(ctx.config):
             ctx.warn(("flows", name, "steps", last),
                      "the flow ends without transfer or hang-up; the call would be hung up (flow_end)")
 
 
-_NON_WAITING = GotoStep | BranchStep | SetStep | HoursStep
+_NON_WAITING = GotoStep | BranchStep | SetStep | HoursStep | CounterStep | CallStep
 
 
 def _loops(ctx: _Ctx) -> None:
@@ -338,6 +348,11 @@ def _span(ports: range) -> str:
 
 def _queues(ctx: _Ctx) -> None:
     for path, message, severity in queue_issues(ctx.config):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
+
+
+def _logic(ctx: _Ctx) -> None:
+    for path, message, severity in logic_issues(ctx.config):
         (ctx.error if severity == "error" else ctx.warn)(path, message)
 
 

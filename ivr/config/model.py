@@ -353,6 +353,9 @@ class IvrConfig(Strict):
     queues: dict[Name, Queue] = Field(min_length=1, description="Transfer targets.")
     schedules: dict[Name, Schedule] = Field(default_factory=dict, description="Business hours.")
     flows: dict[Name, Flow] = Field(min_length=1, description="Named call flows.")
+    switches: dict[Name, bool] = Field(default_factory=dict, description="Run-time switches (e.g. outage: "
+                                       "false) with their state at start; an operator flips them with POST "
+                                       "/switches/<name> on the admin API, and `switch` conditions read them.")
     prompts_dir: str = Field("../prompts", description="Directory of <prompt>.wav files, relative to the "
                              "config file.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin HTTP endpoint.")

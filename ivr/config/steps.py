@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ivr.config.base import Strict
+from ivr.config.jsonpath import jsonpath_hint
+from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.types import Digit, Duration, Name, PromptName
 
 # --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
@@ -100,6 +102,9 @@ class FetchStep(StepBase):
         from jmespath.exceptions import JMESPathError
 
         for var, expr in value.items():
+            hint = jsonpath_hint(expr)
+            if hint is not None:
+                raise ValueError(f"{var}: {expr!r} is JSONPath; maps are JMESPath: write {hint!r}")
             try:
                 jmespath.compile(expr)
             except JMESPathError as exc:
@@ -108,8 +113,18 @@ class FetchStep(StepBase):
 
 
 class Condition(Strict):
-    var: Name = Field(description="The variable tested.")
+    var: Name | None = Field(None, description="The variable tested (or `switch`).")
+    switch: Name | None = Field(None, description="A run-time switch (a key of `switches`, flipped with POST "
+                                "/switches/<name>) tested instead of a variable: true when it is on (with "
+                                "`on: false`, when it is off).")
+    on: bool = Field(True, description="With `switch`: the state that makes the condition true.")
     equals: str | None = Field(None, description="True when the variable equals this string.")
+    eq: float | None = Field(None, description="True when the variable is a number equal to this one "
+                             "('3', '3.0' and ' 3' all equal 3).")
+    gt: float | None = Field(None, description="True when the variable is a number greater than this.")
+    ge: float | None = Field(None, description="True when the variable is a number greater than or equal.")
+    lt: float | None = Field(None, description="True when the variable is a number less than this.")
+    le: float | None = Field(None, description="True when the variable is a number less than or equal.")
     in_: tuple[str, ...] | None = Field(None, alias="in", description="True when the variable is one of "
                                         "these.")
     exists: bool | None = Field(None, description="True when the variable is set and non-empty (or, with "
@@ -121,9 +136,16 @@ class Condition(Strict):
 
     @model_validator(mode="after")
     def _exactly_one_test(self) -> Condition:
-        tests = [t for t in (self.equals, self.in_, self.exists, self.matches) if t is not None]
+        tests = [t for t in (self.equals, self.in_, self.exists, self.matches, self.eq, self.gt, self.ge,
+                             self.lt, self.le) if t is not None]
+        if self.switch is not None:
+            if self.var is not None or tests:
+                raise ValueError("a switch condition has only `switch` and `on` (no var, no test)")
+            return self
+        if self.var is None:
+            raise ValueError("a condition needs `var` (or `switch`)")
         if len(tests) != 1:
-            raise ValueError("a condition has exactly one of: equals, in, exists, matches")
+            raise ValueError("a condition has exactly one of: equals, in, exists, matches, eq, gt, ge, lt, le")
         if self.matches is not None:
             try:
                 re.compile(self.matches)
@@ -191,7 +213,8 @@ class GotoStep(StepBase):
 
 Step = Annotated[
     PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
-    | HangupStep | GotoStep,
+    | HangupStep | GotoStep
+    | CounterStep | CallStep | ReturnStep,
     Field(discriminator="type"),
 ]
 
@@ -199,3 +222,7 @@ Step = Annotated[
 class Flow(Strict):
     description: str = Field("", description="What the flow is for.")
     steps: tuple[Step, ...] = Field(min_length=1, description="Steps; the first is the entry.")
+    hotkeys: dict[Digit, Name] = Field(default_factory=dict, description="Digit -> step of this flow, taken from "
+                                       "any play, menu or fetch of the flow (\"0 for a person\" anywhere); a "
+                                       "menu's own option for the digit wins; gather, record and transfer "
+                                       "steps keep their digits.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow.commands import FlowCommand, Play, StopPlayback
@@ -41,6 +43,21 @@ class Next:
     """Short result for the call's path, e.g. "ok", "invalid", "rejected_603"."""
     target: str | None = None
     flow: str | None = None
+    call: bool = False
+    """Enter `flow` as a sub-flow: its `return` comes back to `target` (None: the step after the call)."""
+    back: bool = False
+    """Return from the current sub-flow (`target` and `flow` unused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A `call` step waiting for its sub-flow: where to go on when it returns."""
+
+    flow: str
+    index: int
+    """The call step's index in `flow`."""
+    target: str | None
+    """The call step's `next` (None: the following step)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,10 @@ class CallContext:
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
     cursors: QueueCursors = field(default_factory=QueueCursors)
     """Per-queue transfer counters and the random seed, owned by the controller and shared by its calls."""
+    switches: Mapping[str, bool] = field(default_factory=dict)
+    """Run-time switches (outage, ...): the controller's live read-only view, passed in; never read globally."""
+    frames: list[Frame] = field(default_factory=list)
+    """Open sub-flow calls, innermost last."""
     _last_play_id: int = 0
     _last_request_id: int = 0
 
@@ -130,9 +151,16 @@ class CallContext:
 class Activity:
     """A step waiting for events. By default digits go to the type-ahead buffer and the rest is ignored."""
 
+    takes_hotkeys: ClassVar[bool] = True
+    """A flow's hotkeys act during this step (not in a gather, a record or a transfer: digits are theirs)."""
+
     def __init__(self, step_id: str, ctx: CallContext) -> None:
         self.step_id = step_id
         self.ctx = ctx
+
+    def claims(self, digit: str) -> bool:
+        """The step has its own use for `digit` (a menu option), which wins over a flow hotkey."""
+        return False
 
     def start(self, now: float) -> Reply:
         """Begin the step: what to emit now, and possibly where to go at once."""

@@ -104,6 +104,9 @@ class MenuActivity(_Input):
         super().__init__(step, ctx, step.timeout)
         self.step = step
 
+    def claims(self, digit: str) -> bool:
+        return digit in self.step.options
+
     def _take_buffer(self, now: float) -> Reply:
         return self._digit(self.ctx.type_ahead.pop(0), now)
 
@@ -124,6 +127,8 @@ class MenuActivity(_Input):
 
 class GatherActivity(_Input):
     """Digits until max_digits, the terminator or the inter-digit timeout; then min_digits and pattern."""
+
+    takes_hotkeys = False
 
     def __init__(self, step: GatherStep, ctx: CallContext) -> None:
         super().__init__(step, ctx, step.first_digit_timeout)

@@ -39,10 +39,12 @@ type-ahead buffer at the end were never used and are recorded masked (they may b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ivr.config.model import IvrConfig, Trunk
 from ivr.config.steps import Step
 from ivr.flow.commands import Answer, FlowCommand, HangUp
-from ivr.flow.context import BUILTINS, Activity, CallContext, CallInfo, Done, Next, Reply
+from ivr.flow.context import BUILTINS, Activity, CallContext, CallInfo, Done, Frame, Next, Reply
 from ivr.flow.events import (
     CallConnected,
     CallEnded,
@@ -58,6 +60,9 @@ from ivr.flow.targets import QueueCursors
 from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings, is_secret_name
 
 __all__ = ["CallInfo", "FlowSession", "LOOP_LIMIT"]
+
+MAX_DEPTH = 8
+"""Sub-flow calls open at once; one more hangs up "call_depth" (a flow calling itself without end)."""
 
 LOOP_LIMIT = 50
 """Step moves allowed without waiting for an event."""
@@ -85,14 +90,16 @@ class FlowSession:
     """Runs one call through its flow. See the module docstring for how it is driven."""
 
     def __init__(self, config: IvrConfig, flow: str, call: CallInfo, now: float,
-                 cursors: QueueCursors | None = None) -> None:
+                 cursors: QueueCursors | None = None, switches: Mapping[str, bool] | None = None) -> None:
         """`cursors`: the controller's per-queue target counters (round robin spans calls); default: this
-        call's own, starting at zero."""
+        call's own, starting at zero. `switches`: the controller's read-only view of the run-time switches
+        (a flip shows in the next condition that reads it); default: the config's start states."""
         if flow not in config.flows:
             raise KeyError(f"unknown flow {flow!r}")
         variables = dict(zip(BUILTINS, (call.caller, call.dialed, call.trunk, call.call_id), strict=True))
         self._ctx = CallContext(config, call, _trunk(config, call.trunk), flow, flow, variables,
-                                cursors=cursors if cursors is not None else QueueCursors())
+                                cursors=cursors if cursors is not None else QueueCursors(),
+                                switches=switches if switches is not None else dict(config.switches))
         self._config = config
         self._activity: Activity | None = None
         self._step_id: str | None = None
@@ -244,8 +251,8 @@ class FlowSession:
                 return commands + self._hang_up("loop_detected", now)
             commands += self._ctx.stop_playback()
             index = self._resolve(then)
-            if index is None:
-                return commands + self._hang_up("flow_end" if then.target is None else "bad_target", now)
+            if isinstance(index, str):
+                return commands + self._hang_up(index, now)
             step = self._config.flows[self._ctx.flow].steps[index]
             self._step_id, self._index = step.id, index
             activity, reply = enter(step, self._ctx, now)
@@ -254,20 +261,38 @@ class FlowSession:
             then = reply.then
         return commands
 
-    def _resolve(self, then: Next) -> int | None:
-        """The index of the next step (switching flow for a goto flow); None past the end or unknown."""
+    def _resolve(self, then: Next) -> int | str:
+        """The index of the next step (switching flow for a goto, call or return), or why the call ends."""
+        ctx = self._ctx
+        if then.back:
+            return self._return()
         if then.flow is not None:
             if then.flow not in self._config.flows:
-                return None
-            self._ctx.flow = then.flow
+                return "bad_target"
+            if then.call:
+                if len(ctx.frames) >= MAX_DEPTH:
+                    return "call_depth"
+                ctx.frames.append(Frame(ctx.flow, self._index, then.target))
+            ctx.flow = then.flow
             return 0
-        steps = self._config.flows[self._ctx.flow].steps
+        steps = self._config.flows[ctx.flow].steps
         if then.target is None:
-            return self._index + 1 if self._index + 1 < len(steps) else None
+            if self._index + 1 < len(steps):
+                return self._index + 1
+            return self._return() if ctx.frames else "flow_end"
         for index, step in enumerate(steps):
             if step.id == then.target:
                 return index
-        return None
+        return "bad_target"
+
+    def _return(self) -> int | str:
+        """Back from a sub-flow to the calling step's `next`; outside any sub-flow the flow ends."""
+        ctx = self._ctx
+        if not ctx.frames:
+            return "flow_end"
+        frame = ctx.frames.pop()
+        ctx.flow, self._index = frame.flow, frame.index
+        return self._resolve(Next("returned", frame.target))
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -278,7 +303,16 @@ class FlowSession:
         if self._activity is None:
             self._ctx.buffer_digit(event.digit)
             return []
+        hotkey = self._hotkey(self._activity, event.digit)
+        if hotkey is not None:
+            return self._follow(Reply(self._ctx.stop_playback(), Next(f"hotkey_{event.digit}", hotkey)), now)
         return self._follow(self._activity.on_digit(event.digit, now), now)
+
+    def _hotkey(self, activity: Activity, digit: str) -> str | None:
+        """The step a flow hotkey sends `digit` to, when the current step lets hotkeys act."""
+        if not activity.takes_hotkeys or activity.claims(digit):
+            return None
+        return self._config.flows[self._ctx.flow].hotkeys.get(digit)
 
     def _hang_up(self, reason: str, now: float) -> list[FlowCommand]:
         self._hung_up = True

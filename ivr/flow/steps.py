@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -27,6 +28,7 @@ from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
+from ivr.flow.logic import enter_logic
 from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
@@ -47,6 +49,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             return None, Reply(then=Next("set", step.next))
         case GotoStep():
             return None, Reply(then=Next("goto", step.step, step.flow))
+        case CounterStep() | CallStep() | ReturnStep():
+            return None, enter_logic(step, ctx)
         case PlayStep():
             activity = PlayActivity(step, ctx)
         case MenuStep():
@@ -66,7 +70,7 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
 
 def _branch(step: BranchStep, ctx: CallContext) -> Next:
     for case in step.cases:
-        if all_hold(case.when, ctx.variables):
+        if all_hold(case.when, ctx.variables, ctx.switches):
             return Next(case.goto, case.goto)
     return Next(step.default, step.default)
 
@@ -102,6 +106,8 @@ class PlayActivity(Activity):
 
 class HangupActivity(Activity):
     """Prompts that cannot be interrupted, then the end of the call."""
+
+    takes_hotkeys = False
 
     def __init__(self, step: HangupStep, ctx: CallContext) -> None:
         super().__init__(step.id, ctx)

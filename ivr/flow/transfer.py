@@ -24,6 +24,8 @@ from ivr.records.model import TransferAttempt
 class TransferActivity(Activity):
     """REFER to the queue's targets in turn, each waiting for its final NOTIFY (or the REFER's rejection)."""
 
+    takes_hotkeys = False
+
     def __init__(self, step: TransferStep, ctx: CallContext) -> None:
         super().__init__(step.id, ctx)
         self.step = step
