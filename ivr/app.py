@@ -32,6 +32,7 @@ from ivr.front.registrations import Registrations
 from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
+from ivr.switches import Switches, add_switch_routes
 from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
@@ -81,6 +82,7 @@ class Server:
         self._log_level = log_level
         self._stop = asyncio.Event()
         self.front_monitor: FrontMonitor | None = None
+        self.switches = Switches(loaded.config.switches, run_dir / "switches.json", self.metrics)
 
     async def run(self) -> None:
         cfg = self.loaded.config
@@ -92,6 +94,7 @@ class Server:
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
             router.on_record = await stack.enter_async_context(self._records())
+            router.switches = self.switches.view
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
@@ -129,6 +132,7 @@ class Server:
             log.error("config.reload_rejected", reason="restart_needed", sections=blocked)
             return
         router.reconfigure(loaded.config)
+        self.switches.reconfigure(loaded.config.switches)
         self.loaded = loaded
         log.info("config.reloaded", changed=changed_sections(old, loaded.config), live_calls=len(router.calls))
 
@@ -219,7 +223,9 @@ class Server:
                     "workers": len(pool.workers), "draining": router.draining, "live_calls": len(router.calls),
                     **({"front": front} if front else {})}
 
-        runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
+        app = make_app(self.metrics, health, router.snapshot, http.stats)
+        add_switch_routes(app, self.switches, admin.token)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, admin.host, admin.port).start()
         try:

@@ -15,8 +15,9 @@ import platform
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 import structlog
@@ -74,6 +75,8 @@ class CallRouter:
         self._clock = clock
         self.cursors = QueueCursors(seed=seed if seed is not None else random.SystemRandom().getrandbits(32))
         """Per-queue transfer counters shared by every call (round robin spans calls), for the server's life."""
+        self.switches: Mapping[str, bool] = MappingProxyType(dict(config.switches))
+        """Read-only view of the run-time switches passed to every session (the app sets the live one)."""
         self.on_record: RecordSink | None = None
         """Called with each finished call's record (after its log line); must not block."""
         self.reconfigure(config)
@@ -132,8 +135,8 @@ class CallRouter:
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
                         sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
                         node=platform.node())
-        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now, self.cursors),
-                        info=info, offered_at=now)
+        session = FlowSession(self.config, flow, info, now, self.cursors, self.switches)
+        call = LiveCall(worker=worker, call_id=call_id, session=session, info=info, offered_at=now)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))
         self._run(call, lambda: call.session.start(now))

@@ -68,6 +68,8 @@ class Customer(_Model):
     phones: tuple[str, ...] = Field(min_length=1)
     loyalty: Loyalty = Field(default_factory=Loyalty)
     account_manager: Manager | None = None
+    orders: int | None = Field(None, ge=0)
+    """Orders placed so far (a JSON number), for flows that route on it (`gt`)."""
 
     @field_validator("phones")
     @classmethod

@@ -75,9 +75,9 @@ def test_default_config_routes_with_fixtures(tmp_path: Path, capsys: pytest.Capt
 def test_unknown_caller_account_path_and_variables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15559999999", "--digits",
                     "100001#", "--at", MONDAY, fixtures=CRM)
-    assert out["path"] == ["greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
-                           "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
-                           "route_by_tier:to_gold", "to_gold:ok"]
+    assert out["path"] == ["outage_check:greet", "greet:played", "lookup_phone:ok", "known_by_phone:ask_account",
+                           "ask_account:ok", "wants_person:lookup_account", "lookup_account:ok",
+                           "known_by_account:route_by_tier", "route_by_tier:to_gold", "to_gold:ok"]
     assert out["variables"] == {"account": "100001", "customer_id": "C-1001", "tier": "gold"}
     assert [e["digit"] for e in out["timeline"] if e["kind"] == "digit"] == list("100001#")
 
@@ -90,7 +90,7 @@ def test_failing_crm_goes_to_default(tmp_path: Path, capsys: pytest.CaptureFixtu
                     fixtures=[{"endpoint": "crm"} | failure])
     assert code == 0
     assert out["outcome"]["queue"] == "default"
-    assert out["path"][1].startswith("lookup_phone:") and out["path"][1] != "lookup_phone:ok"
+    assert out["path"][2].startswith("lookup_phone:") and out["path"][2] != "lookup_phone:ok"
     assert out["record"]["variables"]["last_error"]
 
 
@@ -214,7 +214,7 @@ def test_refusing_manager_ends_in_the_gold_queue(tmp_path: Path) -> None:
 def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
     assert result.record.as_dict()["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
-    assert result.record.as_dict()["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+    assert result.record.as_dict()["path"][2] == "lookup_phone:connect_error"  # type: ignore[index]
 
 
 QUEUES = Path(__file__).parent / "config" / "good" / "queues.yaml"

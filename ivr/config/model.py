@@ -333,6 +333,8 @@ class AdminConfig(Strict):
     enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls.")
     host: str = Field("127.0.0.1", description="Admin HTTP address.")
     port: int = Field(8080, ge=1, le=65535, description="Admin HTTP port.")
+    token: str | None = Field(None, min_length=16, description="Bearer token for admin writes (POST "
+                              "/switches/<name>); use ${ENV}. Without it, writes are refused (403).")
 
 
 class LoggingConfig(Strict):

@@ -159,7 +159,7 @@ def test_default_vip_routing_unknown_caller_by_account(default_config: IvrConfig
     assert session.handle(FetchCompleted(2, 200, body), T0 + 4.2) == [
         Transfer("gold", "sip:gold@127.0.0.1:5070", (("X-Customer-Id", "C9"), ("X-Customer-Tier", "gold")))]
     assert session.record().as_dict()["path"] == [
-        "greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
+        "outage_check:greet", "greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
         "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
         "route_by_tier:to_gold"]
 
@@ -187,3 +187,28 @@ def test_unknown_trunk_gets_defaults_and_bad_target_hangs_up() -> None:
     session, _ = connect(make_config(steps), info=call(trunk="mystery"))
     assert session.handle(DigitReceived("A", "info"), T0 + 1) == [StopPlayback(1), HangUp("bad_target")]
     assert session.record().as_dict()["path"] == ["m:A"]
+
+
+def test_default_vip_routing_three_unknown_accounts_reach_default(default_config: IvrConfig) -> None:
+    session, _ = connect(default_config, "vip_routing", info=call(caller="+15559999999"))
+    session.handle(PlaybackFinished(1), T0 + 2)
+    out = session.handle(FetchCompleted(1, 200, {"data": []}), T0 + 2.1)
+    for attempt, account in enumerate(("111111", "222222", "333333")):
+        for d in account + "#":   # typed ahead: barges into "not found" and skips the re-asking prompt
+            out = session.handle(DigitReceived(d), T0 + 3 + attempt)
+        assert isinstance(out[-1], Fetch) and out[-1].query == (("account", account),)
+        out = session.handle(FetchCompleted(2 + attempt, 200, {"data": []}), T0 + 3.5 + attempt)
+    assert isinstance(out[-1], Play) and out[-1].prompts == ("account_not_found",)
+    out = session.handle(PlaybackFinished(out[-1].play_id), T0 + 8)
+    assert isinstance(out[-1], Transfer) and out[-1].queue == "default"
+    path = session.record().as_dict()["path"]
+    assert [p for p in path if p.startswith("count_misses:")] == ["count_misses:1", "count_misses:2",
+                                                                  "count_misses:limit"]
+
+
+def test_default_vip_routing_outage_switch(default_config: IvrConfig) -> None:
+    session = FlowSession(default_config, "vip_routing", call(), T0, switches={"outage": True})
+    session.start(T0)
+    assert session.handle(CallConnected(), T0) == [Play(1, ("outage",))]
+    out = session.handle(PlaybackFinished(1), T0 + 6)
+    assert isinstance(out[-1], Transfer) and out[-1].queue == "default"
