@@ -42,7 +42,19 @@ from pathlib import Path
 
 from ivr.config.model import IvrConfig
 from ivr.errors import ConfigError
-from ivr.flow.commands import Answer, Fetch, FlowCommand, HangUp, Play, Reject, StopPlayback, Transfer
+from ivr.flow.commands import (
+    Answer,
+    Fetch,
+    FlowCommand,
+    HangUp,
+    Play,
+    PlayRecording,
+    Reject,
+    StartRecording,
+    StopPlayback,
+    StopRecording,
+    Transfer,
+)
 from ivr.flow.events import (
     CallConnected,
     CallEnded,
@@ -51,6 +63,7 @@ from ivr.flow.events import (
     FetchFailed,
     FlowEvent,
     PlaybackFinished,
+    RecordingFinished,
     TransferProgress,
 )
 from ivr.flow.session import CallInfo, FlowSession
@@ -58,6 +71,7 @@ from ivr.flow.targets import QueueCursors
 from ivr.prompts import wav_seconds
 from ivr.records.model import CallRecord
 from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
+from ivr.sim_recorder import SimRecorder
 
 DEFAULT_CONFIG = "config/ivr.yaml"
 KEY_DELAY = 0.5
@@ -82,6 +96,8 @@ class Scenario:
     transfers: tuple[TransferFixture, ...] = ()
     cursors: QueueCursors = field(default_factory=QueueCursors)
     """Where round robin/weighted stand and the random seed (`--ticket`, `--seed`)."""
+    record_seconds: float = 5.0
+    """How long the caller speaks into a record step (`--record-seconds`)."""
 
 
 @dataclass
@@ -124,6 +140,8 @@ class _Simulator:
         self.durations: dict[str, float] = {}
         self.seen_path = 0
         self.seen_vars = self.session.variables
+        self.recorder = SimRecorder(scenario.record_seconds)
+        self.recording_end: dict[int, int] = {}
 
     async def run(self) -> SimResult:
         now = self.s.start
@@ -178,6 +196,11 @@ class _Simulator:
                           final=final)
             case CallEnded(reason=reason):
                 self._log(now, "ended", f"call ended ({reason})", reason=reason)
+            case RecordingFinished(recording_id=rid, reason=reason, file=file, duration_s=length, voiced_s=voiced):
+                self.recording_end.pop(rid, None)
+                self._log(now, "recorded", f"recorded #{rid}: {file}, {length:.2f} s ({voiced:.2f} s of voice), "
+                          f"ended by {reason}", recording_id=rid, file=file, duration_s=length, voiced_s=voiced,
+                          reason=reason)
         return self.session.handle(event, now)
 
     def _observe(self, now: float) -> None:
@@ -225,6 +248,24 @@ class _Simulator:
                 case Reject(code=code):
                     self._log(now, "reject", f"reject {code}", code=code)
                     self._at(0.0, now, CallEnded("rejected", code))
+                case StartRecording() | StopRecording() | PlayRecording():
+                    self._recording(command, now)
+
+    def _recording(self, command: StartRecording | StopRecording | PlayRecording, now: float) -> None:
+        match command:
+            case StartRecording(recording_id=rid):
+                delay, finished = self.recorder.start(command, now)
+                self._step_log(now, "record", f"record #{rid}: caller speaks {self.s.record_seconds:g} s "
+                               f"(max {command.max_s:g} s, stops after {command.silence_s:g} s of silence)",
+                               recording_id=rid)
+                self.recording_end[rid] = self._at(delay, now, finished)
+            case StopRecording(recording_id=rid):
+                self.cancelled.add(self.recording_end.pop(rid, -1))
+                self._at(0.0, now, self.recorder.stop(rid, now))
+            case PlayRecording(play_id=play_id, recording_id=rid):
+                seconds = self.recorder.lengths.get(rid, 0.0)
+                self._step_log(now, "play", f"play recording #{rid} ({seconds:.2f} s)", play_id=play_id)
+                self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
 
     async def _fetch(self, cmd: Fetch, now: float) -> None:
         query = "&".join(f"{k}={v}" for k, v in cmd.query)
@@ -255,7 +296,8 @@ class _Simulator:
             self._log(now, "digit", "caller presses nothing")
             return
         self.key_pending = True
-        self._at(KEY_DELAY, now, DigitReceived(key))
+        speaking = self.recorder.active is not None and self.recorder.active in self.recording_end
+        self._at(self.s.record_seconds if speaking else KEY_DELAY, now, DigitReceived(key))
 
     def _duration(self, prompt: str) -> float:
         if prompt not in self.durations:
@@ -285,6 +327,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ticket", type=int, default=0, metavar="N", help="the call's place in each queue's "
                         "round robin / weighted sequence (default 0: the first target)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default 0)")
+    parser.add_argument("--record-seconds", type=float, default=5.0, metavar="S", help="how long the caller "
+                        "speaks into a record step before silence (or the next key, e.g. '#') (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a timeline")
 
 
@@ -317,7 +361,8 @@ def command(args: argparse.Namespace) -> int:
         return 1
     call = CallInfo(call_id="sim-1", caller=args.caller, dialed=args.to, trunk=trunk, sip_call_id="sim-1@ivr")
     scenario = Scenario(config, flow, call, start, args.digits, loaded.prompts_dir,
-                        fixtures.transfers if fixtures else (), QueueCursors(args.seed, args.ticket))
+                        fixtures.transfers if fixtures else (), QueueCursors(args.seed, args.ticket),
+                        args.record_seconds)
     result = asyncio.run(_run(scenario, fixtures, loaded.root))
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))

@@ -14,6 +14,7 @@ from ivr.config.check_logic import called_flows, logic_issues
 from ivr.config.check_queues import queue_issues
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.model import IvrConfig
+from ivr.config.record_steps import RecordStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -108,6 +109,8 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
             refs = [(("next",), step.next), (("on_limit",), step.on_limit)]
         case CallStep():
             refs = [(("next",), step.next)]
+        case RecordStep():
+            refs = [(("next",), step.next), (("on_empty",), step.on_empty)]
         case HangupStep() | ReturnStep():
             refs = []
     return [(path, target) for path, target in refs if target is not None]
@@ -115,7 +118,8 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
 
 def falls_through(step: Step) -> bool:
     """The step continues with the following step in the list when it has no `next`."""
-    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep | CounterStep | CallStep) and step.next is None
+    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep | CounterStep | CallStep
+                                | RecordStep) and step.next is None
 
 
 def _successors(ctx: _Ctx, node: Node) -> list[Node]:
@@ -394,8 +398,10 @@ def _holidays(ctx: _Ctx) -> None:
 
 def _prompt_refs(ctx: _Ctx) -> Iterator[tuple[YamlPath, str]]:
     for _, _, step, path in ctx.steps():
-        for key in ("prompts", "invalid_prompts", "no_input_prompts"):
+        for key in ("prompts", "invalid_prompts", "no_input_prompts", "review_prompts"):
             yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())))
+        if isinstance(step, RecordStep) and step.beep is not None:
+            yield path + ("beep",), step.beep
         if isinstance(step, FetchStep) and step.filler is not None:
             yield from ((path + ("filler", "prompts", i), p) for i, p in enumerate(step.filler.prompts))
 

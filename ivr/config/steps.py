@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from ivr.config.base import Strict
 from ivr.config.jsonpath import jsonpath_hint
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
+from ivr.config.record_steps import RecordStep
 from ivr.config.types import Digit, Duration, Name, PromptName
 
 # --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
@@ -214,7 +215,8 @@ class GotoStep(StepBase):
 Step = Annotated[
     PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
     | HangupStep | GotoStep
-    | CounterStep | CallStep | ReturnStep,
+    | CounterStep | CallStep | ReturnStep
+    | RecordStep,
     Field(discriminator="type"),
 ]
 

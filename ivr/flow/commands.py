@@ -79,6 +79,33 @@ class HangUp:
     code: int = 200
 
 
-FlowCommand = Answer | Reject | Play | StopPlayback | Fetch | Transfer | HangUp
-WorkerCommand = Answer | Reject | Play | StopPlayback | Transfer | HangUp
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    """Record the caller's audio (8 kHz WAV) until StopRecording, `max_s`, or `silence_s` of silence; the worker
+    answers with RecordingFinished."""
+
+    recording_id: int
+    max_s: float
+    silence_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    """Stop recording `recording_id` (the finish key was pressed); RecordingFinished follows."""
+
+    recording_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRecording:
+    """Play a recording of this call back to the caller (review); PlaybackFinished(play_id) at its end."""
+
+    play_id: int
+    recording_id: int
+
+
+FlowCommand = (Answer | Reject | Play | StopPlayback | Fetch | Transfer | HangUp
+               | StartRecording | StopRecording | PlayRecording)
+WorkerCommand = (Answer | Reject | Play | StopPlayback | Transfer | HangUp
+                 | StartRecording | StopRecording | PlayRecording)
 """Commands a SIP worker executes."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ivr.config.model import IvrConfig, Trunk
-from ivr.flow.commands import FlowCommand, Play, StopPlayback
-from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+from ivr.flow.commands import FlowCommand, Play, PlayRecording, StopPlayback
+from ivr.flow.events import FetchCompleted, FetchFailed, RecordingFinished, TransferProgress
 from ivr.flow.targets import QueueCursors
 from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
 
@@ -116,6 +116,12 @@ class CallContext:
         self.playing = self._last_play_id
         return Play(self._last_play_id, prompts, interruptible=interruptible, loop=loop)
 
+    def play_recording(self, recording_id: int) -> PlayRecording:
+        """Play one of this call's recordings back; it counts as the running playback like a Play."""
+        self._last_play_id += 1
+        self.playing = self._last_play_id
+        return PlayRecording(self._last_play_id, recording_id)
+
     def stop_playback(self) -> list[FlowCommand]:
         """StopPlayback for the running playback, if any."""
         if self.playing is None:
@@ -191,6 +197,9 @@ class Activity:
         return Reply()
 
     def on_timer(self, now: float) -> Reply:
+        return Reply()
+
+    def on_recording(self, event: RecordingFinished, now: float) -> Reply:
         return Reply()
 
     def abandon(self, now: float, why: str) -> None:

@@ -100,12 +100,28 @@ class WorkerReady:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingFinished:
+    """A recording ended: "stopped" (StopRecording), "silence", "max" (length), "failed" (no file)."""
+
+    recording_id: int
+    reason: str
+    file: str
+    """The WAV's file name in the recordings directory ("" when failed)."""
+    duration_s: float = 0.0
+    """Length of the file."""
+    voiced_s: float = 0.0
+    """Length up to the end of the last non-silent frame (0: all silence)."""
+
+
 FlowEvent = (
     CallConnected | DigitReceived | PlaybackFinished | FetchCompleted | FetchFailed | TransferProgress | CallEnded
+    | RecordingFinished
 )
 """Events a `FlowSession` handles."""
 
 WorkerEvent = (
     CallOffered | CallConnected | DigitReceived | PlaybackFinished | TransferProgress | CallEnded | WorkerReady
+    | RecordingFinished
 )
 """Events a SIP worker sends."""

@@ -53,6 +53,7 @@ from ivr.flow.events import (
     FetchFailed,
     FlowEvent,
     PlaybackFinished,
+    RecordingFinished,
     TransferProgress,
 )
 from ivr.flow.steps import enter
@@ -146,6 +147,8 @@ class FlowSession:
                 return self._follow(activity.on_fetch(event, now), now)
             case TransferProgress():
                 return self._follow(activity.on_transfer(event, now), now)
+            case RecordingFinished():
+                return self._follow(activity.on_recording(event, now), now)
         return []
 
     def handle_timer(self, now: float) -> list[FlowCommand]:

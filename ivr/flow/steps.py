@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import assert_never
 
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
+from ivr.config.record_steps import RecordStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -29,6 +30,7 @@ from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
 from ivr.flow.logic import enter_logic
+from ivr.flow.record import RecordActivity
 from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
@@ -63,6 +65,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = TransferActivity(step, ctx)
         case HangupStep():
             activity = HangupActivity(step, ctx)
+        case RecordStep():
+            activity = RecordActivity(step, ctx)
         case _:
             assert_never(step)
     return activity, activity.start(now)
