@@ -24,12 +24,16 @@ _TYPES: dict[str, type[Any]] = {
         events.TransferProgress,
         events.CallEnded,
         events.WorkerReady,
+        events.RecordingFinished,
         commands.Answer,
         commands.Reject,
         commands.Play,
         commands.StopPlayback,
         commands.Transfer,
         commands.HangUp,
+        commands.StartRecording,
+        commands.StopRecording,
+        commands.PlayRecording,
     )
 }
 

@@ -178,6 +178,15 @@ class Worker:
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
                 call.hang_up(code)
+            case commands.StartRecording(recording_id):
+                # Not built yet (issue 13): answer at once so the flow takes its record step's on_empty
+                # instead of waiting for its safety deadline. `ivr check` warns about record steps.
+                log.error("sip.record.unsupported", call=call.call_id, recording_id=recording_id)
+                self.emit(call.call_id, events.RecordingFinished(recording_id, "failed", ""))
+            case commands.PlayRecording(play_id):
+                self.emit(call.call_id, events.PlaybackFinished(play_id))
+            case commands.StopRecording():
+                pass
 
     # --- the loop ------------------------------------------------------------------------------------
 

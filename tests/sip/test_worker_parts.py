@@ -68,3 +68,12 @@ def test_committed_pcaps_match_the_generator():
     gen = _pcap_module()
     for digits in ("1", "112#"):
         assert (SCENARIOS / "pcap" / gen.file_name(digits)).read_bytes() == gen.pcap_bytes(digits)
+
+
+def test_recording_messages_round_trip_on_the_wire():
+    from ivr.flow import commands, events
+    from ivr.sip import wire
+
+    for message in (commands.StartRecording(3, 120.0, 5.0), commands.StopRecording(3), commands.PlayRecording(7, 3),
+                    events.RecordingFinished(3, "silence", "w000-1-3.wav", 9.5, 4.25)):
+        assert wire.decode(wire.encode("w000-1", message)) == ("w000-1", message)
