@@ -83,6 +83,8 @@ class Server:
         self._stop = asyncio.Event()
         self.front_monitor: FrontMonitor | None = None
         self.switches = Switches(loaded.config.switches, run_dir / "switches.json", self.metrics)
+        self.recordings_dir = (run_dir / "recordings").resolve()
+        """Where workers write the record step's WAVs (a call's record names its file)."""
 
     async def run(self) -> None:
         cfg = self.loaded.config
@@ -98,7 +100,8 @@ class Server:
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
-                              extra_args=srtp_args(cfg.trunks, trusted))
+                              extra_args=(*srtp_args(cfg.trunks, trusted),
+                                          "--recordings", str(self.recordings_dir)))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":

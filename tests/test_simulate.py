@@ -123,8 +123,27 @@ def test_support_menu_and_closed_hours(tmp_path: Path, capsys: pytest.CaptureFix
     assert out["outcome"]["queue"] == "support"
     assert out["path"] == ["check_hours:open", "main_menu:no_input", "main_menu:2", "to_support:ok"]
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "200", "--from", "+15553000001",
-                    "--at", "2026-12-24T18:30:00+01:00", fixtures=[])
-    assert code == 0 and out["outcome"] == hung_up("closed")
+                    "--at", "2026-12-24T18:30:00+01:00", "--record-seconds", "0", fixtures=[])
+    assert code == 0 and out["outcome"] == hung_up("closed")  # nothing said, three times: no message
+
+
+@pytest.mark.parametrize(("digits", "path", "kept"), [
+    ("", ["closed:played", "voicemail:take_silence", "voicemail:kept", "voicemail_saved:hangup"], "sim-1.wav"),
+    ("#3", ["closed:played", "voicemail:take_stopped", "voicemail:kept", "voicemail_saved:hangup"], "sim-1.wav"),
+    (".12#3", ["closed:played", "voicemail:take_silence", "voicemail:take_stopped", "voicemail:kept",
+              "voicemail_saved:hangup"], "sim-2.wav"),
+])
+def test_after_hours_voicemail_is_simulated(tmp_path: Path, capsys: pytest.CaptureFixture[str], digits: str,
+                                            path: list[str], kept: str) -> None:
+    code, out = run(tmp_path, capsys, str(CONFIG), "--to", "200", "--from", "+15553000001", "--digits", digits,
+                    "--at", "2026-12-24T18:30:00+01:00", "--record-seconds", "7", fixtures=[])
+    assert code == 0 and out["outcome"] == hung_up("voicemail")
+    assert out["path"][1:] == path
+    assert out["variables"]["voicemail"] == kept
+    recorded = [e for e in out["timeline"] if e["kind"] == "recorded"]
+    assert recorded[0]["voiced_s"] == 7.0
+    if digits.startswith(".1"):
+        assert any(e["kind"] == "play" and "recording #" in e["text"] for e in out["timeline"])
 
 
 def test_readable_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

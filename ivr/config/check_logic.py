@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Literal
 
 from ivr.config.logic_steps import CallStep, ReturnStep
 from ivr.config.model import IvrConfig
-from ivr.config.record_steps import RecordStep
 from ivr.config.steps import BranchStep, Condition
 
 if TYPE_CHECKING:
@@ -42,9 +41,6 @@ def logic_issues(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
                     f"'{name}'", "error"
         for i, step in enumerate(flow.steps):
             path: YamlPath = ("flows", name, "steps", i)
-            if isinstance(step, RecordStep):
-                yield path, "record steps run in `ivr simulate` only: the SIP worker does not record yet, so " \
-                    "a live call takes on_empty at once", "warning"
             if isinstance(step, ReturnStep) and name not in called:
                 yield path, f"return in flow '{name}', which no call step enters: the call would end " \
                     "(flow_end)", "warning"

@@ -16,6 +16,7 @@ import structlog
 
 from ivr.flow import commands, events
 from ivr.prompts import wav_seconds
+from ivr.sip.recorder import Recording
 
 log = structlog.get_logger()
 
@@ -29,6 +30,7 @@ class CallHost(Protocol):
     """What a call needs from its worker."""
 
     prompts: Path
+    recordings: Path
 
     def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
 
@@ -39,6 +41,8 @@ class CallHost(Protocol):
     def watch_play(self, call_id: str, token: int, seconds: float) -> None: ...
 
     def ended(self, call_id: str) -> None: ...
+
+    def watch_recording(self, call_id: str) -> None: ...
 
 
 class Prompter(pj.AudioMediaPlayer):  # type: ignore[misc]
@@ -91,6 +95,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._connected = False
         self._ended = False
         self._playback: _Playback | None = None
+        self._recording: Recording | None = None
         self._tokens = 0
 
     # --- callbacks (loop thread) -------------------------------------------------------------------
@@ -110,6 +115,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self._ended:
             self._ended = True
             self._stop_playback()
+            if self._recording is not None:  # the message left so far is kept: reported before the end
+                self._finish_recording("hangup")
             reason = self.end_reason or _remote_reason(prm, info.lastStatusCode)
             log.debug("sip.call.ended", call=self.call_id, reason=reason, code=info.lastStatusCode)
             self._host.emit(self.call_id, events.CallEnded(reason=reason, code=info.lastStatusCode))
@@ -179,8 +186,50 @@ class IvrCall(pj.Call):  # type: ignore[misc]
 
     def play(self, play: commands.Play) -> None:
         """Replace the current playback with `play`; a missing prompt ends it at once."""
+        self._play_files(play, [str(self._host.prompts / f"{name}.wav") for name in play.prompts])
+
+    def play_recording(self, cmd: commands.PlayRecording) -> None:
+        """Play one of this call's recordings back (review), interruptible like a prompt."""
+        path = self._host.recordings / f"{self.call_id}-{cmd.recording_id}.wav"
+        self._play_files(commands.Play(cmd.play_id, (), interruptible=True), [str(path)])
+
+    def start_recording(self, cmd: commands.StartRecording) -> None:
+        """Record the caller into `<recordings>/<call id>-<recording id>.wav`; no audio: failed at once."""
         self._stop_playback()
-        files = [str(self._host.prompts / f"{name}.wav") for name in play.prompts]
+        if self._recording is not None:
+            self._finish_recording("stopped")
+        if not self._has_audio():
+            self._host.emit(self.call_id, events.RecordingFinished(cmd.recording_id, "failed", ""))
+            return
+        path = self._host.recordings / f"{self.call_id}-{cmd.recording_id}.wav"
+        try:
+            self._recording = Recording(cmd, path, self.getAudioMedia(-1))
+        except pj.Error as exc:
+            log.error("sip.record.create_failed", call=self.call_id, error=exc.info())
+            self._host.emit(self.call_id, events.RecordingFinished(cmd.recording_id, "failed", ""))
+            return
+        self._host.watch_recording(self.call_id)
+
+    def stop_recording(self, recording_id: int) -> None:
+        if self._recording is not None and self._recording.cmd.recording_id == recording_id:
+            self._finish_recording("stopped")
+
+    def poll_recording(self, now: float) -> bool:
+        """Check silence and length; True while the recording goes on."""
+        if self._recording is None:
+            return False
+        reason = self._recording.poll(now)
+        if reason is not None:
+            self._finish_recording(reason)
+        return self._recording is not None
+
+    def _finish_recording(self, reason: str) -> None:
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            self._host.emit(self.call_id, recording.stop(reason))
+
+    def _play_files(self, play: commands.Play, files: list[str]) -> None:
+        self._stop_playback()
         missing = [f for f in files if not Path(f).is_file()]
         if missing or not files:
             log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)

@@ -31,6 +31,7 @@ from ivr import logs
 from ivr.flow import commands, events
 from ivr.sip import control
 from ivr.sip.call import IvrCall
+from ivr.sip.recorder import POLL_S
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.srtp import SrtpPolicy
 from ivr.sip.stack import Stack, StackConfig
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rtp-port-count", type=int, default=40, help="number of RTP ports from --rtp-port")
     p.add_argument("--media-address", default="127.0.0.1", help="RTP address (bound and put in SDP)")
     p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
+    p.add_argument("--recordings", type=Path, default=Path("recordings"),
+                   help="directory for the record step's WAVs (<call id>-<recording id>.wav)")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
     p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
@@ -77,6 +80,9 @@ class Worker:
     def __init__(self, args: argparse.Namespace, link: control.ControlLink) -> None:
         self.args = args
         self.prompts: Path = args.prompts
+        self.recordings: Path = args.recordings
+        self.recordings.mkdir(parents=True, exist_ok=True)
+        self._record_poll: dict[str, float] = {}
         self.link = link
         self.calls: dict[str, IvrCall] = {}
         self._answer_by: dict[str, float] = {}
@@ -109,7 +115,11 @@ class Worker:
     def retire(self, player: Any) -> None:
         self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
 
+    def watch_recording(self, call_id: str) -> None:
+        self._record_poll[call_id] = time.monotonic() + POLL_S
+
     def ended(self, call_id: str) -> None:
+        self._record_poll.pop(call_id, None)
         self.calls.pop(call_id, None)
         self._answer_by.pop(call_id, None)
         self._end_by.pop(call_id, None)
@@ -178,15 +188,12 @@ class Worker:
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
                 call.hang_up(code)
-            case commands.StartRecording(recording_id):
-                # Not built yet (issue 13): answer at once so the flow takes its record step's on_empty
-                # instead of waiting for its safety deadline. `ivr check` warns about record steps.
-                log.error("sip.record.unsupported", call=call.call_id, recording_id=recording_id)
-                self.emit(call.call_id, events.RecordingFinished(recording_id, "failed", ""))
-            case commands.PlayRecording(play_id):
-                self.emit(call.call_id, events.PlaybackFinished(play_id))
-            case commands.StopRecording():
-                pass
+            case commands.StartRecording():
+                call.start_recording(command)
+            case commands.StopRecording(recording_id):
+                call.stop_recording(recording_id)
+            case commands.PlayRecording():
+                call.play_recording(command)
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -200,7 +207,8 @@ class Worker:
             self._fire_deadlines(time.monotonic())
 
     def _block_ms(self) -> int:
-        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values())]
+        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values()),
+                     *self._record_poll.values()]
         if self._retired:
             deadlines.append(self._retired[0][0])
         if not deadlines:
@@ -227,6 +235,14 @@ class Worker:
         for call_id, (_, token) in [(c, v) for c, v in self._play_by.items() if v[0] <= now]:
             del self._play_by[call_id]
             self._safely(call_id, lambda c, t=token: c.play_overdue(t))  # type: ignore[misc]
+        for call_id in [c for c, at in self._record_poll.items() if at <= now]:
+            del self._record_poll[call_id]
+            call = self.calls.get(call_id)
+            try:
+                if call is not None and call.poll_recording(now):
+                    self._record_poll[call_id] = now + POLL_S
+            except pj.Error as exc:
+                log.warning("sip.record.poll_failed", call=call_id, error=exc.info())
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 

@@ -9,8 +9,15 @@ from flowkit import T0, call, connect, make_config
 from recordkit import hung_up
 
 from ivr.config.model import IvrConfig
-from ivr.flow.commands import Answer, Fetch, HangUp, Play, StopPlayback, Transfer
-from ivr.flow.events import CallConnected, CallEnded, DigitReceived, FetchCompleted, PlaybackFinished
+from ivr.flow.commands import Answer, Fetch, HangUp, Play, StartRecording, StopPlayback, Transfer
+from ivr.flow.events import (
+    CallConnected,
+    CallEnded,
+    DigitReceived,
+    FetchCompleted,
+    PlaybackFinished,
+    RecordingFinished,
+)
 from ivr.flow.session import FlowSession
 
 
@@ -168,7 +175,16 @@ def test_default_support_flow_closed_on_holiday(default_config: IvrConfig) -> No
     christmas = 1798196400.0  # 2026-12-25 10:00 UTC
     session, commands = connect(default_config, "support", now=christmas)
     assert commands == [Play(1, ("closed",), interruptible=False)]
-    assert session.handle(PlaybackFinished(1), christmas + 3) == [HangUp("closed")]
+    assert session.handle(PlaybackFinished(1), christmas + 3) == [
+        Play(2, ("voicemail_intro", "beep"), interruptible=False)]
+    [start] = session.handle(PlaybackFinished(2), christmas + 8)
+    assert isinstance(start, StartRecording) and (start.max_s, start.silence_s) == (120.0, 4.0)
+    out = session.handle(RecordingFinished(start.recording_id, "silence", "w000-1-3.wav", 9.0, 5.0), christmas + 17)
+    assert out == [Play(3, ("voicemail_review",))]
+    assert session.handle(DigitReceived("3"), christmas + 18) == [StopPlayback(3),
+                                                                  Play(4, ("voicemail_saved",), interruptible=False)]
+    assert session.handle(PlaybackFinished(4), christmas + 22) == [HangUp("voicemail")]
+    assert session.variables["voicemail"] == "w000-1-3.wav"
 
 
 def test_record_shape(default_config: IvrConfig) -> None:
