@@ -5,7 +5,8 @@ clock thread and would need a hand-over), the loop thread polls the WAV file the
 `POLL_S` it reads the frames written since the last poll and measures each 20 ms frame's RMS. The recording
 stops after `silence_s` without a voiced frame (the conference bridge keeps writing frames when no RTP
 comes, so a silent caller times out too) or at `max_s`. Voiced = up to the end of the last voiced frame.
-The recorder is destroyed on stop (that writes the WAV header's sizes); only then is RecordingFinished sent.
+The recorder is destroyed on stop; once pjmedia has closed the file (header sizes written), RecordingFinished
+is sent.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ FRAME_BYTES = 320
 """20 ms of 8 kHz 16-bit mono."""
 FRAME_S = 0.02
 HEADER_BYTES = 44
+CLOSE_WAIT_S = 0.5
 VOICE_RMS = 300.0
 """About -41 dBFS: line noise and comfort noise stay below, speech goes well above."""
 
@@ -71,14 +73,26 @@ class Recording:
             self._media.stopTransmit(self._recorder)
         except pj.Error:
             pass  # the call's media is already gone
-        self._recorder = None  # destroying it closes the file and writes the header's sizes
+        self._recorder = None  # destroying it removes its conference port, which closes the file
+        length = self._closed_length()
         self._analyse()
-        length = wav_seconds(self.path, 0.0)
+        length = max(length, self._frames * FRAME_S)
         voiced = min(length, self._voiced_frames * FRAME_S)
         log.info("sip.record.finished", file=self.path.name, reason=reason, duration_s=round(length, 2),
                  voiced_s=round(voiced, 2))
         return events.RecordingFinished(self.cmd.recording_id, reason, self.path.name, round(length, 3),
                                         round(voiced, 3))
+
+    def _closed_length(self) -> float:
+        """The file's length once its header is written. pjmedia (2.14+) removes conference ports on its
+        clock thread, so the file is closed a frame or two after the recorder is destroyed: wait for it,
+        briefly (the loop thread stalls meanwhile; typically 20-40 ms), rather than report a file in flux."""
+        end = time.monotonic() + CLOSE_WAIT_S
+        while True:
+            length = wav_seconds(self.path, 0.0)
+            if length > 0 or time.monotonic() >= end:
+                return length
+            time.sleep(0.005)
 
     def _analyse(self) -> None:
         try:

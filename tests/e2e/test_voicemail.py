@@ -1,0 +1,94 @@
+"""After hours, callers leave voicemails over real SIP and RTP: SIPp plays a pcap of espeak-ng speech, the
+worker records it (AudioMediaRecorder) and stops on silence; the stored WAV holds the caller's audio
+(energy and duration checked against the source) and the call's record names it. Three callers at once."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import wave
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import e2e_config, start_server
+from ivrkit import ROOT, IvrServer
+from sippkit import SippRun, sipp
+
+pytestmark = pytest.mark.sip
+
+MESSAGE = "Hello, this is Ada Lovelace. Please call me back about my order number four two seven. Thank you."
+LEAD_MS = 13000
+"""Caller silence while 'closed', the voicemail intro and the beep play (~10.7 s)."""
+VOICE_RMS = 300.0
+
+
+def frames_rms(path: Path) -> tuple[float, list[float]]:
+    """(duration in s, RMS of each 20 ms frame) of an 8 kHz mono 16-bit WAV."""
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        data = array("h", w.readframes(w.getnframes()))
+    frames = [data[i:i + 160] for i in range(0, len(data) - 159, 160)]
+    return len(data) / 8000, [math.sqrt(sum(s * s for s in f) / 160) for f in frames]
+
+
+def voiced_span(rms: list[float]) -> float:
+    """Seconds from the first to the last voiced frame."""
+    voiced = [i for i, r in enumerate(rms) if r >= VOICE_RMS]
+    return (voiced[-1] - voiced[0] + 1) * 0.02 if voiced else 0.0
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(8 kHz WAV of the message, pcap of it after LEAD_MS of silence)."""
+    if not shutil.which("espeak-ng") or not shutil.which("sox"):
+        pytest.fail("espeak-ng and sox are needed (scripts/bootstrap installs them)")
+    out = tmp_path_factory.mktemp("speech")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(out / "raw.wav"), MESSAGE], check=True)
+    subprocess.run(["sox", str(out / "raw.wav"), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
+                    str(out / "speech.wav"), "norm", "-3"], check=True)
+    subprocess.run([sys.executable, str(ROOT / "sipp-scenarios" / "make_speech_pcap.py"), str(out / "speech.wav"),
+                    "-o", str(out / "speech.pcap"), "--lead-ms", str(LEAD_MS)], check=True)
+    return out / "speech.wav", out / "speech.pcap"
+
+
+@pytest.fixture(scope="module")
+def closed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
+    """The default support flow with an office that is never open (no clock tricks)."""
+    cfg = e2e_config()
+    cfg["schedules"]["office"] = {"timezone": "UTC", "hours": {}}
+    srv = start_server(cfg, tmp_path_factory.mktemp("voicemail"))
+    yield srv
+    srv.stop()
+
+
+def test_three_callers_leave_voicemails_after_hours(closed_server: IvrServer, workdir: Path,
+                                                    speech: tuple[Path, Path]) -> None:
+    source, pcap = speech
+    source_s, source_rms = frames_rms(source)
+    run = sipp(closed_server.sip_port, "voicemail.xml", service="200", tag="vm", workdir=workdir,
+               variables={"caller": "+15553000006"}, keys={"speech_pcap": str(pcap)}, calls=3, concurrency=3,
+               timeout=120)
+    assert isinstance(run, SippRun)
+    events = [r[:400] for r in closed_server.raw if "record" in r.lower() or "error" in r.lower()]
+    assert run.returncode == 0, run.describe() + "\n--- server ---\n" + "\n".join(map(str, events[-12:]))
+    lines = [closed_server.call_ended(f"vm-{n}-") for n in (1, 2, 3)]
+    files = set()
+    for line in lines:
+        assert line["outcome"] == {"kind": "hangup", "reason": "voicemail", "queue": None, "uri": None}
+        assert line["path"][:4] == ["check_hours:closed", "closed:played", "voicemail:take_silence",
+                                    "voicemail:kept"]
+        name = line["variables"]["voicemail"]
+        files.add(name)
+        length, rms = frames_rms(closed_server.workdir / "run" / "recordings" / name)
+        span = voiced_span(rms)
+        # the whole message is in the file: its voiced span matches the source's (packet loss or a late
+        # start would shorten it), then the silence that stopped it (4 s), and not much more
+        assert abs(span - voiced_span(source_rms)) < 0.6, (name, span, voiced_span(source_rms))
+        assert source_s < length < source_s + 4 + 4, (name, length)
+        loud = sorted(rms, reverse=True)[: len(rms) // 4]
+        assert sum(loud) / len(loud) > 5 * VOICE_RMS, "speech energy, not line noise"
+    assert len(files) == 3
