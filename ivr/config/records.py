@@ -21,6 +21,23 @@ class WebhookConfig(Strict):
                                    "'Authorization: Bearer ...' (never written in the YAML).")
 
 
+class VoicemailConfig(Strict):
+    url: str | None = Field(None, pattern=r"^https?://", description="Endpoint each kept recording is POSTed "
+                            "to (multipart: `record` JSON, `audio` WAV).")
+    directory: str | None = Field(None, description="Directory each kept recording is copied to, relative to "
+                                  "the run directory.")
+    timeout: Duration = Field(30.0, gt=0, description="Time allowed for one POST.")
+    retry_max: Duration = Field(60.0, gt=0, description="Longest wait between retries; recordings wait in the "
+                                "voicemail spool meanwhile.")
+    bearer_env: str | None = Field(None, description="Environment variable holding a bearer token.")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> VoicemailConfig:
+        if not self.url and not self.directory:
+            raise ValueError("voicemail delivery needs a url, a directory, or both")
+        return self
+
+
 class RecordsConfig(Strict):
     store: Literal["sqlite", "postgresql", "none"] = Field("sqlite", description="Where records are kept: an "
                                                            "SQLite file (one node), PostgreSQL (several nodes), or "
@@ -37,6 +54,8 @@ class RecordsConfig(Strict):
                                  "often (and the spool fsynced), so an OS crash loses at most this much.")
     batch_size: int = Field(200, ge=1, le=10000, description="Most records per commit.")
     webhook: WebhookConfig | None = Field(None, description="Optional end-of-call webhook.")
+    voicemail: VoicemailConfig | None = Field(None, description="Delivery of record-step recordings "
+                                              "(voicemail) to a webhook and/or a directory.")
     tiers: tuple[str, ...] = Field(("platinum", "gold", "silver", "standard"), description="Values of the flow "
                                    "variable `tier` used as metrics labels; any other value is counted as "
                                    "'other' (labels never carry caller data).")

@@ -48,6 +48,15 @@ class Records:
             self.webhook = Outbox(spool, WebhookSink(cfg.webhook), metrics, batch_wait=cfg.batch_wait,
                                   batch_size=cfg.batch_size, timeout=cfg.webhook.timeout * 4,
                                   retry_max=cfg.webhook.retry_max)
+        self.voicemail: Outbox | None = None
+        self._recordings = run_dir.resolve() / "recordings"
+        if cfg.voicemail is not None:
+            from ivr.records.voicemail import VoicemailSink
+
+            spool = Spool(spool_root / "voicemail", min_free_mb=cfg.min_free_mb, name="voicemail")
+            self.voicemail = Outbox(spool, VoicemailSink(cfg.voicemail, run_dir), metrics,
+                                    batch_wait=cfg.batch_wait, batch_size=1, timeout=cfg.voicemail.timeout * 2,
+                                    retry_max=cfg.voicemail.retry_max)
         self._purger: asyncio.Task[None] | None = None
 
     def on_record(self, record: CallRecord) -> None:
@@ -59,6 +68,11 @@ class Records:
         webhook = self._config.records.webhook
         if self.webhook is not None and webhook is not None and (not webhook.flows or record.flow in webhook.flows):
             self.webhook.submit(data)
+        if self.voicemail is not None:
+            from ivr.records.voicemail import recordings_of
+
+            for name in recordings_of(self._config, record):
+                self.voicemail.submit({"file": str(self._recordings / name), "name": name, "record": data})
 
     async def start(self) -> None:
         if self.store is not None:
@@ -69,7 +83,7 @@ class Records:
                     raise
                 log.warning("records.store_unavailable_at_start", store=self.store.name, error=str(exc))
             self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
-        for outbox in (self.outbox, self.webhook):
+        for outbox in (self.outbox, self.webhook, self.voicemail):
             if outbox is not None:
                 outbox.start()
         log.info("records.ready", store=self._config.records.store,
@@ -80,10 +94,10 @@ class Records:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
-        for outbox in (self.outbox, self.webhook):
+        for outbox in (self.outbox, self.webhook, self.voicemail):
             if outbox is not None:
                 await outbox.stop(STOP_FLUSH_S)
-        for outbox in (self.outbox, self.webhook):
+        for outbox in (self.outbox, self.webhook, self.voicemail):
             if outbox is not None:
                 await outbox.sink.close()
 

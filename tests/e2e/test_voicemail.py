@@ -4,16 +4,22 @@ worker records it (AudioMediaRecorder) and stops on silence; the stored WAV hold
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import wave
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from conftest import e2e_config, start_server
 from ivrkit import ROOT, IvrServer
 from sippkit import SippRun, sipp
@@ -55,18 +61,71 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return out / "speech.wav", out / "speech.pcap"
 
 
+class VoicemailHook:
+    """A real aiohttp server on loopback that takes multipart voicemails; its first answer is a 503 (the
+    server must retry from its spool)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self.loop = asyncio.new_event_loop()
+        self.url = ""
+        started = threading.Event()
+        threading.Thread(target=self._serve, args=(started,), daemon=True).start()
+        assert started.wait(10)
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/voicemail", self._post)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/voicemail"  # type: ignore[union-attr]
+        started.set()
+        self.loop.run_forever()
+
+    async def _post(self, request: web.Request) -> web.Response:
+        if self.refused == 0:
+            self.refused += 1
+            return web.Response(status=503)
+        form = await request.post()
+        audio = form["audio"]
+        assert isinstance(audio, web.FileField)
+        raw = form["record"]
+        record = bytes(raw).decode() if isinstance(raw, bytes | bytearray) else str(raw)
+        self.received.append({"key": request.headers.get("Idempotency-Key"), "name": audio.filename,
+                              "type": audio.content_type, "audio": audio.file.read(),
+                              "record": json.loads(record)})
+        return web.Response(status=204)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 @pytest.fixture(scope="module")
-def closed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
-    """The default support flow with an office that is never open (no clock tricks)."""
+def hook() -> Iterator[VoicemailHook]:
+    server = VoicemailHook()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def closed_server(tmp_path_factory: pytest.TempPathFactory, hook: VoicemailHook) -> Iterator[IvrServer]:
+    """The default support flow with an office that is never open (no clock tricks), voicemails delivered to
+    the local webhook and copied to a directory."""
     cfg = e2e_config()
     cfg["schedules"]["office"] = {"timezone": "UTC", "hours": {}}
+    cfg["records"] = {"voicemail": {"url": hook.url, "directory": "voicemail", "retry_max": "1s"}}
     srv = start_server(cfg, tmp_path_factory.mktemp("voicemail"))
     yield srv
     srv.stop()
 
 
 def test_three_callers_leave_voicemails_after_hours(closed_server: IvrServer, workdir: Path,
-                                                    speech: tuple[Path, Path]) -> None:
+                                                    speech: tuple[Path, Path], hook: VoicemailHook) -> None:
     source, pcap = speech
     source_s, source_rms = frames_rms(source)
     run = sipp(closed_server.sip_port, "voicemail.xml", service="200", tag="vm", workdir=workdir,
@@ -92,3 +151,18 @@ def test_three_callers_leave_voicemails_after_hours(closed_server: IvrServer, wo
         loud = sorted(rms, reverse=True)[: len(rms) // 4]
         assert sum(loud) / len(loud) > 5 * VOICE_RMS, "speech energy, not line noise"
     assert len(files) == 3
+    end = time.monotonic() + 30
+    while len(hook.received) < 3:
+        assert time.monotonic() < end, f"webhook got {len(hook.received)} of 3 voicemails"
+        time.sleep(0.2)
+    assert hook.refused == 1
+    by_name = {r["name"]: r for r in hook.received}
+    assert set(by_name) == files
+    for line in lines:
+        got = by_name[line["variables"]["voicemail"]]
+        stored = closed_server.workdir / "run" / "recordings" / got["name"]
+        assert got["audio"] == stored.read_bytes() == (closed_server.workdir / "run" / "voicemail" /
+                                                        got["name"]).read_bytes()
+        assert got["type"] == "audio/wav" and got["key"] == f"{line['uid']}/{got['name']}"
+        assert got["record"] == {k: v for k, v in line.items() if k in got["record"]}
+        assert got["record"]["uid"] == line["uid"]
