@@ -17,6 +17,8 @@ from typing import Any
 import pjsua2 as pj
 import structlog
 
+from ivr.sip.transfer import keep_calls_after_request_timeout
+
 log = structlog.get_logger()
 
 WHEEL_MAX_CALLS = 4
@@ -84,6 +86,8 @@ class Stack:
         self.account: Account | None = None
         try:
             self.ep.libInit(self._ep_config())
+            if not keep_calls_after_request_timeout():  # a REFER nobody answers must not end the call
+                log.warning("sip.stack.refer_timeout_ends_calls")
             self.ep.audDevManager().setNullDev()
             self._codecs()
             self._transports()
