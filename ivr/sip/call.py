@@ -147,6 +147,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             if self._superseding:  # an earlier REFER's subscription, ended by `transfer` (ivr/sip/transfer.py)
                 log.debug("sip.call.transfer_superseded", call=self.call_id, code=code)
                 return
+            if final and self._refers.take_timeout() and code == 500:
+                code, reason = 408, "Request Timeout"
             log.debug("sip.call.transfer_progress", call=self.call_id, code=code, final=final)
             self._host.emit(self.call_id, events.TransferProgress(code=code, final=final, reason=reason))
         except Exception:

@@ -55,6 +55,8 @@ log = structlog.get_logger()
 SUPERSEDED_CODE = 487
 """Status a superseded REFER transaction is ended with (not 408/481: those make pjsip end the call)."""
 
+REQUEST_TIMEOUT = 408
+
 # pjsip_cfg_t (pjsip/include/pjsip/sip_config.h, 2.15.1): 13 pj_bool_t in `endpt`, then `tsx`.
 _KEEP_INV_AFTER_TSX_TIMEOUT = 12
 _TSX_TIMERS = slice(14, 18)
@@ -102,6 +104,15 @@ class ReferTransactions:
 
     def __init__(self) -> None:
         self._live: set[int] = set()
+        self._timed_out = False
+
+    def take_timeout(self) -> bool:
+        """Whether a REFER transaction of this call timed out since the last call (then forgets it).
+
+        pjsua reports a REFER that timed out as transfer status 500 (no response to quote, xfer_client_on_
+        evsub_state): the call uses this to report the 408 it really is."""
+        timed_out, self._timed_out = self._timed_out, False
+        return timed_out
 
     def observe(self, tsx: Any) -> None:
         """Feed every `onCallTsxState` transaction; REFERs we sent are tracked until TERMINATED."""
@@ -110,6 +121,7 @@ class ReferTransactions:
         address = int(tsx.pjTransaction)
         if tsx.state >= pj.PJSIP_TSX_STATE_TERMINATED:
             self._live.discard(address)
+            self._timed_out = self._timed_out or int(tsx.statusCode) == REQUEST_TIMEOUT
         else:
             self._live.add(address)
 

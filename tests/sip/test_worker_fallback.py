@@ -4,6 +4,7 @@ one of them fails the SIPp call (see ivr/sip/transfer.py for why pjsip sent one)
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -49,4 +50,43 @@ def test_refused_refer_then_fallback_at_once(spawn_worker, status: str, calls: i
     for call in ctl.calls():
         finals = [(p.code, p.final) for p in ctl.of(events.TransferProgress, call) if p.final]
         assert finals == [(int(status), True), (200, True)], (call, finals)
+        assert ctl.of(events.CallEnded, call) == [events.CallEnded(reason="local_hangup", code=200)]
+
+
+def test_unanswered_refer_is_a_408_and_the_call_stays_up(spawn_worker) -> None:
+    """No answer to the REFER at all: pjsip's Timer F (64*T1 = 32 s on UDP) ends the REFER with 408. That is a
+    final TransferProgress for the controller and the call stays up for the fallback REFER (pjsip would
+    otherwise send BYE on a 408 to an in-dialog request: keep_inv_after_tsx_timeout, ivr/sip/transfer.py)."""
+    worker = spawn_worker(fallback_script())
+    run = sipp(worker, "refer_timeout.xml", "-set", "digits", "1", "-set", "expected_refer", FIRST,
+               calls=4, rate="100", timeout=60, check=False)
+    ctl = worker.ctl
+    assert ctl.wait_for(lambda: len(ctl.of(events.CallEnded)) == 4, 10)
+    assert run.returncode == 0, f"{run.stdout[-2500:]}\nworker:\n{worker.stderr()[-4000:]}"
+    for call in ctl.calls():
+        finals = [p.code for p in ctl.of(events.TransferProgress, call) if p.final]
+        assert finals == [408, 200], (call, finals)
+        assert ctl.of(events.CallEnded, call) == [events.CallEnded(reason="local_hangup", code=200)]
+
+
+def test_fallback_sent_while_the_first_refer_is_unanswered(spawn_worker) -> None:
+    """The controller gives up on an unanswered REFER (its own timer) and sends the fallback: the first
+    REFER's transaction is ended before the second goes out, and its status is not reported as the
+    fallback's."""
+    base = fallback_script()
+
+    def script(ctl: Controller, call: str, event: Any) -> None:
+        base(ctl, call, event)
+        if isinstance(event, events.DigitReceived):
+            threading.Timer(2.0, ctl.send, (call, commands.Transfer(queue="default", uri=FALLBACK))).start()
+
+    worker = spawn_worker(script)
+    run = sipp(worker, "refer_timeout.xml", "-set", "digits", "1", "-set", "expected_refer", FIRST,
+               calls=4, rate="100", timeout=30, check=False)
+    ctl = worker.ctl
+    assert ctl.wait_for(lambda: len(ctl.of(events.CallEnded)) == 4, 10)
+    assert run.returncode == 0, f"{run.stdout[-2500:]}\nworker:\n{worker.stderr()[-4000:]}"
+    for call in ctl.calls():
+        finals = [p.code for p in ctl.of(events.TransferProgress, call) if p.final]
+        assert finals == [200], (call, finals)
         assert ctl.of(events.CallEnded, call) == [events.CallEnded(reason="local_hangup", code=200)]
