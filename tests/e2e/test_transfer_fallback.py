@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import QUEUE_HOST, e2e_config, start_server
 from ivrkit import IvrServer
+from recordkit import transferred
 from sippkit import SippRun, sipp
 
 pytestmark = pytest.mark.sip
@@ -23,7 +24,7 @@ CALLS = 20
 REPEATS = 5
 WORKERS = 6  # 24 slots for 20 calls: Kamailio releases a slot a little before pjsua does (KAMAILIO_NOTES.md)
 FIRST = f"sip:sales@{QUEUE_HOST}"
-FALLBACK = {"queue": "default", "uri": f"sip:default@{QUEUE_HOST}"}
+FALLBACK = transferred("default", f"sip:default@{QUEUE_HOST}")
 
 # scenario, extra SIPp variables, the first attempt's recorded (result, code) through the front
 CASES: dict[str, tuple[str, dict[str, str], tuple[str, int | None]]] = {
@@ -48,7 +49,7 @@ def fallback_calls(server: IvrServer, workdir: Path, case: str, tag: str) -> lis
 def assert_fell_back(lines: list[dict[str, Any]], first: tuple[str, int | None]) -> None:
     for line in lines:
         attempts = [(t["queue"], t["result"], t["code"]) for t in line["transfers"]]
-        assert line["outcome"] == {"transfer": FALLBACK}, (line["call_id"], attempts, line["end_reason"])
+        assert line["outcome"] == FALLBACK, (line["call_id"], attempts, line["end_reason"])
         assert attempts[0] == ("sales", *first), (line["call_id"], attempts)
         assert attempts[1][:2] == ("default", "ok") and len(attempts) == 2, (line["call_id"], attempts)
 
