@@ -50,8 +50,20 @@ def assert_fell_back(lines: list[dict[str, Any]], first: tuple[str, int | None])
     for line in lines:
         attempts = [(t["queue"], t["result"], t["code"]) for t in line["transfers"]]
         assert line["outcome"] == FALLBACK, (line["call_id"], attempts, line["end_reason"])
-        assert attempts[0] == ("sales", *first), (line["call_id"], attempts)
+        # a transferee slower than the front's fr_timer (1.5 s) on a loaded machine gets the REFER answered 408
+        # by Kamailio first: still a refused attempt, and still a fallback that must land
+        assert attempts[0] in (("sales", *first), ("sales", "rejected_408", 408)), (line["call_id"], attempts)
         assert attempts[1][:2] == ("default", "ok") and len(attempts) == 2, (line["call_id"], attempts)
+
+
+def peak_overlap(lines: list[dict[str, Any]]) -> int:
+    """How many of the calls were up at the same moment (from their records' start and end)."""
+    edges = sorted([(line["started_at"], 1) for line in lines] + [(line["ended_at"], -1) for line in lines])
+    live = peak = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    return peak
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +81,9 @@ def test_twenty_refused_first_transfers_at_once_land_in_the_fallback(fronted: Iv
         lines = fallback_calls(fronted, workdir, case, f"{case}r{repeat}")
         assert_fell_back(lines, CASES[case][2])
         assert len({line["worker"] for line in lines}) >= 2  # spread by the front
+        late = sum(line["transfers"][0]["result"] == "rejected_408" for line in lines)
+        print(f"{case} run {repeat}: {CALLS} calls, at most {peak_overlap(lines)} up at once, "
+              f"{late} first attempts timed out at the front")  # figures, not checks
 
 
 @pytest.mark.parametrize("case", ["refer405", "refer603", "refer408"])
