@@ -39,7 +39,7 @@ CASES: dict[str, tuple[str, dict[str, str], tuple[str, int | None]]] = {
 def fallback_calls(server: IvrServer, workdir: Path, case: str, tag: str) -> list[dict[str, Any]]:
     scenario, variables, _ = CASES[case]
     run = sipp(server.sip_port, scenario, service="300", tag=tag, workdir=workdir, calls=CALLS, concurrency=CALLS,
-               rate=200, timeout=60, variables={"caller": "+15553000006", "digits": "1", "expected_refer": FIRST,
+               rate=2000, timeout=60, variables={"caller": "+15553000006", "digits": "1", "expected_refer": FIRST,
                                                 **variables})
     assert isinstance(run, SippRun)
     assert run.returncode == 0, run.describe()
