@@ -18,9 +18,10 @@ IVR_PJSIP_LOG_LEVEL=5 and tests/sip/test_worker_fallback.py):
    the live second subscription never sees it: the flow waits for a NOTIFY that was refused, times out and
    the caller hears "technical difficulties".
    A NOTIFY without `;id=` passed (the #1647 rule skips the dead one), which is why the suite, whose
-   scenarios sent none, stayed green. Nothing here depends on load: every fallback whose NOTIFY arrives
-   within T4 of the refusal on UDP is hit (1 call at a time included, once the NOTIFY carries the id);
-   under load only the share that happens to arrive after 5 s changes.
+   scenarios sent none and accepted a 481, stayed green. Nothing here depends on load: every fallback whose
+   NOTIFY (with id) arrives within T4 of the refusal on UDP is hit. Measured without this fix: 1 call alone
+   straight at a worker failed, and 20 of 20 calls at once through the front; only a NOTIFY delayed past
+   5 s (a slow transferee, or a flow that plays a prompt between the attempts) escapes.
 
 The fix, where the cause lives: before a call sends another REFER, its earlier REFER client transactions
 that are not TERMINATED yet are terminated now (`pjsip_tsx_terminate`, 487), which is what Timer K would do

@@ -90,3 +90,26 @@ def test_fallback_sent_while_the_first_refer_is_unanswered(spawn_worker) -> None
         finals = [p.code for p in ctl.of(events.TransferProgress, call) if p.final]
         assert finals == [200], (call, finals)
         assert ctl.of(events.CallEnded, call) == [events.CallEnded(reason="local_hangup", code=200)]
+
+
+def test_fallback_after_a_silent_subscription_outlived_its_refer(spawn_worker) -> None:
+    """202 and no NOTIFY, and the controller waits longer than Timer K (5 s; the flow's default notify timeout
+    is 10 s): the first REFER's transaction is gone, its subscription is not (pjsua2 gives no handle to end
+    it). That subscription takes the fallback's NOTIFY (it has no Event id yet), and pjsua reports it for the
+    same call: the controller still sees the fallback succeed (ivr/sip/transfer.py, "Left as it is")."""
+    base = fallback_script()
+
+    def script(ctl: Controller, call: str, event: Any) -> None:
+        base(ctl, call, event)
+        if isinstance(event, events.DigitReceived):
+            threading.Timer(6.0, ctl.send, (call, commands.Transfer(queue="default", uri=FALLBACK))).start()
+
+    worker = spawn_worker(script)
+    run = sipp(worker, "no_notify.xml", "-set", "digits", "1", "-set", "expected_refer", FIRST,
+               calls=4, rate="100", timeout=30, check=False)
+    ctl = worker.ctl
+    assert ctl.wait_for(lambda: len(ctl.of(events.CallEnded)) == 4, 10)
+    assert run.returncode == 0, f"{run.stdout[-2500:]}\nworker:\n{worker.stderr()[-4000:]}"
+    for call in ctl.calls():
+        assert [p.code for p in ctl.of(events.TransferProgress, call) if p.final] == [200], call
+        assert ctl.of(events.CallEnded, call) == [events.CallEnded(reason="local_hangup", code=200)]
