@@ -38,12 +38,14 @@ def fallback_script(notify_timeout: float | None = None) -> Script:
     return script
 
 
-@pytest.mark.parametrize("calls", [4, 1])
-@pytest.mark.parametrize("status", ["405", "603"])
-def test_refused_refer_then_fallback_at_once(spawn_worker, status: str, calls: int) -> None:
+@pytest.mark.parametrize(("status", "calls", "transport"), [
+    ("405", 4, "u1"), ("603", 4, "u1"), ("405", 1, "u1"), ("603", 1, "u1"),
+    ("405", 4, "t1"),  # over TCP pjsip's Timer K is 0: nothing is left to end, and nothing may break
+])
+def test_refused_refer_then_fallback_at_once(spawn_worker, status: str, calls: int, transport: str) -> None:
     worker = spawn_worker(fallback_script())
     run = sipp(worker, "refer_reject.xml", "-set", "digits", "1", "-set", "expected_refer", FIRST,
-               "-set", "refer_status", status, calls=calls, rate="100", check=False)
+               "-set", "refer_status", status, calls=calls, rate="100", transport=transport, check=False)
     ctl = worker.ctl
     assert ctl.wait_for(lambda: len(ctl.of(events.CallEnded)) == calls, 10)
     assert run.returncode == 0, f"{run.stdout[-2500:]}\nworker:\n{worker.stderr()[-6000:]}"
