@@ -260,9 +260,12 @@ class Schedule(Strict):
 
 
 class AdminConfig(Strict):
-    enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls.")
+    enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls and the /console page.")
     host: str = Field("127.0.0.1", description="Admin HTTP address.")
     port: int = Field(8080, ge=1, le=65535, description="Admin HTTP port.")
+    token_env: str | None = Field(None, description="Environment variable holding the admin bearer token. "
+                                  "Required when `host` is not a loopback address (the server refuses to start "
+                                  "without it); when set, every admin path needs it, also on loopback.")
 
 
 class LoggingConfig(Strict):
