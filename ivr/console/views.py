@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,11 +67,17 @@ def add_routes(app: web.Application, src: ConsoleSources) -> None:
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/console", page)
     app.router.add_static("/console/static", STATIC, append_version=False)
-    app.router.add_get("/console/events", lambda r: events(r, src))
-    app.router.add_get("/console/api/recent", lambda r: recent(r, src))
-    app.router.add_get("/console/api/series", lambda r: series(r, src))
-    app.router.add_get("/console/api/flows", lambda r: flows(r, src))
-    app.router.add_get("/console/graph/{flow}.svg", lambda r: graph(r, src))
+    for path, view in (("/console/events", events), ("/console/api/recent", recent), ("/console/api/series", series),
+                       ("/console/api/flows", flows), ("/console/graph/{flow}.svg", graph)):
+        app.router.add_get(path, _bound(view, src))
+
+
+def _bound(view: Callable[[web.Request, ConsoleSources], Awaitable[web.StreamResponse]],
+           src: ConsoleSources) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await view(request, src)
+
+    return handler
 
 
 _NO_STORE = {"Cache-Control": "no-store"}

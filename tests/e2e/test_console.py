@@ -107,8 +107,8 @@ def _after_the_calls(browser: Any, tmp_path: Path) -> None:
         assert row["outcome"].startswith("transfer"), row
         assert row["path"] == "mark_gold:set → hold:played → to_gold:ok", row
     for chart in ("queue", "tier"):
-        bars = wait_for(lambda c=chart: browser.find_elements("css selector", f"#chart-{c} rect.bar[data-series='gold']"),
-                        what=f"gold bars in the {chart} chart")
+        selector = f"#chart-{chart} rect.bar[data-series='gold']"
+        bars = wait_for(lambda s=selector: browser.find_elements("css selector", s), what=f"gold bars: {selector}")
         assert sum(int(b.get_attribute("data-count")) for b in bars) >= CALLS
     _shot(browser, tmp_path / "console-recent.png")
 
