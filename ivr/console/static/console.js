@@ -11,6 +11,12 @@ let liveIds = new Set();
 let liveCalls = [];
 let shownFlow = null;
 let refreshTimer = null;
+const colors = new Map();  // one colour per label across both charts (gold is gold in each)
+
+function colorOf(label) {
+  if (!colors.has(label)) colors.set(label, PALETTE[colors.size % PALETTE.length]);
+  return colors.get(label);
+}
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -125,7 +131,7 @@ function renderChart(name, data) {
     label(left + width, top + height + 14, "now", "end"));
   const slot = width / minutes;
   const base = Array(minutes).fill(0);
-  series.forEach(([series_name, counts], s) => {
+  series.forEach(([series_name, counts]) => {
     counts.forEach((count, i) => {
       if (!count) return;
       const h = (count / max) * height;
@@ -133,7 +139,7 @@ function renderChart(name, data) {
       base[i] += count;
       const when = new Date((data.start + i * data.bucket_s) * 1000);
       const rect = svgEl("rect", { x: left + i * slot + 1, y, width: Math.max(1, slot - 2), height: h,
-        fill: PALETTE[s % PALETTE.length], class: "bar", "data-series": series_name, "data-count": count });
+        fill: colorOf(series_name), class: "bar", "data-series": series_name, "data-count": count });
       const title = svgEl("title");
       title.textContent = `${when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })} ${series_name}: ${count}`;
       rect.append(title);
@@ -142,10 +148,10 @@ function renderChart(name, data) {
   });
   svg.replaceChildren(...nodes);
   svg.dataset.total = String(totals.reduce((a, b) => a + b, 0));
-  legend.replaceChildren(...series.map(([series_name, counts], s) => {
+  legend.replaceChildren(...series.map(([series_name, counts]) => {
     const item = el("span", `${series_name} (${counts.reduce((a, b) => a + b, 0)})`);
     const swatch = el("i");
-    swatch.style.background = PALETTE[s % PALETTE.length];
+    swatch.style.background = colorOf(series_name);
     item.prepend(swatch);
     return item;
   }));
