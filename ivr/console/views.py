@@ -35,7 +35,8 @@ log = structlog.get_logger()
 STATIC = Path(__file__).parent / "static"
 TICK_S = 0.5
 """How often the SSE feed looks for a change (a call moving a step is seen within this)."""
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 5.0
+"""A comment line this often on an idle stream: proxies keep it open, and a closed tab frees its slot."""
 MAX_STREAMS = 16
 """Open SSE streams at most: a page left open in many tabs (or a hostile client) cannot pile up tasks."""
 RECENT_LIMIT = 50
