@@ -50,7 +50,7 @@ def _url(server: IvrServer, path: str) -> str:
 
 
 def _rows(driver: Any, table: str) -> list[dict[str, str]]:
-    script = """return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map(r => {
+    script = """return [...document.querySelectorAll(arguments[0] + ' tbody tr:not(.details)')].map(r => {
         const h = [...r.closest('table').querySelectorAll('thead th')].map(th => th.textContent.toLowerCase());
         return Object.fromEntries([...r.children].map((td, i) => [h[i], td.textContent]));});"""
     return list(driver.execute_script(script, f"#{table}"))
@@ -106,6 +106,9 @@ def _after_the_calls(browser: Any, tmp_path: Path) -> None:
         assert (row["flow"], row["tier"], row["queue"]) == ("console_demo", "gold", "gold"), row
         assert row["outcome"].startswith("transfer"), row
         assert row["path"] == "mark_gold:set → hold:played → to_gold:ok", row
+    browser.find_element("css selector", "#recent tbody tr.record").click()  # the whole stored record
+    shown = json.loads(wait_for(lambda: browser.find_element("css selector", "#recent tr.details pre").text))
+    assert shown["transfers"][0]["queue"] == "gold" and shown["variables"]["tier"] == "gold"
     for chart in ("queue", "tier"):
         selector = f"#chart-{chart} rect.bar[data-series='gold']"
         bars = wait_for(lambda s=selector: browser.find_elements("css selector", s), what=f"gold bars: {selector}")

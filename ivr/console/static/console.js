@@ -98,11 +98,29 @@ function queueOf(record) {
   return transfers.length ? transfers[transfers.length - 1].queue : "";
 }
 
+const openRecords = new Set();  // uids whose details row is open (kept across refreshes)
+
+function details(record) {
+  const { uid, sip_call_id, worker, trunk, node, end_reason, inputs, variables, fetches, transfers, legs, timings } = record;
+  const row = el("tr", null, "details");
+  const cell = el("td");
+  cell.colSpan = 9;
+  cell.append(el("pre", JSON.stringify({ uid, sip_call_id, node, worker, trunk, end_reason, inputs, variables,
+    fetches, transfers, legs, timings }, null, 1)));
+  row.append(cell);
+  return row;
+}
+
 function renderRecent(calls) {
   const body = document.querySelector("#recent tbody");
-  body.replaceChildren(...calls.map(record => {
-    const row = el("tr");
+  body.replaceChildren(...calls.flatMap(record => {
+    const row = el("tr", null, "record");
     row.dataset.uid = record.uid;
+    row.title = "click for the whole record";
+    row.addEventListener("click", () => {
+      if (openRecords.has(record.uid)) openRecords.delete(record.uid); else openRecords.add(record.uid);
+      renderRecent(calls);
+    });
     const started = new Date(record.started_at * 1000);
     const outcome = record.outcome || {};
     const duration = record.timings && record.timings.duration_ms != null
@@ -111,7 +129,7 @@ function renderRecent(calls) {
       el("td", record.flow), el("td", (record.variables || {}).tier || ""), el("td", queueOf(record), "queue"),
       el("td", `${outcome.kind}${outcome.reason ? ": " + outcome.reason : ""}`, `outcome-${outcome.kind}`),
       el("td", duration), el("td", (record.path || []).join(" → "), "path"));
-    return row;
+    return openRecords.has(record.uid) ? [row, details(record)] : [row];
   }));
 }
 
