@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ivr.config.model import AdminConfig
+from ivr.config.model import AdminConfig, is_loopback_host
 from ivr.errors import IvrError
 
 COOKIE = "ivr_admin"
 COOKIE_MAX_AGE_S = 12 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def admin_token(config: AdminConfig, environ: dict[str, str] | None = None) -> str | None:
@@ -43,7 +33,7 @@ def admin_token(config: AdminConfig, environ: dict[str, str] | None = None) -> s
     token = env.get(config.token_env, "") if config.token_env else ""
     if config.token_env and not token:
         raise IvrError(f"admin.token_env names {config.token_env}, which is not set or empty")
-    if not token and not is_loopback(config.host):
+    if not token and not is_loopback_host(config.host):  # the config model refuses it already
         raise IvrError(f"admin.host {config.host} is not loopback: set admin.token_env to require a bearer token")
     return token or None
 
