@@ -140,6 +140,25 @@ def test_a_token_guards_every_path_and_the_page_opens_through_an_httponly_cookie
         wait_for(lambda: browser.find_element("id", "feed").text == "live", what="the SSE feed open")
         wait_for(lambda: browser.find_elements("css selector", "#flow-diagram svg g.node"), what="a diagram")
         assert browser.execute_script("return document.cookie") == ""  # HttpOnly: scripts cannot read it
+        _hostile_strings_stay_text(browser)
         _shot(browser, tmp_path / "console-token.png")
     finally:
         server.stop()
+
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+
+
+def _hostile_strings_stay_text(browser: Any) -> None:
+    """A caller is a stranger: what they put in From or the digits they type is shown as text, never markup."""
+    browser.execute_script("""
+        const evil = arguments[0];
+        renderLive([{worker: "w", call_id: "x", caller: evil, dialed: evil, flow: evil, step: evil, age_s: 1,
+                     path: [evil]}]);
+        renderRecent([{uid: evil, caller: evil, dialed: evil, flow: evil, started_at: 0, variables: {tier: evil},
+                       outcome: {kind: evil, reason: evil, queue: evil}, path: [evil], timings: {}}]);""", HOSTILE)
+    cells = browser.execute_script("return [...document.querySelectorAll('#live td, #recent td')]"
+                                   ".map(td => td.textContent)")
+    assert HOSTILE in cells
+    assert browser.execute_script("return document.querySelectorAll('#live img, #recent img').length") == 0
+    assert browser.execute_script("return window.pwned === undefined")
