@@ -65,41 +65,44 @@ def condition_text(cond: Condition | tuple[Condition, ...]) -> str:
 
 
 def _detail(step: Step) -> str:
-    if isinstance(step, FetchStep):
-        return f"{step.method} {step.endpoint}"
-    if isinstance(step, TransferStep):
-        return f"queue {step.queue}"
-    if isinstance(step, GatherStep):
-        return f"-> {step.variable}" + (" (masked)" if step.sensitive else "")
-    if isinstance(step, HoursStep):
-        return step.schedule
-    if isinstance(step, SetStep):
-        return ", ".join(step.values)
-    if isinstance(step, HangupStep):
-        return step.reason
-    return ""
+    match step:
+        case FetchStep():
+            return f"{step.method} {step.endpoint}"
+        case TransferStep():
+            return f"queue {step.queue}"
+        case GatherStep():
+            return f"-> {step.variable}" + (" (masked)" if step.sensitive else "")
+        case HoursStep():
+            return step.schedule
+        case SetStep():
+            return ", ".join(step.values)
+        case HangupStep():
+            return step.reason
+        case PlayStep() | MenuStep() | BranchStep() | GotoStep():
+            return ""
 
 
 def _edges(step: Step, following: str) -> list[Edge]:
     """Every way out of `step`; `following` is the node reached by default (the next step, or the end)."""
-    if isinstance(step, MenuStep):
-        return [*((digit, target) for digit, target in step.options.items()), ("exhausted", step.on_exhausted)]
-    if isinstance(step, GatherStep):
-        return [("digits", step.next or following), ("exhausted", step.on_exhausted)]
-    if isinstance(step, FetchStep):
-        return [("ok", step.next or following), ("on_error", step.on_error)]
-    if isinstance(step, BranchStep):
-        return [*((condition_text(c.when), c.goto) for c in step.cases), ("default", step.default)]
-    if isinstance(step, HoursStep):
-        return [("open", step.open), ("closed", step.closed)]
-    if isinstance(step, TransferStep):
-        return [("transferred", f"queue:{step.queue}"), ("on_fail", step.on_fail or "end:transfer_failed")]
-    if isinstance(step, HangupStep):
-        return [("", f"end:{step.reason}")]
-    if isinstance(step, GotoStep):
-        return [("goto", f"flow:{step.flow}" if step.flow else str(step.step))]
-    assert isinstance(step, PlayStep | SetStep)
-    return [("next", step.next or following)]
+    match step:
+        case MenuStep():
+            return [*step.options.items(), ("exhausted", step.on_exhausted)]
+        case GatherStep():
+            return [("digits", step.next or following), ("exhausted", step.on_exhausted)]
+        case FetchStep():
+            return [("ok", step.next or following), ("on_error", step.on_error)]
+        case BranchStep():
+            return [*((condition_text(c.when), c.goto) for c in step.cases), ("default", step.default)]
+        case HoursStep():
+            return [("open", step.open), ("closed", step.closed)]
+        case TransferStep():
+            return [("transferred", f"queue:{step.queue}"), ("on_fail", step.on_fail or "end:transfer_failed")]
+        case HangupStep():
+            return [("", f"end:{step.reason}")]
+        case GotoStep():
+            return [("goto", f"flow:{step.flow}" if step.flow else str(step.step))]
+        case PlayStep() | SetStep():
+            return [("next", step.next or following)]
 
 
 def _terminal(node: str) -> str:
