@@ -3,7 +3,7 @@
 - `/console`                    the page (static HTML + JS + CSS from `static/`, nothing from a CDN)
 - `/console/events`             Server-Sent Events: live calls (what `/calls` shows) and the status, on change
 - `/console/api/recent`         recent calls from the record store (the stored `CallRecord`, masked at build)
-- `/console/api/series`         calls per minute by queue and tier over the last hour (from the store)
+- `/console/api/series?hours=1`  calls per bucket by queue and tier over the last 1, 6 or 24 h (from the store)
 - `/console/api/flows`          flow names and descriptions
 - `/console/graph/{flow}.svg`   the flow diagram, the same SVG `ivr graph` writes
 
@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from ivr.config.model import IvrConfig
-from ivr.console.series import per_minute
+from ivr.console.series import WINDOWS_H, per_bucket
 from ivr.errors import IvrError
 from ivr.graph import flow_dot, render_svg
 from ivr.records.schema import CallFilter
@@ -40,8 +40,8 @@ KEEPALIVE_S = 5.0
 MAX_STREAMS = 16
 """Open SSE streams at most: a page left open in many tabs (or a hostile client) cannot pile up tasks."""
 RECENT_LIMIT = 50
-SERIES_MINUTES = 60
-SERIES_MAX_RECORDS = 20000
+SERIES_MAX_RECORDS = 50000
+"""Records read for one chart request at most (the newest; a busier window is cut at its oldest end)."""
 
 
 @dataclass(slots=True)
@@ -137,10 +137,12 @@ async def recent(request: web.Request, src: ConsoleSources) -> web.Response:
     return web.json_response({"calls": rows}, headers=_NO_STORE)
 
 
-async def series(_: web.Request, src: ConsoleSources) -> web.Response:
+async def series(request: web.Request, src: ConsoleSources) -> web.Response:
+    text = request.query.get("hours", "1")
+    hours = int(text) if text.isdigit() and int(text) in WINDOWS_H else 1
     now = src.clock()
-    rows = await _query(src, CallFilter(since=now - SERIES_MINUTES * 60, limit=SERIES_MAX_RECORDS))
-    data = per_minute(src.config(), rows, now=now, minutes=SERIES_MINUTES)
+    rows = await _query(src, CallFilter(since=now - hours * 3600, limit=SERIES_MAX_RECORDS))
+    data = per_bucket(src.config(), rows, now=now, hours=hours)
     return web.json_response(data, headers=_NO_STORE)
 
 

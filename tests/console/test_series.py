@@ -7,7 +7,7 @@ from pathlib import Path
 from recordkit import sample
 
 from ivr.config.load import load_config
-from ivr.console.series import per_minute
+from ivr.console.series import per_bucket
 
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "config" / "ivr.yaml", check_files=False).config
 
@@ -21,8 +21,8 @@ def test_calls_are_counted_per_minute_by_queue_and_tier() -> None:
                sample("d", started_at=NOW - 125, tier="+15551234567", queue="nowhere"),
                {**sample("e", started_at=NOW - 130, tier="", queue=None), "transfers": []},
                sample("old", started_at=NOW - 3 * 3600)]
-    data = per_minute(CONFIG, records, now=NOW, minutes=60)
-    assert data["bucket_s"] == 60 and data["minutes"] == 60
+    data = per_bucket(CONFIG, records, now=NOW, hours=1)
+    assert data["bucket_s"] == 60 and data["buckets"] == 60 and data["hours"] == 1
     assert data["start"] == 1_800_000_060 - 3600
     queue, tier = data["queue"], data["tier"]
     assert isinstance(queue, dict) and isinstance(tier, dict)
@@ -31,3 +31,12 @@ def test_calls_are_counted_per_minute_by_queue_and_tier() -> None:
     assert queue["platinum"][-2] == 1 and queue["other"][-3] == 1 and queue["none"][-3] == 1
     assert tier["other"][-3] == 1  # a caller's number in the tier variable never becomes a series name
     assert all(len(counts) == 60 for counts in (*queue.values(), *tier.values()))
+
+
+def test_a_day_is_sixty_buckets_of_24_minutes() -> None:
+    records = [sample(uid, started_at=NOW - ago) for uid, ago in (("a", 5), ("b", 23 * 3600), ("c", 3 * 3600))]
+    data = per_bucket(CONFIG, records, now=NOW, hours=24)
+    queue = data["queue"]
+    assert isinstance(queue, dict)
+    assert data["bucket_s"] == 24 * 60 and len(queue["gold"]) == 60 and sum(queue["gold"]) == 3
+    assert queue["gold"][-1] == 1

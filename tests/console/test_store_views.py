@@ -59,6 +59,10 @@ async def _check(client: TestClient[Any, Any]) -> None:
     series = await (await client.get("/console/api/series")).json()
     assert sum(series["queue"]["gold"]) == 2 and sum(series["queue"]["platinum"]) == 1  # the old one is out
     assert sum(series["tier"]["gold"]) == 2
+    day = await (await client.get("/console/api/series", params={"hours": "24"})).json()
+    assert day["bucket_s"] == 1440 and sum(day["queue"]["gold"]) == 3  # the one 2 h old is in the day
+    bogus = await (await client.get("/console/api/series", params={"hours": "100000"})).json()
+    assert bogus["hours"] == 1
 
 
 async def test_recent_and_series_from_sqlite(tmp_path: Path) -> None:

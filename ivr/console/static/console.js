@@ -137,7 +137,7 @@ function renderChart(name, data) {
   const svg = document.getElementById(`chart-${name}`);
   const legend = document.getElementById(`legend-${name}`);
   const series = Object.entries(data[name] || {});
-  const minutes = data.minutes;
+  const minutes = data.buckets;
   const [left, top, width, height] = [34, 8, 556, 150];
   const totals = Array.from({ length: minutes }, (_, i) => series.reduce((sum, [, counts]) => sum + counts[i], 0));
   const max = Math.max(1, ...totals);
@@ -145,7 +145,9 @@ function renderChart(name, data) {
     svgEl("line", { x1: left, y1: top, x2: left, y2: top + height, class: "axis" })];
   const label = (x, y, text, anchor) => { const t = svgEl("text", { x, y, "text-anchor": anchor || "start" }); t.textContent = text; return t; };
   nodes.push(label(left - 4, top + 8, String(max), "end"), label(left - 4, top + height, "0", "end"));
-  nodes.push(label(left, top + height + 14, "-60 min"), label(left + width / 2, top + height + 14, "-30 min", "middle"),
+  const span = h => (h >= 2 ? `-${h} h` : `-${Math.round(h * 60)} min`);
+  nodes.push(label(left, top + height + 14, span(data.hours)),
+    label(left + width / 2, top + height + 14, span(data.hours / 2), "middle"),
     label(left + width, top + height + 14, "now", "end"));
   const slot = width / minutes;
   const base = Array(minutes).fill(0);
@@ -178,7 +180,10 @@ function renderChart(name, data) {
 async function refresh() {
   const note = document.getElementById("recent-note");
   try {
-    const [recent, series] = await Promise.all([getJSON("/console/api/recent"), getJSON("/console/api/series")]);
+    const hours = document.getElementById("window").value;
+    const [recent, series] = await Promise.all([getJSON("/console/api/recent"),
+      getJSON(`/console/api/series?hours=${encodeURIComponent(hours)}`)]);
+    document.querySelectorAll(".window-note").forEach(n => { n.textContent = `per ${series.bucket_s / 60} min`; });
     renderRecent(recent.calls);
     renderChart("queue", series);
     renderChart("tier", series);
@@ -250,6 +255,7 @@ function connect() {
 document.addEventListener("DOMContentLoaded", () => {
   connect();
   refreshSoon(0);
+  document.getElementById("window").addEventListener("change", () => refreshSoon(0));
   loadFlows().catch(err => {
     document.getElementById("flow-diagram").replaceChildren(el("p", `flows: ${err.message}`, "error"));
   });
