@@ -89,6 +89,7 @@ class Server:
     async def run(self) -> None:
         cfg = self.loaded.config
         mode = front_mode(self.loaded)
+        token = admin_token(cfg.admin) if cfg.admin.enabled else None  # before anything starts: fail fast
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._demo_crm())
             http = await stack.enter_async_context(HttpClient(cfg.http))
@@ -106,7 +107,7 @@ class Server:
                 await stack.enter_async_context(self._front())
             elif mode == "external" and cfg.front.rpc_socket:
                 await stack.enter_async_context(self._polled(Path(cfg.front.rpc_socket)))
-            await stack.enter_async_context(self._admin(router, pool, http, records.store))
+            await stack.enter_async_context(self._admin(router, pool, http, records.store, token))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
                      calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path))
@@ -211,12 +212,11 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient,
-                     store: RecordStore | None) -> AsyncIterator[None]:
+                     store: RecordStore | None, token: str | None) -> AsyncIterator[None]:
         admin = self.loaded.config.admin
         if not admin.enabled:
             yield
             return
-        token = admin_token(admin)
 
         def health() -> dict[str, object]:
             ready = pool.ready_count()

@@ -4,10 +4,15 @@ path needs the bearer header or the console cookie, which only `/console?token=`
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
@@ -93,3 +98,21 @@ async def test_open_without_a_token_and_no_store_says_so() -> None:
         assert (await client.get("/console/graph/nope.svg")).status == 404
         svg = await client.get("/console/graph/support.svg")
         assert svg.status == 200 and svg.content_type == "image/svg+xml" and "check_hours" in await svg.text()
+
+
+def test_ivr_run_refuses_to_start_while_the_token_variable_is_unset(tmp_path: Path) -> None:
+    """Checked before anything starts (no worker, no front, no port bound): exit 1 and a clear log line."""
+    data = yaml.safe_load((ROOT / "config" / "ivr.yaml").read_text())
+    data["prompts_dir"] = str(ROOT / "prompts")
+    data["demo_crm"]["customers"] = str(ROOT / "config" / "customers.yaml")
+    data["admin"] = {"host": "127.0.0.1", "port": 9, "token_env": "IVR_TEST_UNSET_ADMIN_TOKEN"}
+    data["logging"] = {"format": "json"}
+    config = tmp_path / "ivr.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "IVR_TEST_UNSET_ADMIN_TOKEN"}
+    proc = subprocess.run([sys.executable, "-m", "ivr", "run", str(config), "--run-dir", str(tmp_path / "run")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in lines] == ["ivr.start_failed"], proc.stderr
+    assert "IVR_TEST_UNSET_ADMIN_TOKEN, which is not set" in lines[0]["error"]
