@@ -67,6 +67,7 @@ def add_routes(app: web.Application, src: ConsoleSources) -> None:
 
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/console", page)
+    app.router.add_get("/console/", _to_console)
     app.router.add_static("/console/static", STATIC, append_version=False)
     for path, view in (("/console/events", events), ("/console/api/recent", recent), ("/console/api/series", series),
                        ("/console/api/flows", flows), ("/console/graph/{flow}.svg", graph)):
@@ -82,6 +83,10 @@ def _bound(view: Callable[[web.Request, ConsoleSources], Awaitable[web.StreamRes
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def _to_console(_: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/console")
 
 
 def _live_payload(src: ConsoleSources) -> str:

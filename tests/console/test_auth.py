@@ -91,6 +91,8 @@ async def test_console_token_is_exchanged_for_an_httponly_strict_cookie() -> Non
 async def test_open_without_a_token_and_no_store_says_so() -> None:
     async with TestClient(TestServer(_app(None))) as client:
         assert (await client.get("/console")).status == 200
+        slash = await client.get("/console/", allow_redirects=False)
+        assert slash.status == 308 and slash.headers["Location"] == "/console"
         recent = await client.get("/console/api/recent")
         assert recent.status == 404 and "records.store is none" in await recent.text()
         flows = await (await client.get("/console/api/flows")).json()
