@@ -21,12 +21,12 @@ from sippkit import collect, sipp  # noqa: E402
 
 QUEUES = "127.0.0.1:5070"
 # (tag, caller, digits, calls, scenario, expected queue)
-WAVE_1 = [("gold", "+15551000001", "", 3, "dtmf_info_refer.xml", "gold"),
+WAVE_1 = [("gold", "+15551000002", "", 3, "dtmf_info_refer.xml", "gold"),
           ("platinum", "+15552000001", "", 3, "dtmf_info_refer.xml", "platinum"),
           ("regular", "+15553000001", "", 2, "dtmf_info_refer.xml", "default"),
           ("account", "+15559990001", "200002#", 1, "dtmf_info_refer.xml", "platinum"),
           ("hangup", "+15553000002", "", 1, "hangup_during_prompt.xml", None)]
-WAVE_2 = [("live", "+15551000002", "", 3, "dtmf_info_refer.xml", "gold")]
+WAVE_2 = [("live", "+15551000004", "", 3, "dtmf_info_refer.xml", "gold")]
 
 
 def config() -> dict[str, object]:
