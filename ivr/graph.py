@@ -69,7 +69,7 @@ def _detail(step: Step) -> str:
         case FetchStep():
             return f"{step.method} {step.endpoint}"
         case TransferStep():
-            return f"queue {step.queue}"
+            return f"queue {step.queue}" + (f"\nfirst {step.target}" if step.target else "")
         case GatherStep():
             return f"-> {step.variable}" + (" (masked)" if step.sensitive else "")
         case HoursStep():

@@ -32,7 +32,7 @@ EVERY_KIND = Flow.model_validate({"description": "one step of every kind", "step
     {"id": "mark", "type": "set", "values": {"tier": "gold"}, "next": "to_gold"},
     {"id": "again", "type": "goto", "step": "menu"},
     {"id": "elsewhere", "type": "goto", "flow": "support"},
-    {"id": "to_gold", "type": "transfer", "queue": "gold", "on_fail": "to_default"},
+    {"id": "to_gold", "type": "transfer", "queue": "gold", "target": "{{manager}}", "on_fail": "to_default"},
     {"id": "to_default", "type": "transfer", "queue": "default"},
     {"id": "closed_msg", "type": "play", "prompts": ["closed"]},
     {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"}]})
@@ -51,6 +51,7 @@ def test_every_step_is_a_node_shaped_by_its_kind() -> None:
         assert re.search(rf'^  "{step.id}" \[label="{step.id}\\n{step.type}[^"]*", shape={SHAPES[step.type]},', dot,
                          re.M), step.id
     assert 'id="step-hello"' in dot and 'class="step kind-play"' in dot
+    assert '"to_gold" [label="to_gold\\ntransfer: queue gold\\nfirst {{manager}}"' in dot
 
 
 def test_edges_are_labelled_with_the_results_that_take_them() -> None:
