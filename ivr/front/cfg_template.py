@@ -1,17 +1,25 @@
 """The kamailio.cfg template of the front, filled by `kamailio.render` (string.Template with a `%%` delimiter,
-so Kamailio's own `$var` syntax passes through untouched).
+so Kamailio's own `$var` syntax passes through untouched). ivr/front/README.md explains the security design.
 
 Theory of operation, in the order a request meets it:
 1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
 2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
-   Max-Forwards (483);
-   sanity (400 and friends); any X-IVR-* header is removed.
-3. CANCEL, retransmissions, in-dialog requests (loose_route, both ways; BYE/CANCEL release the call's load).
-4. OPTIONS to the front: 200. INVITE: source must be a trunk (permissions address file; tag = trunk
-   name) else 403; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per
-   worker); none free -> 503 + Retry-After.
+   Max-Forwards (483); sanity (400 and friends); any X-IVR-* header is removed. A source that is no trunk
+   gets 403 to an initial INVITE and silence to everything else (OPTIONS, REGISTER, MESSAGE, REFER, BYE,
+   forged in-dialog requests): it learns nothing. The one exception is the managed start's readiness probe,
+   an OPTIONS whose Request-URI user is a random per-start token (`probe`).
+3. CANCEL and retransmissions go to tm. In-dialog requests (To-tag) are relayed only for a dialog the front
+   created (`dialog` module, `dlg_manage()` on the trunk's INVITE) and only from its two parties: the trunk
+   source that sent the INVITE, or a worker. The front picks the next hop itself, never the Request-URI:
+   the dialog's worker for the trunk side, the caller's source address for the worker side. An unknown
+   or ended dialog gets 481, anyone else silence. BYE/CANCEL release the worker's load (algorithm 10).
+4. Initial requests: a preloaded Route is refused (403), as Kamailio's default config does. OPTIONS to
+   the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name)
+   else 403; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per worker);
+   none free -> 503 + Retry-After. Any other initial method: 405.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
+No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
 """
 
 from __future__ import annotations
@@ -40,7 +48,6 @@ use_dns_cache=off
 dns_try_ipv6=off
 auto_aliases=no
 server_signature=no
-user_agent_header="User-Agent: ivr-front"
 sip_warning=0
 %%{listen}
 
@@ -49,6 +56,7 @@ loadmodule "tm.so"
 loadmodule "tmx.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
+loadmodule "dialog.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "textops.so"
@@ -64,6 +72,8 @@ modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
+modparam("dialog", "default_timeout", %%{dialog_timeout})
+modparam("dialog", "dlg_match_mode", 1)
 
 modparam("pike", "sampling_time_unit", %%{pike_sampling})
 modparam("pike", "reqs_density_per_unit", %%{pike_density})
@@ -116,13 +126,21 @@ request_route {
 \t\texit;
 \t}
 
-\tif (is_method("OPTIONS") && uri==myself) {
-%%{options_extra}\t\tsl_send_reply("200", "OK");
+\tif ($var(from_worker) == 1) {
+\t\tsl_send_reply("403", "Forbidden");
 \t\texit;
 \t}
 
-\tif ($var(from_worker) == 1) {
-\t\tsl_send_reply("403", "Forbidden");
+\tif (is_present_hf("Route")) {
+\t\txlog("L_WARN", "front.preloaded_route $si $rm\\n");
+\t\tif (!is_method("ACK")) {
+\t\t\tsl_send_reply("403", "Preload Route denied");
+\t\t}
+\t\texit;
+\t}
+
+\tif (is_method("OPTIONS") && uri==myself) {
+\t\tsl_send_reply("200", "OK");
 \t\texit;
 \t}
 
@@ -150,24 +168,49 @@ route[OUTSIDE] {
 \t\texit;
 \t}
 \tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
+%%{probe}\tif (allow_source_address("1")) {
+\t\treturn;
+\t}
+\t# No trunk: an initial INVITE learns 403 (a misconfigured provider must see why), all else silence.
+\tif (is_method("INVITE") && !has_totag()) {
+\t\txlog("L_INFO", "front.refused $si $rm\\n");
+\t\tsl_send_reply("403", "Forbidden");
+\t}
+\texit;
 }
 
 route[WITHINDLG] {
-\tif (loose_route()) {
-\t\tif (is_method("BYE")) {
-\t\t\tds_load_update();
+\tif (!is_known_dlg()) {
+\t\t# A non-2xx ACK belongs to a transaction, not a dialog; anything else is not ours (or has ended).
+\t\tif (is_method("ACK")) {
+\t\t\tif (t_check_trans()) {
+\t\t\t\troute(RELAY);
+\t\t\t}
+\t\t\texit;
 \t\t}
-\t\troute(RELAY);
+\t\tsl_send_reply("481", "Call/Transaction Does Not Exist");
 \t\texit;
 \t}
-\tif (is_method("ACK")) {
-\t\tif (t_check_trans()) {
-\t\t\troute(RELAY);
+\tif ($var(from_worker) == 1) {
+\t\t$var(next) = $dlg_var(caller);
+\t} else if ($si == $dlg_var(caller_ip)) {
+\t\t$var(next) = $dlg_var(worker);
+\t} else {
+\t\txlog("L_WARN", "front.dialog_stranger $si $rm\\n");
+\t\texit;
+\t}
+\tif (!loose_route()) {
+\t\tif (!is_method("ACK")) {
+\t\t\tsl_send_reply("403", "Not Routed Here");
 \t\t}
 \t\texit;
 \t}
-\tsl_send_reply("404", "Not Here");
-\texit;
+\tif (is_method("BYE")) {
+\t\tds_load_update();
+\t}
+\t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
+\t$du = $var(next);
+\troute(RELAY);
 }
 
 route[TRUNK] {
@@ -175,9 +218,11 @@ route[TRUNK] {
 \t\tsl_send_reply("403", "Forbidden");
 \t\texit;
 \t}
-\tremove_hf("Route");
 %%{registered}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
+\tdlg_manage();
+\t$dlg_var(caller_ip) = $si;
+\t$dlg_var(caller) = $sut;
 \trecord_route();
 }
 
@@ -185,6 +230,7 @@ route[DISPATCH] {
 \tif (!ds_select_dst("1", "10")) {
 \t\troute(FULL);
 \t}
+\t$dlg_var(worker) = $du;
 \tt_on_failure("FAILOVER");
 \tt_on_reply("WORKER_REPLY");
 \troute(RELAY);
@@ -221,6 +267,7 @@ failure_route[FAILOVER] {
 \t\texit;
 \t}
 \tif ($xavp(_dsdst_[1]=>uri) != $null && ds_next_dst()) {
+\t\t$dlg_var(worker) = $du;
 \t\tt_on_failure("FAILOVER");
 \t\tt_on_reply("WORKER_REPLY");
 \t\troute(RELAY);
@@ -232,7 +279,11 @@ failure_route[FAILOVER] {
 }
 """)
 
-OPTIONS_EXTRA = CfgTemplate("""\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r\\n");
+PROBE = CfgTemplate("""\tif (is_method("OPTIONS") && !has_totag() && $rU == "%%{instance}") {
+\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r\\n");
+\t\tsl_send_reply("200", "OK");
+\t\texit;
+\t}
 """)
 
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {

@@ -53,8 +53,9 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
-    given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
-    Kamailio from another listener on the port.
+    given, is a random token: an OPTIONS to `sip:<instance>@front` (and only that) is answered with an
+    X-IVR-Front header, so a managed start can tell its own Kamailio from another listener on the port,
+    while a stranger, who cannot know the token, sees nothing that names the product.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -173,7 +174,8 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "hash_initexpire": str(int(sip.answer_timeout) + 60),
         "probe_interval": str(front.probe_interval),
         "retry_after": str(sip.retry_after),
-        "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
+        "probe": t.PROBE.substitute(instance=instance) if instance else "",
+        "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
     }
@@ -188,17 +190,18 @@ def memory_flags(config: IvrConfig) -> list[str]:
 # --- the managed process ----------------------------------------------------------------------------
 
 
-def _options(host: str, port: int, local: tuple[str, int], transport: str) -> bytes:
+def _options(host: str, port: int, local: tuple[str, int], transport: str, user: str) -> bytes:
     branch = "z9hG4bK" + secrets.token_hex(8)
-    return (f"OPTIONS sip:{_host(host)}:{port} SIP/2.0\r\n"
+    return (f"OPTIONS sip:{user}@{_host(host)}:{port} SIP/2.0\r\n"
             f"Via: SIP/2.0/{transport} {_host(local[0])}:{local[1]};branch={branch};rport\r\n"
             f"From: <sip:ivr-probe@{_host(local[0])}>;tag={secrets.token_hex(4)}\r\n"
             f"To: <sip:{_host(host)}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@ivr\r\nCSeq: 1 OPTIONS\r\n"
-            "Max-Forwards: 70\r\nUser-Agent: ivr-probe\r\nContent-Length: 0\r\n\r\n").encode()
+            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
 
 
-async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3) -> str | None:
-    """Send one OPTIONS to host:port; the response's text, or None on no answer within timeout."""
+async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3,
+                       user: str = "ping") -> str | None:
+    """Send one OPTIONS to sip:user@host:port; the response's text, or None on no answer within timeout."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if transport == "tcp":
         try:
@@ -206,7 +209,7 @@ async def options_ping(host: str, port: int, *, transport: str = "udp", timeout:
         except (OSError, TimeoutError):
             return None
         try:
-            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP"))
+            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP", user))
             data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             return data.decode("utf-8", "replace")
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -216,7 +219,7 @@ async def options_ping(host: str, port: int, *, transport: str = "udp", timeout:
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect((host, port))
-        sock.send(_options(host, port, sock.getsockname()[:2], "UDP"))
+        sock.send(_options(host, port, sock.getsockname()[:2], "UDP", user))
         try:
             data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), timeout)
         except (OSError, TimeoutError):
@@ -287,7 +290,8 @@ class KamailioProcess:
             await asyncio.sleep(0.05)
             if not self.running:
                 raise FrontError(f"kamailio exited with status {self.returncode}:\n{self.stderr_tail()}")
-            answer = await options_ping(host, sip.listen_port, transport=transport, timeout=0.25)
+            answer = await options_ping(host, sip.listen_port, transport=transport, timeout=0.25,
+                                        user=instance)
             if answer is not None and f"X-IVR-Front: {instance}" in answer:
                 return
         raise FrontError(f"kamailio did not answer OPTIONS on {host}:{sip.listen_port} within "

@@ -99,9 +99,9 @@ async def test_refer_from_the_worker_and_notify_back_pass_the_front(front: Start
 
 async def test_pike_bans_a_flooding_source(front: StartFront) -> None:
     await front(front={"pike": {"sampling_time": 2, "reqs_density": 5, "remove_latency": 5}})
-    answers = [sip_request("OPTIONS", source="127.0.0.3", wait=0.3) for _ in range(15)]
-    assert answers[0] is not None
-    assert answers[-1] is None and answers[-2] is None
+    answers = [sip_request("INVITE", source="127.0.0.3", wait=0.3) for _ in range(15)]
+    assert answers[0] is not None and answers[0].startswith("SIP/2.0 403 ")  # a stranger's INVITE: 403 ...
+    assert answers[-1] is None and answers[-2] is None  # ... until pike bans it
     assert sip_request("OPTIONS") is not None  # other sources are not affected
 
 
