@@ -85,7 +85,8 @@ class Server:
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
-            pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
+            specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
+            pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level)
             stack.push_async_callback(pool.stop)
