@@ -180,15 +180,16 @@ route[OUTSIDE] {
 }
 
 route[WITHINDLG] {
-\tif (!is_known_dlg()) {
-\t\t# A non-2xx ACK belongs to a transaction, not a dialog; anything else is not ours (or has ended).
+\tif (!is_known_dlg() || $dlg_var(ended) == "1") {
+\t\t# A non-2xx ACK belongs to a transaction, not a dialog; anything else is not ours, or has ended (the
+\t\t# dialog module keeps a dialog a few seconds after its BYE: the `ended` mark closes it at once).
 \t\tif (is_method("ACK")) {
 \t\t\tif (t_check_trans()) {
 \t\t\t\troute(RELAY);
 \t\t\t}
 \t\t\texit;
 \t\t}
-\t\tsl_send_reply("481", "Call/Transaction Does Not Exist");
+\t\tsl_send_reply("481", "Unknown Dialog");
 \t\texit;
 \t}
 \tif ($var(from_worker) == 1) {
@@ -206,6 +207,7 @@ route[WITHINDLG] {
 \t\texit;
 \t}
 \tif (is_method("BYE")) {
+\t\t$dlg_var(ended) = "1";
 \t\tds_load_update();
 \t}
 \t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
