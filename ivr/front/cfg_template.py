@@ -5,18 +5,19 @@ Theory of operation, in the order a request meets it:
 1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
 2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
    Max-Forwards (483); sanity (400 and friends); any X-IVR-* header is removed. A source that is no trunk
-   gets 403 to an initial INVITE and silence to everything else (OPTIONS, REGISTER, MESSAGE, REFER, BYE,
-   forged in-dialog requests): it learns nothing. The one exception is the managed start's readiness probe,
-   an OPTIONS whose Request-URI user is a random per-start token (`probe`).
+   gets silence to everything (INVITE, OPTIONS, REGISTER, MESSAGE, REFER, BYE, forged in-dialog requests):
+   it learns nothing; `front.stranger_invite_reply: "403"` gives its initial INVITEs a bare 403. The one
+   exception is the managed start's readiness probe, an OPTIONS whose Request-URI user is a random
+   per-start token (`probe`).
 3. CANCEL and retransmissions go to tm. In-dialog requests (To-tag) are relayed only for a dialog the front
    created (`dialog` module, `dlg_manage()` on the trunk's INVITE) and only from its two parties: the trunk
    source that sent the INVITE, or a worker. The front picks the next hop itself, never the Request-URI:
    the dialog's worker for the trunk side, the caller's source address for the worker side. An unknown
    or ended dialog gets 481, anyone else silence. BYE/CANCEL release the worker's load (algorithm 10).
 4. Initial requests: a preloaded Route is refused (403), as Kamailio's default config does. OPTIONS to
-   the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name)
-   else 403; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per worker);
-   none free -> 503 + Retry-After. Any other initial method: 405.
+   the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name);
+   `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per worker); none free
+   -> 503 + Retry-After. Any other initial method: 405.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
 No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
@@ -171,11 +172,10 @@ route[OUTSIDE] {
 %%{probe}\tif (allow_source_address("1")) {
 \t\treturn;
 \t}
-\t# No trunk: an initial INVITE learns 403 (a misconfigured provider must see why), all else silence.
+\t# No trunk: silence (front.stranger_invite_reply may give an initial INVITE a bare 403).
 \tif (is_method("INVITE") && !has_totag()) {
 \t\txlog("L_INFO", "front.refused $si $rm\\n");
-\t\tsl_send_reply("403", "Forbidden");
-\t}
+%%{stranger_invite}\t}
 \texit;
 }
 

@@ -174,6 +174,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "hash_initexpire": str(int(sip.answer_timeout) + 60),
         "probe_interval": str(front.probe_interval),
         "retry_after": str(sip.retry_after),
+        "stranger_invite": '\t\tsl_send_reply("403", "Forbidden");\n' if front.stranger_invite_reply == "403" else "",
         "probe": t.PROBE.substitute(instance=instance) if instance else "",
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
