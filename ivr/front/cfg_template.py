@@ -20,6 +20,7 @@ Theory of operation, in the order a request meets it:
    -> 503 + Retry-After. Any other initial method: 405.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
+6. A reply that belongs to no transaction of the front is dropped (no stateless forwarding of forged replies).
 No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
 """
 
@@ -249,6 +250,13 @@ route[RELAY] {
 \t\tsl_reply_error();
 \t}
 \texit;
+}
+
+reply_route {
+\t# A reply that matches no transaction of ours is dropped: never forwarded statelessly along its Vias.
+\tif (!t_check_trans()) {
+\t\tdrop;
+\t}
 }
 
 onreply_route[WORKER_REPLY] {

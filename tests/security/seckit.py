@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from ivrkit import IvrServer, default_config  # noqa: E402
+from ivrkit import ROOT, IvrServer, default_config  # noqa: E402
+
+__all__ = ["ROOT", "IvrServer"]  # re-exported for the tests
 
 FRONT = "127.0.1.1"
 TRUNK = "127.0.1.2"
