@@ -178,7 +178,8 @@ class Server:
             return {"ok": ready > 0 and not router.draining, "workers_ready": ready, "workers": len(pool.workers),
                     "draining": router.draining, "live_calls": len(router.calls)}
 
-        runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
+        runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats, token=admin.token),
+                               access_log=None)
         await runner.setup()
         await web.TCPSite(runner, admin.host, admin.port).start()
         try:

@@ -249,6 +249,9 @@ class AdminConfig(Strict):
     enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls.")
     host: str = Field("127.0.0.1", description="Admin HTTP address.")
     port: int = Field(8080, ge=1, le=65535, description="Admin HTTP port.")
+    token: str = Field("", description="Bearer token every admin request must carry (`Authorization: Bearer "
+                       "...`), compared in constant time; empty = none. Required when host is not a loopback "
+                       "address; write `${IVR_ADMIN_TOKEN}` so it comes from the environment.")
 
 
 class LoggingConfig(Strict):
