@@ -21,6 +21,9 @@ Theory of operation, in the order a request meets it:
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
 6. A reply that belongs to no transaction of the front is dropped (no stateless forwarding of forged replies).
+7. Topology hiding (`topoh`): in everything sent to the outside, the workers' Via, Contact and Record-Route
+   are masked behind the front's address (decoded again when they come back), so a trunk learns no worker
+   address from SIP; only the SDP names where RTP goes (sip.media_address), as it must.
 No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
 """
 
@@ -68,6 +71,7 @@ loadmodule "sanity.so"
 loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
+loadmodule "topoh.so"
 %%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
@@ -97,6 +101,9 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_reply_codes", "class=2")
 modparam("dispatcher", "ds_ping_from", "sip:front@%%{listen_host}")
 %%{uac_params}
+modparam("topoh", "mask_key", "%%{mask_key}")
+modparam("topoh", "mask_ip", "%%{mask_ip}")
+modparam("topoh", "mask_callid", 0)
 
 ####### Routing #######
 request_route {
@@ -255,6 +262,13 @@ route[RELAY] {
 reply_route {
 \t# A reply that matches no transaction of ours is dropped: never forwarded statelessly along its Vias.
 \tif (!t_check_trans()) {
+\t\tdrop;
+\t}
+}
+
+event_route[topoh:msg-outgoing] {
+\t# Only what leaves for the outside is masked: the workers get plain SIP (their own Via/Contact back).
+\tif (ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")) {
 \t\tdrop;
 \t}
 }

@@ -174,6 +174,8 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "hash_initexpire": str(int(sip.answer_timeout) + 60),
         "probe_interval": str(front.probe_interval),
         "retry_after": str(sip.retry_after),
+        "mask_key": secrets.token_hex(16),
+        "mask_ip": _mask_ip(config),
         "stranger_invite": '\t\tsl_send_reply("403", "Forbidden");\n' if front.stranger_invite_reply == "403" else "",
         "probe": t.PROBE.substitute(instance=instance) if instance else "",
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
@@ -181,6 +183,12 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
     }
     return t.MAIN.substitute(values)
+
+
+def _mask_ip(config: IvrConfig) -> str:
+    """The address topoh puts where a worker's would be: the front's own (its public one on a wildcard)."""
+    host = config.sip.listen_host
+    return config.sip.media_address if host in ("0.0.0.0", "::") else host
 
 
 def memory_flags(config: IvrConfig) -> list[str]:

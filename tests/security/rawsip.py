@@ -108,6 +108,7 @@ class Dialog:
     routes: tuple[str, ...]
     cseq: int = 1
     media: socket.socket | None = field(default=None, repr=False)
+    answer: str = field(default="", repr=False)
 
 
 def invite(peer: Peer, front: tuple[str, int], number: str, wait: float = 10.0) -> Dialog:
@@ -126,7 +127,7 @@ def invite(peer: Peer, front: tuple[str, int], number: str, wait: float = 10.0) 
     contact = re.search(r"<([^>]+)>", header(answer, "Contact")[0])
     assert to_tag and contact, answer
     routes = tuple(r for value in reversed(header(answer, "Record-Route")) for r in value.split(","))
-    dialog = Dialog(call_id, from_tag, to_tag.group(1), contact.group(1), routes, media=media)
+    dialog = Dialog(call_id, from_tag, to_tag.group(1), contact.group(1), routes, media=media, answer=answer)
     peer.send(in_dialog(peer, dialog, "ACK", cseq=1), front)
     return dialog
 

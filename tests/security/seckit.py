@@ -33,6 +33,11 @@ HOLD_FLOW: dict[str, Any] = {
          "attempts": 1, "on_exhausted": "bye"},
         {"id": "bye", "type": "hangup", "prompts": ["goodbye"]}]}
 
+TRANSFER_FLOW: dict[str, Any] = {
+    "description": "Straight to the default queue: the worker sends the caller a REFER.",
+    "steps": [{"id": "out", "type": "transfer", "queue": "default", "notify_timeout": "2s", "on_fail": "bye"},
+              {"id": "bye", "type": "hangup"}]}
+
 
 def free_port(host: str, span: int = 1) -> int:
     """A port free on `host` for UDP and TCP, with `span - 1` free ports after it."""
@@ -67,7 +72,9 @@ def security_config() -> dict[str, Any]:
     cfg["http"]["crm"]["base_url"] = f"http://127.0.0.1:{demo_port}"
     cfg["trunks"] = [{"name": "demo", "sources": [f"{TRUNK}/32"], "dtmf": "both", "refer": True}]
     cfg["flows"]["hold"] = HOLD_FLOW
-    cfg["numbers"] = {"500": "hold"}  # no catch-all: a torture INVITE to any other user is refused, never answered
+    cfg["flows"]["transfer"] = TRANSFER_FLOW
+    # no catch-all: a torture INVITE to any other user is refused, never answered (no RTP to its SDP address)
+    cfg["numbers"] = {"500": "hold", "600": "transfer"}
     cfg["logging"] = {"level": "info", "format": "json"}
     return cfg
 

@@ -106,3 +106,26 @@ def test_what_the_trunk_sees_names_no_product(guarded: IvrServer) -> None:
     for reply in (options or "", bye or ""):
         assert not any(word in reply.lower() for word in (*PRODUCT_WORDS, "server:", "user-agent:")), reply
     assert all(FRONT in route for route in dialog.routes), dialog.routes  # the route set is the front alone
+    assert not _worker_ports_in(guarded, dialog.answer), dialog.answer
+
+
+def _worker_ports_in(server: IvrServer, text: str) -> list[int]:
+    sip_text = text.split("\r\n\r\n", 1)[0]  # the SDP may name the media address; SIP headers must not
+    return [port for _, port in worker_addrs(server) if f":{port}" in sip_text]
+
+
+def test_a_workers_refer_reaches_the_trunk_with_no_worker_address(guarded: IvrServer) -> None:
+    trunk = Peer(TRUNK)
+    front = front_addr(guarded)
+    try:
+        dialog = invite(trunk, front, "600")
+        assert not _worker_ports_in(guarded, dialog.answer), dialog.answer
+        refer = next((m for m in trunk.receive(5.0) if m.startswith("REFER ")), None)
+        assert refer is not None
+        assert not _worker_ports_in(guarded, refer), refer
+        assert "sip:default@" in header(refer, "Refer-To")[0], refer
+        trunk.send(in_dialog(trunk, dialog, "BYE"), front)
+        assert dialog.media is not None
+        dialog.media.close()
+    finally:
+        trunk.close()
