@@ -65,11 +65,13 @@ def attach(sock: socket.socket, sources: tuple[str, ...]) -> None:
 
 def _own_sockets(port: int) -> list[socket.socket]:
     """Duplicates of this process's IPv4/IPv6 sockets bound to `port` (closing a duplicate leaves the original)."""
-    found = []
+    found, seen = [], set()
     for name in os.listdir("/proc/self/fd"):
         try:
-            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if not target.startswith("socket:") or target in seen:  # a listed fd number may now be our dup
                 continue
+            seen.add(target)
             sock = socket.socket(fileno=os.dup(int(name)))
         except OSError:
             continue
