@@ -189,3 +189,13 @@ class Sink:
             thread.join(2)
         self.udp.close()
         self.tcp.close()
+
+
+def ack_for(peer: Peer, invite_text: str, answer: str) -> str:
+    """The hop-by-hop ACK of a non-2xx final answer: the INVITE's Via branch, the answer's To."""
+    head = invite_text.split("\r\n\r\n", 1)[0].split("\r\n")
+    ruri = head[0].split(" ")[1]
+    keep = [line for line in head[1:] if line.split(":", 1)[0] in ("Via", "From", "Call-ID")]
+    cseq = header(invite_text, "CSeq")[0].split()[0]
+    return "\r\n".join([f"ACK {ruri} SIP/2.0", *keep, f"To: {header(answer, 'To')[0]}", f"CSeq: {cseq} ACK",
+                        "Max-Forwards: 70", "Content-Length: 0"]) + "\r\n\r\n"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rawsip import Dialog, Peer, Sink, in_dialog, invite, request, status
+from rawsip import Dialog, Peer, Sink, ack_for, in_dialog, invite, request, sdp, status
 from seckit import ATTACKER, FRONT, ROOT, TRUNK, VICTIM, IvrServer, front_addr, worker_addrs
 
 pytestmark = pytest.mark.sip
@@ -169,3 +169,24 @@ def test_requests_replayed_after_bye_reach_nobody(guarded: IvrServer, sink: Sink
     time.sleep(0.5)
     assert sink.received == []
     assert len(guarded.events("call.ended")) == ended
+
+
+def test_an_invite_with_replaces_cannot_take_a_call_over(guarded: IvrServer, peers: dict[str, Peer]) -> None:
+    trunk, front = peers["trunk"], front_addr(guarded)
+    dialog = invite(trunk, front, "500")
+    try:
+        # From the worker's side of the dialog its own tag is the to-tag, the caller's the from-tag (RFC 3891).
+        replaces = {"Replaces": f"{dialog.call_id};to-tag={dialog.to_tag};from-tag={dialog.from_tag}",
+                    "Supported": "replaces"}
+        hijack = request(trunk, "INVITE", f"sip:500@{FRONT}:{front[1]}", extra=replaces,
+                         body=sdp(TRUNK, 9))
+        answer = trunk.final(hijack, front, wait=6.0)
+        code = status(answer)
+        assert code is not None and code >= 300, answer  # 603 from the worker holding the call, else 481
+        if code < 700:
+            trunk.send(ack_for(trunk, hijack, answer or ""), front)
+        alive = trunk.final(in_dialog(trunk, dialog, "INFO"), front)
+        assert status(alive) not in (None, 481), alive  # the original call is untouched
+    finally:
+        trunk.final(in_dialog(trunk, dialog, "BYE"), front)
+        _close(dialog)
