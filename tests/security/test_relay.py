@@ -182,9 +182,20 @@ def test_an_invite_with_replaces_cannot_take_a_call_over(guarded: IvrServer, pee
                          body=sdp(TRUNK, 9))
         answer = trunk.final(hijack, front, wait=6.0)
         code = status(answer)
-        assert code is not None and code >= 300, answer  # 603 from the worker holding the call, else 481
-        if code < 700:
-            trunk.send(ack_for(trunk, hijack, answer or ""), front)
+        assert code is not None and code >= 300, answer  # the front sent it to the least loaded worker: 481
+        trunk.send(ack_for(trunk, hijack, answer or ""), front)
+        front_side = Peer(FRONT)  # straight at each worker, from the one address they let in
+        try:
+            codes = []
+            for worker in worker_addrs(guarded):
+                direct = request(front_side, "INVITE", f"sip:500@{worker[0]}:{worker[1]}", extra=replaces,
+                                 body=sdp(FRONT, 9))
+                reply = front_side.final(direct, worker, wait=6.0)
+                codes.append(status(reply) or 0)
+                front_side.send(ack_for(front_side, direct, reply or ""), worker)
+        finally:
+            front_side.close()
+        assert sorted(codes) == [481, 603], codes  # the worker holding the call refuses (onCallReplaceRequest)
         alive = trunk.final(in_dialog(trunk, dialog, "INFO"), front)
         assert status(alive) not in (None, 481), alive  # the original call is untouched
     finally:
