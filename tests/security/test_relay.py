@@ -201,3 +201,15 @@ def test_an_invite_with_replaces_cannot_take_a_call_over(guarded: IvrServer, pee
     finally:
         trunk.final(in_dialog(trunk, dialog, "BYE"), front)
         _close(dialog)
+
+
+def test_out_of_dialog_refer_and_message_from_the_trunk_get_405(guarded: IvrServer, sink: Sink,
+                                                                 peers: dict[str, Peer]) -> None:
+    trunk, front = peers["trunk"], front_addr(guarded)
+    for method, extra in (("REFER", {"Refer-To": f"<{sink.uri}>"}), ("MESSAGE", {}),
+                          ("SUBSCRIBE", {"Event": "refer"}), ("REGISTER", {})):
+        answer = trunk.final(request(trunk, method, f"sip:500@{FRONT}:{front[1]}", extra=extra,
+                                     body="hi" if method == "MESSAGE" else ""), front)
+        assert status(answer) == 405, (method, answer)
+    time.sleep(0.5)
+    assert sink.received == []

@@ -99,6 +99,7 @@ def test_a_flood_from_a_stranger_does_not_disturb_trunk_calls(guarded: IvrServer
     """3000 requests from the attacker in at most 10 s while the trunk places 24 calls: all 24 pass."""
     front = front_addr(guarded)
     sent = [0]
+    heard: list[str] = []
 
     def flood() -> None:
         peer = Peer(ATTACKER)
@@ -112,6 +113,7 @@ def test_a_flood_from_a_stranger_does_not_disturb_trunk_calls(guarded: IvrServer
                 sent[0] += 1
                 if sent[0] % 50 == 0:
                     time.sleep(0.1)  # ~500/s: a bounded flood, not a test of the kernel's buffers
+            heard.extend(peer.receive(1.0))  # whatever was answered waits in the socket's buffer
         finally:
             peer.close()
 
@@ -122,5 +124,6 @@ def test_a_flood_from_a_stranger_does_not_disturb_trunk_calls(guarded: IvrServer
     assert isinstance(calls, subprocess.Popen)
     out, _ = calls.communicate(timeout=90)
     assert sent[0] == 3000, sent
+    assert heard == [], heard[:2]  # the flood got silence
     assert calls.returncode == 0, out[-3000:]
     assert_healthy(guarded, tmp_path, "after-flood")
