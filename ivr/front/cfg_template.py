@@ -190,7 +190,8 @@ route[OUTSIDE] {
 route[WITHINDLG] {
 \tif (!is_known_dlg() || $dlg_var(ended) == "1") {
 \t\t# A non-2xx ACK belongs to a transaction, not a dialog; anything else is not ours, or has ended (the
-\t\t# dialog module keeps a dialog a few seconds after its BYE: the `ended` mark closes it at once).
+\t\t# dialog module keeps a dialog a few seconds after its BYE: the `ended` mark, set when the BYE is
+\t\t# answered, closes it at once).
 \t\tif (is_method("ACK")) {
 \t\t\tif (t_check_trans()) {
 \t\t\t\troute(RELAY);
@@ -215,8 +216,8 @@ route[WITHINDLG] {
 \t\texit;
 \t}
 \tif (is_method("BYE")) {
-\t\t$dlg_var(ended) = "1";
 \t\tds_load_update();
+\t\tt_on_reply("BYE_ANSWERED");
 \t}
 \t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
 \t$du = $var(next);
@@ -270,6 +271,13 @@ event_route[topoh:msg-outgoing] {
 \t# Only what leaves for the outside is masked: the workers get plain SIP (their own Via/Contact back).
 \tif (ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")) {
 \t\tdrop;
+\t}
+}
+
+onreply_route[BYE_ANSWERED] {
+\t# Requests already in flight when the BYE was sent still pass; once it is answered the dialog is closed.
+\tif (status =~ "^2[0-9][0-9]$") {
+\t\t$dlg_var(ended) = "1";
 \t}
 }
 

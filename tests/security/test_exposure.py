@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from rawsip import Peer, header, in_dialog, invite, request, status
-from seckit import ATTACKER, FRONT, TRUNK, IvrServer, front_addr, worker_addrs
+from seckit import ATTACKER, FRONT, TRUNK, IvrServer, free_port, front_addr, worker_addrs
 
 pytestmark = pytest.mark.sip
 
@@ -27,7 +27,8 @@ def attacker() -> Iterator[Peer]:
 
 def sipvicious(tool: str, *args: str) -> str:
     """Run a SIPVicious tool from the attacker's address (bounded); its combined output."""
-    argv = [str(BIN / f"sipvicious_{tool}"), "-b", ATTACKER, "-x", ATTACKER, *args]
+    # A random local port: the default 5060 could catch stray answers meant for other tests on this machine.
+    argv = [str(BIN / f"sipvicious_{tool}"), "-b", ATTACKER, "-x", ATTACKER, "-P", str(free_port(ATTACKER)), *args]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     return done.stdout + done.stderr
 
@@ -46,7 +47,8 @@ def test_svmap_from_a_stranger_finds_no_sip_device(guarded: IvrServer) -> None:
 
 def test_svmap_from_the_trunk_does_find_the_front_but_not_the_workers(guarded: IvrServer) -> None:
     """The control: the same scan from the trunk's address answers, so the stranger's silence is real."""
-    argv = [str(BIN / "sipvicious_svmap"), "-b", TRUNK, "-x", TRUNK, "-p", _ports(guarded), "-t", "0.05", FRONT]
+    argv = [str(BIN / "sipvicious_svmap"), "-b", TRUNK, "-x", TRUNK, "-P", str(free_port(TRUNK)), "-p",
+            _ports(guarded), "-t", "0.05", FRONT]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL).stdout
     print(out)
     assert f"{FRONT}:{guarded.sip_port}" in out, out
