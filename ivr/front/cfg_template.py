@@ -16,8 +16,9 @@ Theory of operation, in the order a request meets it:
    or ended dialog gets 481, anyone else silence. BYE/CANCEL release the worker's load (algorithm 10).
 4. Initial requests: a preloaded Route is refused (403), as Kamailio's default config does. OPTIONS to
    the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name);
-   `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per worker); none free
-   -> 503 + Retry-After. Any other initial method: 405.
+   an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own sources (address
+   group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10
+   (call load, maxload per worker); none free -> 503 + Retry-After. Any other initial method: 405.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
 6. A reply that belongs to no transaction of the front is dropped (no stateless forwarding of forged replies).
@@ -25,6 +26,12 @@ Theory of operation, in the order a request meets it:
    are masked behind the front's address (decoded again when they come back), so a trunk learns no worker
    address from SIP; only the SDP names where RTP goes (sip.media_address), as it must.
 No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
+
+Every refusal goes through `route[REFUSE]` (or `route[COUNT_REFUSAL]` where the reply is sent elsewhere):
+set `$var(refuse)` to the code (`403`, `481`, `pike`, `scanner`, `stranger`, ...) and `$var(reason)`, call
+the route. It counts `refused_<code>_<class>` with the statistics module (class: trunk, nontrunk, worker)
+and replies (numeric codes) or drops (`stranger`: anything from a source that is no trunk, silently). The
+controller reads the counters over the jsonrpcs datagram socket (`ivr/front/rpc.py`).
 """
 
 from __future__ import annotations
@@ -71,8 +78,9 @@ loadmodule "sanity.so"
 loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
+loadmodule "statistics.so"
 loadmodule "topoh.so"
-%%{uac_load}
+%%{rpc_load}%%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
@@ -80,6 +88,8 @@ modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
 modparam("dialog", "default_timeout", %%{dialog_timeout})
 modparam("dialog", "dlg_match_mode", 1)
+
+modparam("sanity", "autodrop", 0)  # a failed check returns false (after its reply) so the refusal is counted
 
 modparam("pike", "sampling_time_unit", %%{pike_sampling})
 modparam("pike", "reqs_density_per_unit", %%{pike_density})
@@ -89,6 +99,7 @@ modparam("permissions", "address_file", "%%{address_file}")
 modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
+%%{rpc_params}%%{stat_params}
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
 modparam("dispatcher", "ds_hash_size", 9)
 modparam("dispatcher", "flags", 2)
@@ -136,16 +147,14 @@ request_route {
 \t}
 
 \tif ($var(from_worker) == 1) {
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 
 \tif (is_present_hf("Route")) {
-\t\txlog("L_WARN", "front.preloaded_route $si $rm\\n");
-\t\tif (!is_method("ACK")) {
-\t\t\tsl_send_reply("403", "Preload Route denied");
+\t\tif (is_method("ACK")) {
+\t\t\texit;
 \t\t}
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Preload Route denied"; route(REFUSE);
 \t}
 
 \tif (is_method("OPTIONS") && uri==myself) {
@@ -155,8 +164,7 @@ request_route {
 
 \tif (!is_method("INVITE")) {
 \t\tappend_to_reply("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY, INFO\\r\\n");
-\t\tsl_send_reply("405", "Method Not Allowed");
-\t\texit;
+\t\t$var(refuse) = "405"; $var(reason) = "Method Not Allowed"; route(REFUSE);
 \t}
 
 \troute(TRUNK);
@@ -166,15 +174,14 @@ request_route {
 route[OUTSIDE] {
 \t# A trunk carries every caller of its provider from one address: pike would ban it at a few calls/s.
 \tif (!allow_source_address("1") && !pike_check_req()) {
-\t\texit;
+\t\t$var(refuse) = "pike"; route(REFUSE);
 \t}
 %%{ua_check}
 \tif (!mf_process_maxfwd_header("10")) {
-\t\tsl_send_reply("483", "Too Many Hops");
-\t\texit;
+\t\t$var(refuse) = "483"; $var(reason) = "Too Many Hops"; route(REFUSE);
 \t}
 \tif (!sanity_check("17895", "7")) {
-\t\texit;
+\t\t$var(refuse) = "400"; route(COUNT_REFUSAL); exit;  # sanity has replied itself
 \t}
 \tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
 %%{probe}\tif (allow_source_address("1")) {
@@ -182,9 +189,8 @@ route[OUTSIDE] {
 \t}
 \t# No trunk: silence (front.stranger_invite_reply may give an initial INVITE a bare 403).
 \tif (is_method("INVITE") && !has_totag()) {
-\t\txlog("L_INFO", "front.refused $si $rm\\n");
 %%{stranger_invite}\t}
-\texit;
+\t$var(refuse) = "stranger"; route(REFUSE);
 }
 
 route[WITHINDLG] {
@@ -198,22 +204,20 @@ route[WITHINDLG] {
 \t\t\t}
 \t\t\texit;
 \t\t}
-\t\tsl_send_reply("481", "Unknown Dialog");
-\t\texit;
+\t\t$var(refuse) = "481"; $var(reason) = "Unknown Dialog"; route(REFUSE);
 \t}
 \tif ($var(from_worker) == 1) {
 \t\t$var(next) = $dlg_var(caller);
 \t} else if ($si == $dlg_var(caller_ip)) {
 \t\t$var(next) = $dlg_var(worker);
 \t} else {
-\t\txlog("L_WARN", "front.dialog_stranger $si $rm\\n");
-\t\texit;
+\t\t$var(refuse) = "stranger"; route(REFUSE);
 \t}
 \tif (!loose_route()) {
-\t\tif (!is_method("ACK")) {
-\t\t\tsl_send_reply("403", "Not Routed Here");
+\t\tif (is_method("ACK")) {
+\t\t\texit;
 \t\t}
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Not Routed Here"; route(REFUSE);
 \t}
 \tif (is_method("BYE")) {
 \t\tds_load_update();
@@ -226,8 +230,7 @@ route[WITHINDLG] {
 
 route[TRUNK] {
 \tif (!allow_source_address("1")) {
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 %%{registered}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
@@ -249,8 +252,30 @@ route[DISPATCH] {
 
 route[FULL] {
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
-\tsl_send_reply("503", "Service Unavailable");
+\t$var(refuse) = "503"; $var(reason) = "Service Unavailable"; route(REFUSE);
+}
+
+# Count one refusal as refused_<$var(refuse)>_<trunk|nontrunk|worker>; numeric codes are replied statelessly
+# with $var(reason), the others (pike, scanner) dropped. Never returns.
+route[REFUSE] {
+\troute(COUNT_REFUSAL);
+\tif ($var(refuse) =~ "^[1-6][0-9][0-9]$") {
+\t\t$var(code) = $(var(refuse){s.int});  # sl_send_reply reads an integer variable; a string gives 500
+\t\tsl_send_reply("$var(code)", "$var(reason)");
+\t}
 \texit;
+}
+
+route[COUNT_REFUSAL] {
+\tif ($var(from_worker) == 1) {
+\t\t$var(class) = "worker";
+\t} else if (allow_source_address("1")) {
+\t\t$var(class) = "trunk";
+\t} else {
+\t\t$var(class) = "nontrunk";
+\t}
+\t$var(stat) = "refused_" + $var(refuse) + "_" + $var(class);
+\tupdate_stat("$var(stat)", "+1");
 }
 
 route[RELAY] {
@@ -306,6 +331,8 @@ failure_route[FAILOVER] {
 \t}
 \tds_load_unset();
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
+\t$var(from_worker) = 0;  # $var is per process, not per message: this process last routed something else
+\t$var(refuse) = "503"; route(COUNT_REFUSAL);
 \tt_reply("503", "Service Unavailable");
 \texit;
 }
@@ -318,8 +345,10 @@ PROBE = CfgTemplate("""\tif (is_method("OPTIONS") && !has_totag() && $rU == "%%{
 \t}
 """)
 
+STRANGER_403 = '\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);\n'
+
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {
-\t\texit;
+\t\t$var(refuse) = "scanner"; route(REFUSE);
 \t}
 """)
 
@@ -327,11 +356,25 @@ UAC_LOAD = 'loadmodule "db_text.so"\nloadmodule "uac.so"\n'
 
 UAC_PARAMS = CfgTemplate("""modparam("uac", "reg_db_url", "text://%%{dbtext_dir}")
 modparam("uac", "reg_contact_addr", "%%{contact_addr}")
-modparam("uac", "reg_timer_interval", 30)
-modparam("uac", "reg_retry_interval", 60)
+modparam("uac", "reg_timer_interval", %%{timer_interval})
+modparam("uac", "reg_retry_interval", %%{retry_interval})
 """)
 
 REGISTERED = CfgTemplate("""\tif ($rU == "%%{uuid}") {
+\t\tif (!allow_source_address("%%{group}")) {
+\t\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\t}
+\t\t$avp(trunk) = "%%{trunk}";
 \t\t$rU = $tU;
 \t}
+""")
+
+RPC_LOAD = 'loadmodule "jsonrpcs.so"\nloadmodule "kex.so"\n'
+
+RPC_PARAMS = CfgTemplate("""modparam("jsonrpcs", "transport", 4)
+modparam("jsonrpcs", "dgram_socket", "%%{rpc_socket}")
+modparam("jsonrpcs", "dgram_mode", 0600)
+""")
+
+STAT_PARAM = CfgTemplate("""modparam("statistics", "variable", "%%{name}")
 """)
