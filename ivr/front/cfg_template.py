@@ -188,9 +188,7 @@ route[OUTSIDE] {
 \t\treturn;
 \t}
 \t# No trunk: silence (front.stranger_invite_reply may give an initial INVITE a bare 403).
-\tif (is_method("INVITE") && !has_totag()) {
-%%{stranger_invite}\t}
-\t$var(refuse) = "stranger"; route(REFUSE);
+%%{stranger_invite}\t$var(refuse) = "stranger"; route(REFUSE);
 }
 
 route[WITHINDLG] {
@@ -345,7 +343,10 @@ PROBE = CfgTemplate("""\tif (is_method("OPTIONS") && !has_totag() && $rU == "%%{
 \t}
 """)
 
-STRANGER_403 = '\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);\n'
+STRANGER_403 = """\tif (is_method("INVITE") && !has_totag()) {
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t}
+"""
 
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {
 \t\t$var(refuse) = "scanner"; route(REFUSE);
