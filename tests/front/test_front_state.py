@@ -141,4 +141,5 @@ async def test_a_503_after_the_last_worker_refused_is_counted_once(front: StartF
     assert (answer or "").startswith("SIP/2.0 503 "), answer
     await monitor.poll()
     assert refusals(metrics) == {"503_trunk": 1}
-    assert len(uas[0].calls()) == 1  # it did reach the worker
+    # it did reach the worker (SIPp logs through an asynchronous exec: wait for the line, do not race it)
+    await asyncio.to_thread(wait_until, lambda: len(uas[0].calls()) == 1, 5.0, "the INVITE at the worker")
