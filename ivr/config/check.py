@@ -43,7 +43,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
-              _unused_endpoints, _secrets, _admin, _holidays, _transports]
+              _unused_endpoints, _secrets, _holidays, _transports]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
     for check in checks:
@@ -359,33 +359,6 @@ def _secrets(ctx: _Ctx) -> None:
             path = ("http", name, "headers", header)
             if header.lower() in _SECRET_HEADERS and path not in env:
                 ctx.warn(path, f"{header} written in plain text: take it from the environment, e.g. ${{CRM_TOKEN}}")
-
-
-ADMIN_TOKEN_MIN = 16
-
-
-def _admin(ctx: _Ctx) -> None:
-    """A non-loopback admin endpoint needs a token (from the environment, long enough to resist guessing)."""
-    admin = ctx.config.admin
-    if not admin.enabled:
-        return
-    if not admin.token and not _loopback(admin.host):
-        ctx.error(("admin", "host"), f"the admin endpoint on {admin.host} (not loopback) needs admin.token: "
-                  "write `token: ${IVR_ADMIN_TOKEN}` and set it in the environment")
-    if admin.token and len(admin.token) < ADMIN_TOKEN_MIN:
-        ctx.error(("admin", "token"), f"admin.token is shorter than {ADMIN_TOKEN_MIN} characters")
-    if admin.token and ("admin", "token") not in ctx.source.from_env:
-        ctx.warn(("admin", "token"), "token written in plain text: take it from the environment, "
-                 "e.g. ${IVR_ADMIN_TOKEN}")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _holidays(ctx: _Ctx) -> None:
