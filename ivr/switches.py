@@ -4,7 +4,8 @@ The config declares each switch with its start state (`switches: {outage: false}
 live states; the flow engine gets a read-only view (`view`) with each session and reads it in `switch`
 conditions, so a flip reaches calls at their next branch. A flip is kept in `<run_dir>/switches.json`
 (written atomically) so a restart does not silently turn an outage message off; states of switches the
-config no longer declares are dropped. Writes need the admin token (`admin.token`, a Bearer header).
+config no longer declares are dropped. Writes need the admin token (`admin.token_env`, a Bearer
+header); without one they are refused (403).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def add_switch_routes(app: web.Application, switches: Switches, token: str | Non
 
     async def flip(request: web.Request) -> web.Response:
         if token is None:
-            return web.json_response({"error": "admin.token is not set: writes are disabled"}, status=403)
+            return web.json_response({"error": "admin.token_env is not set: writes are disabled"}, status=403)
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return web.json_response({"error": "unauthorized"}, status=401)

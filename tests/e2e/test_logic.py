@@ -4,6 +4,7 @@ routes on `gt`, and an operator flips the outage switch on the admin API while t
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ ORDERS_FLOW: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def logic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
     cfg = e2e_config()
-    cfg["admin"]["token"] = TOKEN
+    cfg["admin"]["token_env"] = "IVR_TEST_ADMIN_TOKEN"
+    os.environ["IVR_TEST_ADMIN_TOKEN"] = TOKEN  # the server inherits the environment
     cfg["flows"]["orders"] = ORDERS_FLOW
     cfg["numbers"]["600"] = "orders"
     srv = start_server(cfg, tmp_path_factory.mktemp("logic"))
@@ -83,7 +85,7 @@ def test_order_count_routes_on_gt(logic_server: IvrServer, workdir: Path, caller
 
 
 def test_operator_flips_the_outage_switch(logic_server: IvrServer, workdir: Path) -> None:
-    assert admin(logic_server, "GET", "/switches", token=None) == (200, {"switches": {"outage": False}})
+    assert admin(logic_server, "GET", "/switches") == (200, {"switches": {"outage": False}})
     assert admin(logic_server, "POST", "/switches/outage", {"on": True}, token=None)[0] == 401
     assert admin(logic_server, "POST", "/switches/outage", {"on": True}, token="wrong-token-wrong-token")[0] == 401
     assert admin(logic_server, "POST", "/switches/nope", {"on": True})[0] == 404

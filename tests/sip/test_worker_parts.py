@@ -9,7 +9,7 @@ import sys
 from sip_harness import SCENARIOS
 
 from ivr.sip.sipmsg import call_offered, uri_user
-from ivr.sip.worker import parse_args
+from ivr.sip.worker import boot_id, parse_args
 
 
 def _pcap_module():
@@ -77,3 +77,10 @@ def test_recording_messages_round_trip_on_the_wire():
     for message in (commands.StartRecording(3, 120.0, 5.0), commands.StopRecording(3), commands.PlayRecording(7, 3),
                     events.RecordingFinished(3, "silence", "w000-1-3.wav", 9.5, 4.25)):
         assert wire.decode(wire.encode("w000-1", message)) == ("w000-1", message)
+
+
+def test_boot_ids_are_short_and_follow_the_clock():
+    """Call ids are `<worker>-<boot id>-<counter>`: a restarted worker (a later start) never repeats one."""
+    first, later = boot_id(1_796_094_743_096_000_000), boot_id(1_796_094_743_097_000_000)
+    assert first != later and len(first) == len(later) == 8 and first.isalnum()
+    assert int(first, 36) == 1_796_094_743_096 and int(later, 36) == 1_796_094_743_097
