@@ -35,7 +35,11 @@ EVERY_KIND = Flow.model_validate({"description": "one step of every kind", "step
     {"id": "to_gold", "type": "transfer", "queue": "gold", "target": "{{manager}}", "on_fail": "to_default"},
     {"id": "to_default", "type": "transfer", "queue": "default"},
     {"id": "closed_msg", "type": "play", "prompts": ["closed"]},
-    {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"}]})
+    {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"},
+    {"id": "tries", "type": "counter", "var": "tries", "limit": 3, "on_limit": "bye"},
+    {"id": "verify", "type": "call", "flow": "verify"},
+    {"id": "vm", "type": "record", "variable": "voicemail", "on_empty": "bye"},
+    {"id": "back", "type": "return"}]})
 
 
 def _edges(dot: str) -> set[tuple[str, str, str]]:
@@ -65,7 +69,10 @@ def test_edges_are_labelled_with_the_results_that_take_them() -> None:
             ("again", "menu", "goto"), ("elsewhere", "flow:support", "goto"),
             ("to_gold", "queue:gold", "transferred"), ("to_gold", "to_default", "on_fail"),
             ("to_default", "queue:default", "transferred"), ("to_default", "end:transfer_failed", "on_fail"),
-            ("closed_msg", "bye", "next"), ("bye", "end:menu_exhausted", "")} == edges
+            ("closed_msg", "bye", "next"), ("bye", "end:menu_exhausted", ""),
+            ("tries", "verify", "next"), ("tries", "bye", "limit"), ("verify", "flow:verify", "call"),
+            ("verify", "vm", "returned"), ("vm", "back", "kept"), ("vm", "bye", "empty"),
+            ("back", "end:return", "")} == edges
 
 
 def test_the_last_step_falls_off_the_end() -> None:
