@@ -87,7 +87,7 @@ class Server:
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
-            router.on_record = await stack.enter_async_context(self._records())
+            router.on_record = await stack.enter_async_context(self._records(router))
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level)
@@ -158,9 +158,9 @@ class Server:
             await runner.cleanup()
 
     @contextlib.asynccontextmanager
-    async def _records(self) -> AsyncIterator[RecordSink]:
+    async def _records(self, router: CallRouter) -> AsyncIterator[RecordSink]:
         """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
-        records = Records(self.loaded.config, self.run_dir, self.metrics)
+        records = Records(self.loaded.config, self.run_dir, self.metrics, lambda: router.config)
         await records.start()
         try:
             yield records.on_record

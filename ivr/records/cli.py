@@ -109,6 +109,7 @@ def command(args: argparse.Namespace) -> int:
         write_csv([summary(r) for r in records], COLUMNS)
     else:
         write_table([summary(r) for r in records], COLUMNS)
+        sys.stdout.flush()
         print(f"{len(records)} call(s)", file=sys.stderr)
     return 0
 

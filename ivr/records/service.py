@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -30,8 +31,11 @@ STOP_FLUSH_S = 10.0
 
 
 class Records:
-    def __init__(self, config: IvrConfig, run_dir: Path, metrics: Metrics) -> None:
+    def __init__(self, config: IvrConfig, run_dir: Path, metrics: Metrics,
+                 current: Callable[[], IvrConfig] | None = None) -> None:
         self._config = config
+        self._current = current or (lambda: config)
+        """The config new calls use (after a SIGHUP reload): its flows and queues are the metrics labels."""
         cfg = config.records
         self._metrics = metrics
         self.store: RecordStore | None = make_store(cfg, run_dir)
@@ -52,7 +56,7 @@ class Records:
 
     def on_record(self, record: CallRecord) -> None:
         """A call ended: count it, spool it for the store and the webhook. Never blocks."""
-        count_call(self._metrics, self._config, record)
+        count_call(self._metrics, self._current(), record)
         data = record.as_dict()
         if self.outbox is not None:
             self.outbox.submit(data)
