@@ -93,28 +93,38 @@ class Outbox:
             self._wake.set()
 
     async def _deliver_pending(self) -> bool:
+        """Deliver every sealed segment, several small segments to a batch; False at the first failure."""
+        batch: list[dict[str, object]] = []
+        segments: list[Path] = []
         for segment in self.spool.pending():
-            if not await self._deliver_segment(segment):
-                return False
+            batch += self.spool.read(segment)
+            segments.append(segment)
+            if len(batch) >= self._batch_size:
+                if not await self._deliver(batch, segments):
+                    return False
+                batch, segments = [], []
+        if segments and not await self._deliver(batch, segments):
+            return False
         self._metrics.set("ivr_records_backlog_segments", 0, sink=self.spool.name)
         return True
 
-    async def _deliver_segment(self, segment: Path) -> bool:
-        records = list(self.spool.read(segment))
+    async def _deliver(self, records: list[dict[str, object]], segments: list[Path]) -> bool:
+        """Deliver the records of `segments` in batches; the segments are deleted once all are in."""
         try:
             for start in range(0, len(records), self._batch_size):
                 await asyncio.wait_for(self.sink.deliver(records[start:start + self._batch_size]), self._timeout)
-        except Exception as exc:  # any failure of the sink: keep the segment, retry later
+        except Exception as exc:  # any failure of the sink: keep the segments, retry later
             self._failed(exc)
             return False
-        self.spool.remove(segment)
+        for segment in segments:
+            self.spool.remove(segment)
         self.delivered += len(records)
         self._metrics.inc("ivr_records_delivered_total", len(records), sink=self.spool.name)
+        self._metrics.set("ivr_records_sink_up", 1, sink=self.spool.name)
         if self.down_since is not None:
             loop = asyncio.get_running_loop()
             log.info("records.sink_recovered", sink=self.sink.name, down_s=round(loop.time() - self.down_since, 1))
             self.down_since = None
-            self._metrics.set("ivr_records_sink_up", 1, sink=self.spool.name)
         return True
 
     def _failed(self, exc: Exception) -> None:
