@@ -2,7 +2,8 @@
 
 As root the server must run as another user: the data directory is made in /tmp (pytest's tmp dirs are
 root-only) and owned by `postgres`, and the postmaster is exec'd as that user with a session of its own, so
-`kill()` can SIGKILL the postmaster and all its backends at once, like a crash of the database host.
+`kill()` can SIGKILL the postmaster and all its children at once, like a crash of the database host (each
+PostgreSQL child calls setsid(), so a process-group kill would miss them: they are found through /proc).
 """
 
 from __future__ import annotations
@@ -69,10 +70,30 @@ class PgServer:
                     raise AssertionError(f"postgres did not start: {self.log_tail()}") from None
                 time.sleep(0.2)
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster and every backend (a crash, not a shutdown)."""
+    def family(self) -> list[int]:
+        """The postmaster's pid and its children's (backends, checkpointer, walwriter, ...)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def signal_all(self, sig: signal.Signals) -> None:
+        for pid in self.family():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and all its children at once (a crash, not a shutdown)."""
+        assert self.proc is not None
+        self.signal_all(signal.SIGKILL)
         self.proc.wait()
 
     def stop(self) -> None:
