@@ -42,7 +42,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queue_loops,
-              _unused_endpoints, _secrets, _holidays]
+              _unused_endpoints, _secrets, _holidays, _records]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root)]
     for check in checks:
@@ -341,6 +341,17 @@ def _secrets(ctx: _Ctx) -> None:
             path = ("http", name, "headers", header)
             if header.lower() in _SECRET_HEADERS and path not in env:
                 ctx.warn(path, f"{header} written in plain text: take it from the environment, e.g. ${{CRM_TOKEN}}")
+
+
+def _records(ctx: _Ctx) -> None:
+    records = ctx.config.records
+    dsn = records.dsn or ""
+    if re.search(r"://[^/@:]*:[^/@]+@|\bpassword\s*=", dsn) and ("records", "dsn") not in ctx.source.from_env:
+        ctx.warn(("records", "dsn"), "password in the DSN: use ~/.pgpass, PGPASSWORD or ${ENV} instead")
+    webhook = records.webhook
+    for i, flow in enumerate(webhook.flows if webhook is not None else ()):
+        if flow not in ctx.config.flows:
+            ctx.error(("records", "webhook", "flows", i), f"unknown flow '{flow}'{_known(ctx.config.flows)}")
 
 
 def _holidays(ctx: _Ctx) -> None:
