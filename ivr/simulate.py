@@ -162,7 +162,8 @@ class _Simulator:
         match event:
             case DigitReceived(digit=digit):
                 self.key_pending = False
-                self._log(now, "digit", f"caller presses {digit}", digit=digit)
+                shown = "*" if self.session.collecting_secret else digit
+                self._log(now, "digit", f"caller presses {shown}", digit=shown)
             case FetchCompleted(status=status, elapsed_ms=ms, cached=cached):
                 self._log(now, "http", f"HTTP {status} in {ms:.0f} ms{' (cached)' if cached else ''}",
                           status=status, elapsed_ms=round(ms, 1), cached=cached)

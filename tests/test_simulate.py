@@ -198,3 +198,17 @@ def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
     assert result.record.as_dict()["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
     assert result.record.as_dict()["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+
+
+def test_a_sensitive_gather_is_masked_in_the_timeline_and_record(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = yaml.safe_load((ROOT / "tests" / "config" / "good" / "minimal.yaml").read_text())
+    cfg["prompts_dir"] = str(ROOT / "prompts")
+    cfg["flows"]["main"]["steps"][0] = {"id": "ask_pin", "type": "gather", "prompts": ["enter_account"],
+                                        "variable": "code", "sensitive": True, "on_exhausted": "to_default"}
+    path = tmp_path / "pin.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out = run(tmp_path, capsys, str(path), "--to", "100", "--from", "+15551234", "--digits", "908172#")
+    assert code == 0 and out["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
+    assert "908172" not in json.dumps(out)
+    assert [e["text"] for e in out["timeline"] if e["kind"] == "digit"][:2] == ["caller presses *"] * 2

@@ -127,6 +127,9 @@ class CallContext:
 class Activity:
     """A step waiting for events. By default digits go to the type-ahead buffer and the rest is ignored."""
 
+    sensitive = False
+    """True for a step whose digits are a secret (a sensitive gather)."""
+
     def __init__(self, step_id: str, ctx: CallContext) -> None:
         self.step_id = step_id
         self.ctx = ctx

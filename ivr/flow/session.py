@@ -165,6 +165,11 @@ class FlowSession:
         return not self._hung_up and self._activity is not None and self._activity.awaiting_digits
 
     @property
+    def collecting_secret(self) -> bool:
+        """True while a sensitive gather takes digits: a driver must not show them (`ivr simulate`)."""
+        return self._activity is not None and self._activity.sensitive
+
+    @property
     def current_step(self) -> str | None:
         """The id of the step the call is in (None before CallConnected)."""
         return self._step_id

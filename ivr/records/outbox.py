@@ -6,11 +6,16 @@ batches of `batch_size`, and deletes a segment once all of it was delivered. A f
 batch that raises, or takes longer than `timeout`) leaves the segments where they are and is retried with
 back-off (0.5 s doubling to `retry_max`), so memory use does not grow with an outage: the backlog is on
 disk, bounded by the spool's file system. Segments left by a crashed run are delivered first, at start.
+
+A record the spool could not take (disk full, I/O error mid-run) is kept in memory (at most `MEMORY_MAX`)
+and delivered from there; only beyond that bound, or if the process dies before delivery, is one lost, and
+then loudly (`records.lost`, `ivr_records_lost_total`; the call's `call.ended` log line still has it).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +27,7 @@ from ivr.records.spool import Spool
 log = structlog.get_logger()
 
 RETRY_FIRST_S = 0.5
+MEMORY_MAX = 10_000
 
 
 class Sink(Protocol):
@@ -47,12 +53,18 @@ class Outbox:
         self._stopping = False
         self.down_since: float | None = None
         self.delivered = 0
+        self._memory: deque[dict[str, object]] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, data: dict[str, object]) -> None:
         """Spool one record for delivery. Never blocks on the sink; a spool write failure is logged."""
         if not self.spool.append(data):
             self._metrics.inc("ivr_records_spool_errors_total", sink=self.spool.name)
+            if len(self._memory) >= MEMORY_MAX:
+                lost = self._memory.popleft()
+                self._metrics.inc("ivr_records_lost_total", sink=self.spool.name)
+                log.error("records.lost", sink=self.sink.name, uid=lost.get("uid"), reason="spool and memory full")
+            self._memory.append(data)
         self._wake.set()
 
     def start(self) -> None:
@@ -69,6 +81,10 @@ class Outbox:
             except TimeoutError:
                 pass
         self.spool.close()
+        if self._memory:
+            self._metrics.inc("ivr_records_lost_total", len(self._memory), sink=self.spool.name)
+            log.error("records.lost", sink=self.sink.name, count=len(self._memory), uids=[
+                d.get("uid") for d in self._memory], reason="neither spooled nor delivered at shutdown")
         left = len(self.spool.pending())
         if left:
             log.warning("records.left_in_spool", sink=self.sink.name, segments=left, spool=str(self.spool.dir))
@@ -80,8 +96,14 @@ class Outbox:
             if not self._stopping:
                 await asyncio.sleep(self._batch_wait)  # gather a batch
             self._wake.clear()
-            self.spool.seal()
-            if await self._deliver_pending():
+            try:
+                self.spool.seal()
+                delivered = await self._deliver_pending()
+            except Exception as exc:  # a bug or an unreadable segment: log it, keep the task alive, retry
+                log.exception("records.outbox_error", sink=self.sink.name)
+                self._failed(exc)
+                delivered = False
+            if delivered:
                 delay = RETRY_FIRST_S
                 if self._stopping:
                     return
@@ -105,6 +127,12 @@ class Outbox:
                 batch, segments = [], []
         if segments and not await self._deliver(batch, segments):
             return False
+        if self._memory:
+            held = list(self._memory)
+            if not await self._deliver(held, []):
+                return False
+            for _ in held:
+                self._memory.popleft()
         self._metrics.set("ivr_records_backlog_segments", 0, sink=self.spool.name)
         return True
 

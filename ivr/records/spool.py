@@ -91,9 +91,11 @@ class Spool:
         fd, self._fd, self._current = self._fd, None, None
         try:
             os.fsync(fd)
+            self._sync_dir()
+        except OSError as exc:  # an I/O error: what the kernel holds is still delivered, just not durable
+            log.error("records.spool_sync_failed", spool=self.name, error=str(exc))
         finally:
             os.close(fd)
-        self._sync_dir()
 
     def pending(self) -> list[Path]:
         """Sealed segments not yet delivered, oldest first (the open one is never listed)."""
@@ -112,8 +114,12 @@ class Spool:
                     yield item
 
     def remove(self, segment: Path) -> None:
-        segment.unlink(missing_ok=True)
-        self._sync_dir()
+        """Delete a delivered segment (a failure is logged: it would only be delivered again, harmlessly)."""
+        try:
+            segment.unlink(missing_ok=True)
+            self._sync_dir()
+        except OSError as exc:
+            log.error("records.spool_remove_failed", spool=self.name, segment=segment.name, error=str(exc))
 
     def close(self) -> None:
         self.seal()
