@@ -233,8 +233,13 @@ class CallRouter:
             task.cancel()
         if end_reason is not None:
             call.session.abort(end_reason, self._clock())
-        record = call.session.record()
         self._metrics.set("ivr_calls_active", len(self.calls))
+        try:
+            record = call.session.record()
+        except Exception:  # a bug: the call is over all the same; never let it escape into the worker's reader
+            log.exception("call.record_failed", worker=call.worker, call_id=call.call_id)
+            self._metrics.inc("ivr_internal_errors_total")
+            return
         self._metrics.inc("ivr_calls_total", outcome=record.outcome.kind, end_reason=str(record.end_reason))
         log.info("call.ended", **record.as_dict())
         if self.on_record is not None:
