@@ -348,10 +348,10 @@ def _records(ctx: _Ctx) -> None:
     dsn = records.dsn or ""
     if re.search(r"://[^/@:]*:[^/@]+@|\bpassword\s*=", dsn) and ("records", "dsn") not in ctx.source.from_env:
         ctx.warn(("records", "dsn"), "password in the DSN: use ~/.pgpass, PGPASSWORD or ${ENV} instead")
-    webhook = records.webhook
-    for i, flow in enumerate(webhook.flows if webhook is not None else ()):
-        if flow not in ctx.config.flows:
-            ctx.error(("records", "webhook", "flows", i), f"unknown flow '{flow}'{_known(ctx.config.flows)}")
+    for w, webhook in enumerate(records.webhooks):
+        for i, flow in enumerate(webhook.flows):
+            if flow not in ctx.config.flows:
+                ctx.error(("records", "webhooks", w, "flows", i), f"unknown flow '{flow}'{_known(ctx.config.flows)}")
 
 
 def _holidays(ctx: _Ctx) -> None:

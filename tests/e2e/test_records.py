@@ -78,7 +78,8 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
     cfg["flows"]["pin"] = PIN_FLOW
     cfg["numbers"]["600"] = "pin"
     cfg["logging"] = {"level": "debug", "format": "json"}
-    cfg["records"] = {"webhook": {"url": webhook, "flows": ["pin"]}}
+    cfg["records"] = {"webhooks": [{"name": "crm", "url": webhook, "flows": ["pin"]},
+                                   {"name": "other", "url": webhook, "flows": ["menu"]}]}
     server = start_server(cfg, tmp_path / "srv")
     try:
         caller = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="pin", workdir=tmp_path,
