@@ -73,3 +73,10 @@ def test_record_round_trips_through_json() -> None:
     digits(session, "1" + PIN, T0 + 1)
     record = session.record()
     assert record_from_dict(json.loads(json.dumps(record.as_dict()))) == record
+
+
+def test_a_record_from_a_newer_version_reads_back() -> None:
+    session, _ = connect(make_config(FLOW))
+    data = session.record().as_dict()
+    newer = {**data, "console_hint": 1, "outcome": {**data["outcome"], "target": "agent-7"}}  # type: ignore[dict-item]
+    assert record_from_dict(newer) == session.record()
