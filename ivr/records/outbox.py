@@ -1,8 +1,10 @@
 """Delivery of spooled records to a sink (the database, the webhook) by one background task per sink.
 
-`submit` never blocks a call: it appends one line to the spool (see spool.py for the durability policy) and
-wakes the task. The task seals the current segment every `batch_wait`, delivers each pending segment in
-batches of `batch_size`, and deletes a segment once all of it was delivered. A failing or slow sink (a
+`submit` never blocks a call: it appends one line to the spool (one write(2) to the page cache; see
+spool.py for the durability policy) and wakes the task. Every fsync, read and unlink of the spool runs on
+a thread, never on the event loop that drives the calls. The task seals the current segment every
+`batch_wait`, delivers the pending segments in batches of `batch_size`, and deletes segments once all of
+their records were delivered. A failing or slow sink (a
 batch that raises, or takes longer than `timeout`) leaves the segments where they are and is retried with
 back-off (0.5 s doubling to `retry_max`), so memory use does not grow with an outage: the backlog is on
 disk, bounded by the spool's file system. Segments left by a crashed run are delivered first, at start.
@@ -97,7 +99,9 @@ class Outbox:
                 await asyncio.sleep(self._batch_wait)  # gather a batch
             self._wake.clear()
             try:
-                self.spool.seal()
+                fd = self.spool.detach()
+                if fd is not None:
+                    await asyncio.to_thread(self.spool.finish, fd)
                 delivered = await self._deliver_pending()
             except Exception as exc:  # a bug or an unreadable segment: log it, keep the task alive, retry
                 log.exception("records.outbox_error", sink=self.sink.name)
@@ -118,8 +122,8 @@ class Outbox:
         """Deliver every sealed segment, several small segments to a batch; False at the first failure."""
         batch: list[dict[str, object]] = []
         segments: list[Path] = []
-        for segment in self.spool.pending():
-            batch += self.spool.read(segment)
+        for segment in await asyncio.to_thread(self.spool.pending):
+            batch += await asyncio.to_thread(self._read, segment)
             segments.append(segment)
             if len(batch) >= self._batch_size:
                 if not await self._deliver(batch, segments):
@@ -144,8 +148,7 @@ class Outbox:
         except Exception as exc:  # any failure of the sink: keep the segments, retry later
             self._failed(exc)
             return False
-        for segment in segments:
-            self.spool.remove(segment)
+        await asyncio.to_thread(self._remove, segments)
         self.delivered += len(records)
         self._metrics.inc("ivr_records_delivered_total", len(records), sink=self.spool.name)
         self._metrics.set("ivr_records_sink_up", 1, sink=self.spool.name)
@@ -154,6 +157,13 @@ class Outbox:
             log.info("records.sink_recovered", sink=self.sink.name, down_s=round(loop.time() - self.down_since, 1))
             self.down_since = None
         return True
+
+    def _read(self, segment: Path) -> list[dict[str, object]]:
+        return list(self.spool.read(segment))
+
+    def _remove(self, segments: list[Path]) -> None:
+        for segment in segments:
+            self.spool.remove(segment)
 
     def _failed(self, exc: Exception) -> None:
         self._metrics.inc("ivr_records_delivery_failures_total", sink=self.spool.name)
