@@ -17,12 +17,14 @@ from pathlib import Path
 import structlog
 
 from ivr.config.model import IvrConfig
+from ivr.errors import IvrError
 from ivr.metrics import Metrics
 from ivr.records.model import CallRecord
 from ivr.records.outbox import Outbox
 from ivr.records.spool import Spool
 from ivr.records.stats import count_call
 from ivr.records.store import RecordStore, make_store
+from ivr.records.webhook import WebhookSink
 
 log = structlog.get_logger()
 
@@ -46,8 +48,6 @@ class Records:
             self.outbox = Outbox(spool, self.store, metrics, batch_wait=cfg.batch_wait, batch_size=cfg.batch_size)
         self.webhooks: list[tuple[frozenset[str], Outbox]] = []
         for hook in cfg.webhooks:
-            from ivr.records.webhook import WebhookSink
-
             spool = Spool(spool_root / "webhook" / hook.name, min_free_mb=cfg.min_free_mb, name=f"webhook-{hook.name}")
             outbox = Outbox(spool, WebhookSink(hook), metrics, batch_wait=cfg.batch_wait, batch_size=cfg.batch_size,
                             timeout=hook.timeout * cfg.batch_size + 1, retry_max=hook.retry_max)
@@ -55,7 +55,7 @@ class Records:
         self._purger: asyncio.Task[None] | None = None
 
     def on_record(self, record: CallRecord) -> None:
-        """A call ended: count it, spool it for the store and the webhook. Never blocks."""
+        """A call ended: count it, spool it for the store and the webhooks. Never blocks."""
         count_call(self._metrics, self._current(), record)
         data = record.as_dict()
         if self.outbox is not None:
@@ -74,7 +74,7 @@ class Records:
                 await self.store.open()
             except Exception as exc:
                 if self._config.records.store == "sqlite":
-                    raise
+                    raise IvrError(f"record store {self.store.name}: {exc}") from exc
                 log.warning("records.store_unavailable_at_start", store=self.store.name, error=str(exc))
             self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
         for outbox in self.outboxes:
