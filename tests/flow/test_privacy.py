@@ -80,3 +80,12 @@ def test_a_record_from_a_newer_version_reads_back() -> None:
     data = session.record().as_dict()
     newer = {**data, "console_hint": 1, "outcome": {**data["outcome"], "target": "agent-7"}}  # type: ignore[dict-item]
     assert record_from_dict(newer) == session.record()
+
+
+def test_a_menu_into_a_secret_variable_keeps_the_digit_out_of_the_path() -> None:
+    flow = [{"id": "m", "type": "menu", "prompts": ["main"], "options": {"7": "bye"}, "on_exhausted": "bye",
+             "variable": "pin_digit"}, FLOW[-1]]
+    session, _ = connect(make_config(flow))
+    digits(session, "7", T0 + 1)
+    assert session.path == ("m:***", "bye:hangup")
+    assert "7" not in json.dumps(session.record().as_dict()["inputs"])
