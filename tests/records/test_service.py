@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,20 @@ async def test_an_unreadable_sqlite_file_is_a_start_up_error(tmp_path: Path) -> 
     records = Records(CONFIG, tmp_path, Metrics())
     with pytest.raises(IvrError, match="record store sqlite:"):
         await records.start()
+
+
+async def test_records_past_retention_are_deleted_at_start(tmp_path: Path) -> None:
+    first = Records(CONFIG, tmp_path, Metrics())
+    await first.start()
+    first.on_record(record_from_dict(sample("ancient", started_at=1000.0)))
+    await first.stop()
+    assert len(sqlite_rows(tmp_path / "records.sqlite3")) == 1
+    short = CONFIG.model_copy(update={"records": CONFIG.records.model_copy(update={"retention": 86400.0})})
+    second = Records(short, tmp_path, Metrics())
+    await second.start()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while sqlite_rows(tmp_path / "records.sqlite3"):
+        assert loop.time() < end, "not purged"
+        await asyncio.sleep(0.05)
+    await second.stop()
