@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow.commands import FlowCommand, Play, StopPlayback
 from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
-from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
+from ivr.records.model import MASK, DigitInput, FetchEntry, TransferAttempt, is_secret_name
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
 """Variables every call starts with."""
@@ -110,6 +110,11 @@ class CallContext:
 
     def mark(self, name: str, now: float) -> None:
         self.marks.setdefault(name, now)
+
+    def masked_variables(self) -> dict[str, str]:
+        """The variables with every secret replaced by MASK: what records and logs may show."""
+        return {name: MASK if name in self.secrets or is_secret_name(name) else value
+                for name, value in self.variables.items()}
 
     def took(self, step_id: str, digit: str, sensitive: bool) -> None:
         """A menu or gather took `digit`: append it to that step's input (a new entry when the step changed)."""

@@ -54,7 +54,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.steps import enter
-from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings, is_secret_name
+from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings
 
 __all__ = ["CallInfo", "FlowSession", "LOOP_LIMIT"]
 
@@ -196,9 +196,7 @@ class FlowSession:
     def record(self) -> CallRecord:
         """The call's record so far (complete once `finished`), secrets masked."""
         ctx, call = self._ctx, self._ctx.call
-        secret = ctx.secrets
-        variables = tuple((name, MASK if name in secret or is_secret_name(name) else value)
-                          for name, value in ctx.variables.items() if name not in BUILTINS)
+        variables = tuple((name, value) for name, value in ctx.masked_variables().items() if name not in BUILTINS)
         inputs = [DigitInput(i.step, MASK, True) if i.masked else i for i in ctx.inputs]
         if ctx.type_ahead:
             inputs.append(DigitInput("", MASK, True))

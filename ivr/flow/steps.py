@@ -7,6 +7,7 @@ until it answers with a `Next` or a `Done`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import assert_never
 
@@ -129,6 +130,8 @@ class TransferActivity(Activity):
         super().__init__(step.id, ctx)
         self.step = step
         self.uri = ""
+        self.shown_uri = ""
+        """The URI as records show it: a secret variable in a URI parameter is masked."""
         self.until: float | None = None
         self.index = -1
         """This attempt's place in ctx.transfers (an entry is replaced, never mutated)."""
@@ -152,15 +155,20 @@ class TransferActivity(Activity):
             return self._fail("unknown_queue", None)
         if not self.ctx.trunk.refer:
             return self._fail("refer_not_supported", None)
-        params = {name: render_uri_param(t, self.ctx.variables) for name, t in queue.uri_params.items()}
-        self.uri = with_uri_params(queue.uri, {name: value for name, value in params.items() if value})
+        self.uri = self._uri(queue.uri, queue.uri_params, self.ctx.variables)
+        self.shown_uri = self._uri(queue.uri, queue.uri_params, self.ctx.masked_variables())
         rendered = ((name, render_header(t, self.ctx.variables)) for name, t in queue.headers.items())
         headers = tuple((name, value) for name, value in rendered if value)
-        self._update(uri=self.uri, sent_at=now)
+        self._update(uri=self.shown_uri, sent_at=now)
         self.until = now + self.step.notify_timeout
         self.ctx.mark("first_transfer", now)
         self.ctx.marks["transfer_sent"] = now
         return Reply([*self.ctx.stop_playback(), Transfer(self.step.queue, self.uri, headers)])
+
+    @staticmethod
+    def _uri(base: str, templates: Mapping[str, str], variables: Mapping[str, str]) -> str:
+        params = {name: render_uri_param(t, variables) for name, t in templates.items()}
+        return with_uri_params(base, {name: value for name, value in params.items() if value})
 
     def on_digit(self, digit: str, now: float) -> Reply:
         return Reply()
@@ -173,7 +181,7 @@ class TransferActivity(Activity):
             self.until = None
             self._update(result="ok", code=event.code)
             self.ctx.mark("transferred", now)
-            return Reply(then=Done("ok", "transferred", (self.step.queue, self.uri)))
+            return Reply(then=Done("ok", "transferred", (self.step.queue, self.shown_uri)))
         return self._fail(f"rejected_{event.code}", event.code)
 
     def on_timer(self, now: float) -> Reply:

@@ -174,7 +174,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         try:
             self.xfer(uri, prm)
         except pj.Error as exc:
-            log.warning("sip.call.transfer_failed", call=self.call_id, uri=uri, error=exc.info())
+            log.warning("sip.call.transfer_failed", call=self.call_id, error=exc.info())  # no URI: it may hold a secret
             self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))
 
     def play(self, play: commands.Play) -> None:

@@ -26,13 +26,13 @@ pytestmark = pytest.mark.sip
 
 PIN = "908172"
 PIN_FLOW: dict[str, Any] = {
-    "description": "A PIN into a sensitive gather, a copy of it, hold music, then sales.",
+    "description": "A PIN into a sensitive gather, a copy of it, hold music, then a queue that is sent the PIN.",
     "steps": [
         {"id": "ask_pin", "type": "gather", "prompts": ["enter_account"], "variable": "code", "max_digits": 8,
          "terminator": "#", "sensitive": True, "on_exhausted": "bye"},
         {"id": "copy", "type": "set", "values": {"echo": "code {{code}}"}},
         {"id": "hold", "type": "play", "prompts": ["hold_music", "hold_music"], "interruptible": False},
-        {"id": "to_sales", "type": "transfer", "queue": "sales", "on_fail": "bye"},
+        {"id": "to_vault", "type": "transfer", "queue": "vault", "on_fail": "bye"},
         {"id": "bye", "type": "hangup", "prompts": ["goodbye"]}],
 }
 
@@ -77,6 +77,7 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
     cfg = e2e_config()
     cfg["flows"]["pin"] = PIN_FLOW
     cfg["numbers"]["600"] = "pin"
+    cfg["queues"]["vault"] = {"uri": f"sip:vault@{QUEUE_HOST}", "uri_params": {"code": "{{code}}"}}
     cfg["logging"] = {"level": "debug", "format": "json"}
     cfg["records"] = {"webhooks": [{"name": "crm", "url": webhook, "flows": ["pin"]},
                                    {"name": "other", "url": webhook, "flows": ["menu"]}]}
@@ -84,7 +85,7 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
     try:
         caller = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="pin", workdir=tmp_path,
                       background=True, variables={"caller": "+15557000001", "digits": f"{PIN}#",
-                                                  "expected_refer": f"sip:sales@{QUEUE_HOST}"})
+                                                  "expected_refer": f"sip:vault@{QUEUE_HOST};code={PIN}"})
         assert isinstance(caller, subprocess.Popen)
         snapshots: list[str] = []
 
@@ -101,12 +102,12 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
         metrics = admin(server, "/metrics")
     finally:
         assert server.stop() == 0
-    assert line["outcome"] == transferred("sales", f"sip:sales@{QUEUE_HOST}")
+    assert line["outcome"] == transferred("vault", f"sip:vault@{QUEUE_HOST};code=%2A%2A%2A")  # SIPp got the PIN
     assert line["inputs"] == [{"step": "ask_pin", "digits": "***", "masked": True}]
     assert line["variables"] == {"code": "***", "echo": "***"}
     assert any(e.get("event") == "sip.call.digit" for e in server.lines)  # debug lines were on
     assert all(PIN not in text for text in snapshots) and PIN not in metrics
-    assert 'ivr_call_records_total{flow="pin",outcome="transfer",queue="sales",tier="none"} 1' in metrics
+    assert 'ivr_call_records_total{flow="pin",outcome="transfer",queue="vault",tier="none"} 1' in metrics
     assert PIN not in "".join(server.raw)
     run_dir = tmp_path / "srv" / "run"
     [row] = sqlite_rows(run_dir / "records.sqlite3")

@@ -7,7 +7,8 @@ from typing import Any
 
 from flowkit import T0, call, connect, make_config
 
-from ivr.flow.events import CallConnected, DigitReceived, PlaybackFinished
+from ivr.flow.commands import Transfer
+from ivr.flow.events import CallConnected, DigitReceived, PlaybackFinished, TransferProgress
 from ivr.flow.session import FlowSession
 from ivr.records.model import MASK, DigitInput, record_from_dict
 
@@ -89,3 +90,15 @@ def test_a_menu_into_a_secret_variable_keeps_the_digit_out_of_the_path() -> None
     digits(session, "7", T0 + 1)
     assert session.path == ("m:***", "bye:hangup")
     assert "7" not in json.dumps(session.record().as_dict()["inputs"])
+
+
+def test_a_secret_in_a_transfer_uri_reaches_the_worker_but_not_the_record() -> None:
+    queues = {"bank": {"uri": "sip:bank@pbx.test", "uri_params": {"code": "{{code}}", "who": "{{caller}}"}}}
+    flow = [gather(), {"id": "xfer", "type": "transfer", "queue": "bank"}]
+    session, _ = connect(make_config(flow, queues=queues))
+    digits(session, PIN[:-1], T0 + 1)
+    [*_, command] = session.handle(DigitReceived(PIN[-1], "info"), T0 + 1)
+    assert isinstance(command, Transfer) and f"code={PIN}" in command.uri
+    session.handle(TransferProgress(200, True), T0 + 2)
+    data = json.dumps(session.record().as_dict())
+    assert PIN not in data and "code=%2A%2A%2A" in data
