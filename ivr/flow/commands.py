@@ -57,6 +57,13 @@ class Fetch:
     """JSON body, or None for no body."""
     budget_s: float = 2.0
     """One deadline for connect, retries and body."""
+    log_path: str | None = None
+    """The path as logs may show it: secret variables masked (None: `path` holds none)."""
+
+    @property
+    def shown_path(self) -> str:
+        """What a log line may carry of the path (never the query)."""
+        return (self.log_path if self.log_path is not None else self.path).split("?", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
