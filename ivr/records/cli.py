@@ -60,7 +60,7 @@ def read_records(args: argparse.Namespace, where: CallFilter) -> tuple[IvrConfig
         raise IvrError("records.store is none: no records are kept")
 
     async def run() -> list[dict[str, object]]:
-        await store.open()
+        await store.open(migrate=False)
         try:
             return await store.query(where)
         finally:

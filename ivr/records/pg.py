@@ -40,8 +40,10 @@ class PgStore:
             self._conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
         return self._conn
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         conn = await self._connection()
+        if not migrate:
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             await conn.execute(VERSION_TABLE)
