@@ -184,10 +184,32 @@ class DemoCrmConfig(Strict):
 # --- Queues and schedules ---------------------------------------------------------------------------
 
 
+class QueueTarget(Strict):
+    uri: SipUri = Field(description="A target's SIP URI (an agent's phone, a PBX queue); fixed, no {{...}}.")
+    weight: int = Field(1, ge=1, le=1000, description="Share of calls under the `weighted` strategy.")
+
+
 class Queue(Strict):
-    uri: SipUri = Field(description="SIP URI the call is referred to (Refer-To).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers on the REFER; values "
-                                    "are templates, e.g. X-Customer-Tier: '{{tier}}'.")
+    uri: SipUri | None = Field(None, description="Shorthand for a queue with one target: the SIP URI the call "
+                               "is referred to (Refer-To). Give `uri` or `targets`, not both.")
+    targets: tuple[QueueTarget, ...] = Field((), description="Several targets; a refused or failed one (REFER "
+                                             "rejected, NOTIFY >= 300, no NOTIFY in time) moves the call to the "
+                                             "next one before the step's on_fail.")
+    strategy: Literal["ordered", "round_robin", "weighted", "random"] = Field(
+        "ordered", description="Which target is tried first: ordered (the list order), round_robin (each call "
+        "starts one further along, per queue, for the server's lifetime), weighted (smooth weighted round robin "
+        "by `weight`), random. The remaining targets follow as fallbacks.")
+    allow: tuple[Annotated[str, Field(pattern=r"^sips?:[^\s<>\"?]+$")], ...] = Field(
+        (), description="URI patterns a transfer step's variable `target` must match, e.g. "
+        "'sip:*@pbx.example.com'; '*' stands for one or more characters of a user part or host (never '@', "
+        "':', ';', '?' or '/'). A target outside them, or an empty one, is skipped (logged).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Caller data for the agent; values "
+                                    "are templates, e.g. X-Customer-Tier: '{{tier}}'. Where they go: "
+                                    "`header_mode`.")
+    header_mode: Literal["refer", "refer_to", "both"] = Field(
+        "refer", description="refer: headers on the REFER itself (the transferee rarely passes them on). "
+        "refer_to: embedded in the Refer-To URI (`?X-Customer-Id=C-1001`, RFC 3261 19.1.1, RFC 3515), which the "
+        "transferee copies into its INVITE to the target. both: the two.")
     uri_params: dict[Name, str] = Field(default_factory=dict, description="Parameters added to the "
                                         "Refer-To URI; values are templates, URI-escaped when rendered.")
 
@@ -200,6 +222,19 @@ class Queue(Strict):
             if name.lower() in {"refer-to", "referred-by", "to", "from", "call-id", "cseq", "via", "contact"}:
                 raise ValueError(f"header {name!r} is set by the SIP stack and cannot be overridden")
         return value
+
+    @model_validator(mode="after")
+    def _targets(self) -> Queue:
+        if self.uri is not None and self.targets:
+            raise ValueError("give `uri` (one target) or `targets`, not both")
+        if self.uri is None and not self.targets and not self.allow:
+            raise ValueError("a queue needs `uri`, `targets`, or `allow` (for a transfer step's variable target)")
+        return self
+
+    @property
+    def all_targets(self) -> tuple[QueueTarget, ...]:
+        """The fixed targets: `targets`, or the one `uri`."""
+        return self.targets if self.uri is None else (QueueTarget(uri=self.uri),)
 
 
 _SPAN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
