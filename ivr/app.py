@@ -32,7 +32,7 @@ from ivr.front.registrations import Registrations
 from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
-from ivr.workers import WorkerPool, worker_specs
+from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
 
@@ -94,7 +94,8 @@ class Server:
             router.on_record = await stack.enter_async_context(self._records(router))
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
-                              on_lost=router.on_worker_lost, log_level=self._log_level)
+                              on_lost=router.on_worker_lost, log_level=self._log_level,
+                              extra_args=srtp_args(cfg.trunks, trusted))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":
@@ -177,7 +178,7 @@ class Server:
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
-        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front", config_dir=self.loaded.root)
         await front.start()
         try:
             async with self._polled(front.rpc_socket):
