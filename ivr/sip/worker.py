@@ -45,6 +45,18 @@ TEARDOWN_WAIT_S = 3.0
 RETRY_AFTER_S = 5
 
 
+def boot_id(epoch_ns: int) -> str:
+    """This process's start, epoch milliseconds in base 36 ("mi6x0k3z"): with the worker name and a counter
+    it makes call ids unique across restarts (a worker restarted by the supervisor starts its counter at 1
+    again, but never within the same millisecond as its predecessor: restarts are backed off)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    value, out = epoch_ns // 1_000_000, ""
+    while value:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The worker's command line (the controller builds exactly this)."""
     p = argparse.ArgumentParser(prog="python -m ivr.sip.worker", description=__doc__.splitlines()[0])
@@ -84,6 +96,7 @@ class Worker:
         self._play_by: dict[str, tuple[float, int]] = {}
         self._retired: deque[tuple[float, Any]] = deque()
         self._counter = 0
+        self._boot = boot_id(time.time_ns())
         self.stopping = False
         self.stack = Stack(
             StackConfig(
@@ -119,7 +132,7 @@ class Worker:
 
     def _on_incoming(self, account: Any, prm: Any) -> None:
         self._counter += 1
-        call_id = f"{self.args.name}-{self._counter}"
+        call_id = f"{self.args.name}-{self._boot}-{self._counter}"
         call = IvrCall(account, prm.callId, call_id, self)
         self.calls[call_id] = call
         now = time.monotonic()
