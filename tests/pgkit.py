@@ -8,6 +8,7 @@ PostgreSQL child calls setsid(), so a process-group kill would miss them: they a
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
@@ -22,6 +23,12 @@ import psycopg
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"
+
+
+def _die_with_parent() -> None:
+    """In the child (after the switch to the postgres user): SIGKILL it if the test process dies first, so a
+    killed pytest leaves no server behind (the children follow a dead postmaster by themselves)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def free_tcp_port() -> int:
@@ -59,7 +66,7 @@ class PgServer:
         self.proc = subprocess.Popen(  # type: ignore[call-overload]
             [str(BIN / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", str(self.dir), "-c", "fsync=on", "-c", "max_connections=50"],
-            stdout=log, stderr=log, start_new_session=True, **self._kwargs())
+            stdout=log, stderr=log, start_new_session=True, preexec_fn=_die_with_parent, **self._kwargs())
         end = time.monotonic() + timeout
         while True:
             try:
@@ -67,6 +74,7 @@ class PgServer:
                     return self
             except psycopg.OperationalError:
                 if time.monotonic() > end or self.proc.poll() is not None:
+                    self.kill()  # never leave a half-started server behind
                     raise AssertionError(f"postgres did not start: {self.log_tail()}") from None
                 time.sleep(0.2)
 
