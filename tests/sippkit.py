@@ -52,12 +52,12 @@ class SippRun:
 def sipp(port: int, scenario: str, *, service: str, tag: str, workdir: Path, variables: dict[str, str] | None = None,
          keys: dict[str, str] | None = None, calls: int = 1, concurrency: int = 1, rate: float = 10.0,
          local_ip: str = "127.0.0.1", duration_ms: int | None = None, timeout: float = 60.0,
-         background: bool = False) -> SippRun | subprocess.Popen[str]:
+         background: bool = False, remote_host: str = "127.0.0.1") -> SippRun | subprocess.Popen[str]:
     """Place `calls` calls with `scenario` at 127.0.0.1:`port`; Call-IDs start with `tag` so the test can find
     the server's log line for each call."""
     binary = shutil.which("sipp")
     assert binary, "sipp is not installed: scripts/bootstrap installs Debian's sip-tester"
-    cmd = [binary, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-s", service,
+    cmd = [binary, f"{remote_host}:{port}", "-sf", str(SCENARIOS / scenario), "-s", service,
            "-i", local_ip, "-p", str(free_udp_port(local_ip)), "-mi", local_ip, "-mp", str(free_media_port(local_ip)),
            "-m", str(calls), "-l", str(concurrency), "-r", str(rate), "-cid_str", f"{tag}-%u-%p@%s",
            "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-trace_logs",

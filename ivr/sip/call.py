@@ -155,6 +155,23 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         except Exception:
             log.exception("sip.call.transfer_status_failed", call=self.call_id)
 
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+        """A REFER from the far end: refused, whatever it names (pjsua would otherwise call the Refer-To)."""
+        try:
+            prm.statusCode = 603
+            log.warning("sip.call.refer_refused", call=self.call_id)
+        except Exception:
+            log.exception("sip.call.refer_refuse_failed", call=self.call_id)
+
+    def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
+        """An INVITE with Replaces aimed at this call: refused (no outside request may take a call over)."""
+        try:
+            prm.statusCode = 603
+            prm.reason = "Declined"
+            log.warning("sip.call.replace_refused", call=self.call_id)
+        except Exception:
+            log.exception("sip.call.replace_refuse_failed", call=self.call_id)
+
     # --- commands (loop thread) --------------------------------------------------------------------
 
     def answer_call(self) -> None:

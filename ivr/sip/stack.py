@@ -146,7 +146,7 @@ class Stack:
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
         cfg.uaConfig.maxCalls = self.max_calls
-        cfg.uaConfig.userAgent = "ivr-worker"
+        cfg.uaConfig.userAgent = ""  # no User-Agent/Server header: nothing to fingerprint
         level = int(os.environ.get("IVR_PJSIP_LOG_LEVEL", "0") or 0)  # debugging aid; 0 in production
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level

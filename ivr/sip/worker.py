@@ -29,7 +29,7 @@ import structlog
 
 from ivr import logs
 from ivr.flow import commands, events
-from ivr.sip import control
+from ivr.sip import control, sockfilter
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.srtp import SrtpPolicy
@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--media-address", default="127.0.0.1", help="RTP address (bound and put in SDP)")
     p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
+    p.add_argument("--accept-from", default="",
+                   help="comma-separated IPv4 addresses of the front: SIP from any other source is dropped "
+                   "in the kernel (empty: no filter, single-worker mode); 0.0.0.0 = our own route source")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
     p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
                    help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
@@ -107,6 +110,9 @@ class Worker:
             ),
             self._on_incoming,
         )
+        if args.accept_from:
+            fronts = tuple(h for h in args.accept_from.split(",") if h)
+            sockfilter.restrict_port(args.sip_port, sockfilter.allowed_sources(fronts, args.sip_host, args.sip_port))
 
     # --- CallHost ------------------------------------------------------------------------------------
 
