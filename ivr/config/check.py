@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.config.check_queues import queue_issues
+from ivr.config.check_speech import language_prompt_issues, speech_issues
 from ivr.config.model import IvrConfig
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -42,7 +44,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
-              _unused_endpoints, _secrets, _holidays]
+              _unused_endpoints, _secrets, _holidays, _speech]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root)]
     for check in checks:
@@ -85,7 +87,7 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
     """The step ids a step names, each with its path relative to the step."""
     refs: list[tuple[YamlPath, str | None]]
     match step:
-        case PlayStep() | SetStep():
+        case PlayStep() | SetStep() | SayStep():
             refs = [(("next",), step.next)]
         case GatherStep():
             refs = [(("next",), step.next), (("on_exhausted",), step.on_exhausted)]
@@ -108,7 +110,7 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
 
 def falls_through(step: Step) -> bool:
     """The step continues with the following step in the list when it has no `next`."""
-    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep) and step.next is None
+    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep | SayStep) and step.next is None
 
 
 def _successors(ctx: _Ctx, node: Node) -> list[Node]:
@@ -235,6 +237,11 @@ def _variables(ctx: _Ctx) -> None:
                     where = path + ("cases", i, "when") + ((j,) if isinstance(case.when, tuple) else ()) + ("var",)
                     if cond.var not in known:
                         ctx.warn(where, f"variable '{cond.var}' is never set ({hint})")
+
+
+def _speech(ctx: _Ctx) -> None:
+    for path, message, severity in speech_issues(ctx.config, set_variables(ctx.config)):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
 
 
 def _reachability(ctx: _Ctx) -> None:
@@ -380,6 +387,10 @@ def _prompt_files(prompts_dir: Path) -> _Check:
         for path, prompt in _prompt_refs(ctx):
             if not (prompts_dir / f"{prompt}.wav").is_file():
                 ctx.error(path, f"prompt file not found: {written}/{prompt}.wav")
+        refs = [*_prompt_refs(ctx), *((("tts", "fallback_prompts", i), p)
+                                      for i, p in enumerate(ctx.config.tts.fallback_prompts))]
+        for path, message, _ in language_prompt_issues(ctx.config, prompts_dir, written, refs):
+            ctx.warn(path, message)
 
     return check
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ivr.config.base import Strict
+from ivr.config.speech import SayStep
 from ivr.config.types import Digit, Duration, Name, PromptName
 
 # --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
@@ -191,7 +192,8 @@ class GotoStep(StepBase):
 
 Step = Annotated[
     PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
-    | HangupStep | GotoStep,
+    | HangupStep | GotoStep
+    | SayStep,
     Field(discriminator="type"),
 ]
 

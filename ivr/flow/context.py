@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ivr.config.model import IvrConfig, Trunk
-from ivr.flow.commands import FlowCommand, Play, StopPlayback
+from ivr.flow.commands import FlowCommand, Play, Speak, StopPlayback
 from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
 from ivr.flow.targets import QueueCursors
 from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
@@ -86,6 +86,8 @@ class CallContext:
     marks: dict[str, float] = field(default_factory=dict)
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
     cursors: QueueCursors = field(default_factory=QueueCursors)
+    said: list[str] = field(default_factory=list)
+    """Texts spoken by say steps, in order (for `ivr simulate`)."""
     """Per-queue transfer counters and the random seed, owned by the controller and shared by its calls."""
     _last_play_id: int = 0
     _last_request_id: int = 0
@@ -93,7 +95,20 @@ class CallContext:
     def play(self, prompts: tuple[str, ...], *, interruptible: bool, loop: bool = False) -> Play:
         self._last_play_id += 1
         self.playing = self._last_play_id
-        return Play(self._last_play_id, prompts, interruptible=interruptible, loop=loop)
+        chosen = self.variables.get("lang", "")  # unset: the flat (default) prompt set
+        lang = chosen if chosen in self.config.tts.voices else ""
+        return Play(self._last_play_id, prompts, interruptible=interruptible, loop=loop, lang=lang)
+
+    @property
+    def lang(self) -> str:
+        """The call's language: the `lang` variable when a voice exists for it, else the TTS default."""
+        lang = self.variables.get("lang", "")
+        return lang if lang in self.config.tts.voices else self.config.tts.default_lang
+
+    def speak(self, parts: tuple[tuple[str, str], ...], *, interruptible: bool) -> Speak:
+        self._last_play_id += 1
+        self.playing = self._last_play_id
+        return Speak(self._last_play_id, parts, self.lang, interruptible=interruptible)
 
     def stop_playback(self) -> list[FlowCommand]:
         """StopPlayback for the running playback, if any."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -27,6 +28,7 @@ from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
+from ivr.flow.speech import SayActivity
 from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
@@ -59,6 +61,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = TransferActivity(step, ctx)
         case HangupStep():
             activity = HangupActivity(step, ctx)
+        case SayStep():
+            activity = SayActivity(step, ctx)
         case _:
             assert_never(step)
     return activity, activity.start(now)

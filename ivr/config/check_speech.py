@@ -1,0 +1,53 @@
+"""Cross-checks of speech and languages: say texts (variables, readers, languages) and per-language prompt sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ivr.config.model import IvrConfig
+from ivr.config.speech import SayStep
+from ivr.flow.speech import unknown_readers, variables_of
+
+if TYPE_CHECKING:
+    from ivr.config.load import YamlPath
+
+Severity = Literal["error", "warning"]
+
+
+def _says(config: IvrConfig) -> Iterator[tuple[YamlPath, SayStep]]:
+    for name, flow in config.flows.items():
+        for i, step in enumerate(flow.steps):
+            if isinstance(step, SayStep):
+                yield ("flows", name, "steps", i), step
+
+
+def speech_issues(config: IvrConfig, known: set[str]) -> Iterator[tuple[YamlPath, str, Severity]]:
+    """Say texts naming an unknown reader, a variable nothing sets, or a language without a voice."""
+    tts = config.tts
+    if tts.default_lang not in tts.voices:
+        yield ("tts", "default_lang"), f"no voice for the default language '{tts.default_lang}'", "error"
+    for path, step in _says(config):
+        texts = {"": step.text} if isinstance(step.text, str) else step.text
+        for lang, text in texts.items():
+            where = path + (("text", lang) if lang else ("text",))
+            for reader in unknown_readers(text):
+                yield where, (f"unknown reader '{reader}' (digits, number, money, date, time, weekday)"), "error"
+            for var in variables_of(text):
+                if var not in known and var != "lang":
+                    yield where, f"say variable '{var}' is never set", "warning"
+            if lang and lang not in tts.voices:
+                yield where, f"no voice for language '{lang}' in tts.voices", "warning"
+
+
+def language_prompt_issues(config: IvrConfig, prompts_dir: Path, written: str,
+                           refs: Iterable[tuple[YamlPath, str]]) -> Iterator[tuple[YamlPath, str, Severity]]:
+    """A prompt the flows use that a language's set (`<prompts>/<lang>/`, when that directory exists) lacks:
+    callers in that language would hear the default set's recording."""
+    sets = [lang for lang in sorted(config.tts.voices) if (prompts_dir / lang).is_dir()]
+    for path, prompt in refs:
+        for lang in sets:
+            if not (prompts_dir / lang / f"{prompt}.wav").is_file():
+                yield path, (f"prompt '{prompt}' missing in language '{lang}' ({written}/{lang}/{prompt}.wav): "
+                             f"{lang} callers hear the default {written}/{prompt}.wav"), "warning"

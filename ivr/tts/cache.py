@@ -1,0 +1,73 @@
+"""Rendered speech on disk: one WAV per (engine voice, text), named by their hash, bounded by size (LRU).
+
+Concurrent requests for the same text share one synthesis; at most `concurrency` run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import structlog
+
+from ivr.tts.engine import TtsEngine
+
+log = structlog.get_logger()
+
+FORMAT = "wav8k16"
+"""Part of the key: a change of output format renders again."""
+
+
+class TtsCache:
+    def __init__(self, directory: Path, engine: TtsEngine, *, max_bytes: int, concurrency: int = 2) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._engine = engine
+        self._max_bytes = max_bytes
+        self._slots = asyncio.Semaphore(concurrency)
+        self._pending: dict[Path, asyncio.Task[Path]] = {}
+
+    def path_for(self, text: str, voice: str) -> Path:
+        digest = hashlib.sha256(f"{FORMAT}\0{voice}\0{text}".encode()).hexdigest()[:32]
+        return self.directory / f"{digest}.wav"
+
+    async def get(self, text: str, voice: str) -> Path:
+        """The WAV of `text` in `voice`, rendered now if it is not cached. Raises SynthesisError."""
+        path = self.path_for(text, voice)
+        if path.is_file():
+            os.utime(path)  # recently used: evicted last
+            return path
+        task = self._pending.get(path)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._render(text, voice, path))
+            self._pending[path] = task
+            task.add_done_callback(lambda _: self._pending.pop(path, None))
+        return await asyncio.shield(task)
+
+    async def _render(self, text: str, voice: str, path: Path) -> Path:
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await self._engine.synthesize(text, voice, path)
+            log.info("tts.synthesized", voice=voice, chars=len(text), path=str(path),
+                     ms=round((loop.time() - started) * 1000, 1))
+        self.evict()
+        return path
+
+    def evict(self) -> None:
+        """Delete the least recently used files until the cache fits its size."""
+        files = []
+        for entry in self.directory.glob("*.wav"):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            files.append((stat.st_mtime, stat.st_size, entry))
+        total = sum(size for _, size, _ in files)
+        for _, size, entry in sorted(files, key=lambda f: f[0]):
+            if total <= self._max_bytes:
+                break
+            entry.unlink(missing_ok=True)
+            total -= size
+            log.info("tts.evicted", path=str(entry), bytes=size)
