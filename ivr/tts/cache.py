@@ -19,6 +19,12 @@ FORMAT = "wav8k16"
 """Part of the key: a change of output format renders again."""
 
 
+def cache_file(directory: Path, text: str, voice: str) -> Path:
+    """Where the rendering of `text` in `voice` lives in a cache directory."""
+    digest = hashlib.sha256(f"{FORMAT}\0{voice}\0{text}".encode()).hexdigest()[:32]
+    return directory / f"{digest}.wav"
+
+
 class TtsCache:
     def __init__(self, directory: Path, engine: TtsEngine, *, max_bytes: int, concurrency: int = 2) -> None:
         self.directory = directory
@@ -29,8 +35,7 @@ class TtsCache:
         self._pending: dict[Path, asyncio.Task[Path]] = {}
 
     def path_for(self, text: str, voice: str) -> Path:
-        digest = hashlib.sha256(f"{FORMAT}\0{voice}\0{text}".encode()).hexdigest()[:32]
-        return self.directory / f"{digest}.wav"
+        return cache_file(self.directory, text, voice)
 
     async def get(self, text: str, voice: str) -> Path:
         """The WAV of `text` in `voice`, rendered now if it is not cached. Raises SynthesisError."""
