@@ -206,8 +206,8 @@ class _Simulator:
                 case Play(play_id=play_id, prompts=prompts, loop=loop, lang=lang):
                     seconds = sum(self._duration(p, lang) for p in prompts)
                     how = "looping" if loop else f"{seconds:.2f} s"
-                    self._step_log(now, "play", f"play {', '.join(prompts)} [{lang or '-'}] ({how})", prompts=list(prompts),
-                              play_id=play_id)
+                    self._step_log(now, "play", f"play {', '.join(prompts)} [{lang or '-'}] ({how})",
+                                   prompts=list(prompts), play_id=play_id)
                     if not loop:
                         self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
                 case Speak(play_id=play_id, parts=parts, lang=lang):

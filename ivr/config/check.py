@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.config.check_queues import queue_issues
-from ivr.config.check_speech import language_prompt_issues, speech_issues
+from ivr.config.check_speech import language_prompt_issues, speech_issues, voice_issues
 from ivr.config.model import IvrConfig
 from ivr.config.speech import SayStep
 from ivr.config.steps import (
@@ -391,6 +391,8 @@ def _prompt_files(prompts_dir: Path) -> _Check:
                                       for i, p in enumerate(ctx.config.tts.fallback_prompts))]
         for path, message, _ in language_prompt_issues(ctx.config, prompts_dir, written, refs):
             ctx.warn(path, message)
+        for path, message, _ in voice_issues(ctx.config):
+            ctx.error(path, message)
 
     return check
 

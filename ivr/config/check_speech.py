@@ -41,6 +41,16 @@ def speech_issues(config: IvrConfig, known: set[str]) -> Iterator[tuple[YamlPath
                 yield where, f"no voice for language '{lang}' in tts.voices", "warning"
 
 
+def voice_issues(config: IvrConfig) -> Iterator[tuple[YamlPath, str, Severity]]:
+    """Offline voices the installed engines do not have."""
+    from ivr.tts.engine import offline_voice_problem
+
+    for lang, voice in config.tts.voices.items():
+        problem = offline_voice_problem(voice)
+        if problem is not None:
+            yield ("tts", "voices", lang), problem, "error"
+
+
 def language_prompt_issues(config: IvrConfig, prompts_dir: Path, written: str,
                            refs: Iterable[tuple[YamlPath, str]]) -> Iterator[tuple[YamlPath, str, Severity]]:
     """A prompt the flows use that a language's set (`<prompts>/<lang>/`, when that directory exists) lacks:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import structlog
 
-from ivr.tts.engine import TtsEngine
+from ivr.tts.engine import SynthesisError, TtsEngine
 
 log = structlog.get_logger()
 
@@ -47,14 +47,24 @@ class TtsCache:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._render(text, voice, path))
             self._pending[path] = task
-            task.add_done_callback(lambda _: self._pending.pop(path, None))
+            task.add_done_callback(lambda done: self._done(path, done))
         return await asyncio.shield(task)
+
+    def _done(self, path: Path, task: asyncio.Task[Path]) -> None:
+        """A rendering ended; its failure was logged (callers that gave up waiting never see it)."""
+        self._pending.pop(path, None)
+        if not task.cancelled():
+            task.exception()
 
     async def _render(self, text: str, voice: str, path: Path) -> Path:
         async with self._slots:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            await self._engine.synthesize(text, voice, path)
+            try:
+                await self._engine.synthesize(text, voice, path)
+            except SynthesisError as exc:
+                log.warning("tts.failed", voice=voice, chars=len(text), error=str(exc))
+                raise
             log.info("tts.synthesized", voice=voice, chars=len(text), path=str(path),
                      ms=round((loop.time() - started) * 1000, 1))
         self.evict()

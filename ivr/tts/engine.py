@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +54,25 @@ async def to_telephony(raw: Path, out: Path) -> None:
         raise SynthesisError(f"sox not installed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def offline_voice_problem(voice: str) -> str | None:
+    """Why an offline voice cannot speak (binary missing, unknown voice), or None. Both engines silently fall back
+    to their default voice on an unknown name, so `ivr check` asks them for their voice lists."""
+    engine, _, name = voice.partition(":")
+    if engine not in ("flite", "espeak-ng"):
+        return None
+    if shutil.which(engine) is None:
+        return f"{engine} is not installed (scripts/bootstrap installs it)"
+    argv = ["flite", "-lv"] if engine == "flite" else ["espeak-ng", "--voices"]
+    listing = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
+    if engine == "flite":
+        known = set(listing.replace("Voices available:", "").split())
+    else:
+        rows = [line.split() for line in listing.splitlines()[1:]]
+        known = {row[1] for row in rows if len(row) > 4} | {row[4] for row in rows if len(row) > 4} | {
+            row[4].rsplit("/", 1)[-1] for row in rows if len(row) > 4}
+    return None if name in known else f"{engine} has no voice '{name}' (it would speak with its default voice)"
 
 
 class OfflineEngine:
