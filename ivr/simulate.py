@@ -211,8 +211,9 @@ class _Simulator:
                     if not loop:
                         self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
                 case Speak(play_id=play_id, parts=parts, lang=lang):
-                    said = " ".join(text if kind == "say" else f"[{text}]" for kind, text in parts)
-                    seconds = sum(speech_seconds(t) if k == "say" else self._duration(t, lang) for k, t in parts)
+                    said = " ".join(text if kind.startswith("say") else f"[{text}]" for kind, text in parts)
+                    seconds = sum(speech_seconds(t) if k.startswith("say") else self._duration(t, lang)
+                                  for k, t in parts)
                     self._step_log(now, "say", f"say ({lang}) \"{said}\" (~{seconds:.2f} s)", said=said, lang=lang,
                                    play_id=play_id)
                     self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))

@@ -373,7 +373,7 @@ def _holidays(ctx: _Ctx) -> None:
 def _prompt_refs(ctx: _Ctx) -> Iterator[tuple[YamlPath, str]]:
     for _, _, step, path in ctx.steps():
         for key in ("prompts", "invalid_prompts", "no_input_prompts"):
-            yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())))
+            yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())) if isinstance(p, str))
         if isinstance(step, FetchStep) and step.filler is not None:
             yield from ((path + ("filler", "prompts", i), p) for i, p in enumerate(step.filler.prompts))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -13,6 +13,18 @@ Lang = str
 """A language code (ISO 639-1, e.g. en, es)."""
 
 _VOICE_ENGINES = ("flite", "espeak-ng", "http")
+
+
+class SayPrompt(Strict):
+    say: str | dict[Lang, str] = Field(description="Text to speech among a step's prompts: "
+                                       "`prompts: [{say: 'For English, press 1.'}, main_menu]`; like a say step's "
+                                       "text (variables, readers, a map language -> text).")
+    lang: Lang | None = Field(None, pattern=r"^[a-z]{2}$", description="Speak this text in this language's "
+                              "voice whatever the call's language (a language menu: 'Para español, marque 2').")
+
+
+Prompt = Annotated[PromptName | SayPrompt, Field(union_mode="left_to_right")]
+"""A prompt file's name, or a text spoken by the TTS engine."""
 
 
 class SayStep(Strict):

@@ -42,7 +42,8 @@ class Play:
 
 @dataclass(frozen=True, slots=True)
 class Speak:
-    """Speak `parts` in order: ("prompt", name) plays a prompt, ("say", text) text to speech in `lang`'s voice.
+    """Speak `parts` in order: ("prompt", name) plays a prompt, ("say", text) text to speech in `lang`'s voice,
+    ("say:es", text) in another language's voice.
     The controller renders the speech (cache, budget, fallback) and sends the worker a `Play` with the same id."""
 
     play_id: int

@@ -3,41 +3,24 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 
 from ivr.config.model import IvrConfig
-from ivr.config.speech import SayStep
+from ivr.config.speech import SayPrompt, SayStep
+from ivr.config.steps import Step
 from ivr.flow.context import Activity, CallContext, Next, Reply
 from ivr.flow.readers import READERS
-
-_FIELD = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*)\s*(?:\|\s*([a-z_]+)\s*)?\}\}")
-
-
-def render_speech(text: str, variables: Mapping[str, str], lang: str) -> str:
-    """`{{name}}` and `{{name|reader}}` replaced by the value (read aloud); unset variables say nothing."""
-    def one(match: re.Match[str]) -> str:
-        value = variables.get(match.group(1), "")
-        reader = READERS.get(match.group(2) or "")
-        return reader(value, lang) if reader is not None and value else value
-    return re.sub(r"\s+", " ", _FIELD.sub(one, text)).strip()
-
-
-def text_for(step: SayStep, lang: str, default_lang: str) -> str:
-    """The step's text in `lang` (a map falls back to the default language, then to its first text)."""
-    if isinstance(step.text, str):
-        return step.text
-    return step.text.get(lang) or step.text.get(default_lang) or next(iter(step.text.values()))
+from ivr.flow.spoken import FIELD, render_speech, text_for
 
 
 def unknown_readers(text: str) -> list[str]:
     """Readers a text names that do not exist (for `ivr check`)."""
-    return [m.group(2) for m in _FIELD.finditer(text) if m.group(2) and m.group(2) not in READERS]
+    return [m.group(2) for m in FIELD.finditer(text) if m.group(2) and m.group(2) not in READERS]
 
 
 def variables_of(text: str) -> list[str]:
     """The variables a say text uses, in order, once each."""
-    return list(dict.fromkeys(m.group(1) for m in _FIELD.finditer(text)))
+    return list(dict.fromkeys(m.group(1) for m in FIELD.finditer(text)))
 
 
 def static_texts(config: IvrConfig) -> Iterator[tuple[str, str]]:
@@ -45,12 +28,22 @@ def static_texts(config: IvrConfig) -> Iterator[tuple[str, str]]:
     tts = config.tts
     for flow in config.flows.values():
         for step in flow.steps:
-            if not isinstance(step, SayStep):
-                continue
-            texts = {tts.default_lang: step.text} if isinstance(step.text, str) else step.text
-            for lang, text in texts.items():
-                if "{{" not in text and lang in tts.voices:
-                    yield render_speech(text, {}, lang), lang
+            for text in _says_of(step):
+                yield from _static(text, tts.default_lang, tts.voices)
+
+
+def _says_of(step: Step) -> Iterator[str | dict[str, str]]:
+    if isinstance(step, SayStep):
+        yield step.text
+    for key in ("prompts", "invalid_prompts", "no_input_prompts"):
+        yield from (p.say for p in getattr(step, key, ()) if isinstance(p, SayPrompt))
+
+
+def _static(text: str | dict[str, str], default_lang: str, voices: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    texts = {default_lang: text} if isinstance(text, str) else text
+    for lang, one in texts.items():
+        if "{{" not in one and lang in voices:
+            yield render_speech(one, {}, lang), lang
 
 
 class SayActivity(Activity):
@@ -64,7 +57,7 @@ class SayActivity(Activity):
         if self.step.interruptible and self.ctx.type_ahead:
             return Reply(then=Next("skipped", self.step.next))
         lang = self.ctx.lang
-        text = render_speech(text_for(self.step, lang, self.ctx.config.tts.default_lang), self.ctx.variables, lang)
+        text = render_speech(text_for(self.step.text, lang, self.ctx.config.tts.default_lang), self.ctx.variables, lang)
         if not text:
             return Reply(then=Next("empty", self.step.next))
         self.ctx.said.append(text)

@@ -38,13 +38,13 @@ class Speaker:
 
     async def play_for(self, speak: Speak) -> Play:
         """The Play of `speak`'s parts; never raises for an engine failure or a late engine."""
-        voice = self.voice(speak.lang)
-        says = [text for kind, text in speak.parts if kind == "say"]
+        says = [(text, self.voice(kind.partition(":")[2] or speak.lang)) for kind, text in speak.parts
+                if kind.startswith("say")]
         try:
-            rendered = await asyncio.wait_for(asyncio.gather(*(self.cache.get(t, voice) for t in says)),
+            rendered = await asyncio.wait_for(asyncio.gather(*(self.cache.get(t, v) for t, v in says)),
                                               self.config.budget)
         except (SynthesisError, TimeoutError) as exc:
-            log.warning("tts.fallback", voice=voice, error=str(exc) or type(exc).__name__, texts=says)
+            log.warning("tts.fallback", lang=speak.lang, error=str(exc) or type(exc).__name__, texts=len(says))
             rendered = None
         files: list[str] = []
         speech = iter(rendered or [])
@@ -52,7 +52,7 @@ class Speaker:
             if kind == "prompt":
                 files.append(str(prompt_path(self.prompts_dir, value, speak.lang)))
             elif rendered is not None:
-                files.append(str(next(speech)))
+                files.append(str(next(speech)))  # the say parts, in order
         if rendered is None:
             files += [str(prompt_path(self.prompts_dir, p, speak.lang)) for p in self.config.fallback_prompts]
         return Play(speak.play_id, (), interruptible=speak.interruptible, lang=speak.lang, files=tuple(files))

@@ -160,7 +160,8 @@ def test_default_vip_routing_unknown_caller_by_account(default_config: IvrConfig
         Transfer("gold", "sip:gold@127.0.0.1:5070", (("X-Customer-Id", "C9"), ("X-Customer-Tier", "gold")))]
     assert session.record().as_dict()["path"] == [
         "greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
-        "wants_person:lookup_account", "lookup_account:ok", "known_by_account:greet_by_name",
+        "wants_person:lookup_account", "lookup_account:ok", "known_by_account:crm_language",
+        "crm_language:greet_by_name",
         "greet_by_name:route_by_tier", "route_by_tier:to_gold"]
 
 
