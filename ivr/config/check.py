@@ -219,6 +219,8 @@ def set_variables(config: IvrConfig) -> set[str]:
                     names |= set(step.map)
                 case GatherStep() | MenuStep() if step.variable:
                     names.add(step.variable)
+                case HoursStep():
+                    names |= {"opens_time", "opens_day", "opens_date"}
     return names
 
 

@@ -9,7 +9,7 @@ from flowkit import T0, call, connect, make_config
 from recordkit import hung_up
 
 from ivr.config.model import IvrConfig
-from ivr.flow.commands import Answer, Fetch, HangUp, Play, StopPlayback, Transfer
+from ivr.flow.commands import Answer, Fetch, HangUp, Play, Speak, StopPlayback, Transfer
 from ivr.flow.events import CallConnected, CallEnded, DigitReceived, FetchCompleted, PlaybackFinished
 from ivr.flow.session import FlowSession
 
@@ -168,7 +168,8 @@ def test_default_vip_routing_unknown_caller_by_account(default_config: IvrConfig
 def test_default_support_flow_closed_on_holiday(default_config: IvrConfig) -> None:
     christmas = 1798196400.0  # 2026-12-25 10:00 UTC
     session, commands = connect(default_config, "support", now=christmas)
-    assert commands == [Play(1, ("closed",), interruptible=False)]
+    assert commands == [Speak(1, (("prompt", "closed"), ("say", "We open at 8 a.m. on Tuesday.")), "en",
+                              interruptible=False)]
     assert session.handle(PlaybackFinished(1), christmas + 3) == [HangUp("closed")]
 
 

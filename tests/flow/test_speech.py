@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flowkit import T0, connect, make_config
+import datetime as dt
 
+from flowkit import T0, call, connect, make_config
+
+from ivr.config.model import IvrConfig
 from ivr.flow.commands import Play, Speak, StopPlayback
 from ivr.flow.events import DigitReceived, PlaybackFinished
+from ivr.flow.opening import opening_variables
 from ivr.flow.speech import render_speech, static_texts
 
 GREET = {"id": "hi", "type": "say", "text": {"en": "Welcome back, {{name}}. You are caller number {{n|number}}.",
@@ -52,3 +56,21 @@ def test_static_texts_are_those_without_variables() -> None:
     config = make_config([{"id": "a", "type": "say", "text": {"en": "Hello.", "es": "Hola.", "fr": "Salut."}},
                           {"id": "b", "type": "say", "text": "Hi {{caller}}."}])
     assert sorted(static_texts(config)) == [("Hello.", "en"), ("Hola.", "es")]
+
+
+def test_a_closed_schedule_says_when_it_opens(default_config: IvrConfig) -> None:
+    saturday = dt.datetime(2026, 12, 5, 10, tzinfo=dt.UTC).timestamp()
+    session, commands = connect(default_config, "support", now=saturday, info=call(dialed="200"))
+    assert commands == [Speak(1, (("prompt", "closed"), ("say", "We open at 8 a.m. on Monday.")), "en",
+                              interruptible=False)]
+    assert session.variables["opens_date"] == "2026-12-07"
+
+
+def test_christmas_eve_opens_after_the_bank_holidays(default_config: IvrConfig) -> None:
+    schedule = default_config.schedules["office"]
+    christmas_eve = dt.datetime(2026, 12, 24, 10, tzinfo=dt.UTC).timestamp()  # a closed date, then Christmas,
+    assert opening_variables(schedule, christmas_eve) == {  # the weekend and Boxing Day's substitute Monday
+        "opens_time": "08:00", "opens_day": "tue", "opens_date": "2026-12-29"}
+    friday_evening = dt.datetime(2026, 3, 6, 17, 30, tzinfo=dt.UTC).timestamp()
+    assert opening_variables(schedule, friday_evening)["opens_date"] == "2026-03-09"
+    assert opening_variables(schedule.model_copy(update={"hours": {}}), friday_evening) == {}
