@@ -28,19 +28,20 @@ def static_texts(config: IvrConfig) -> Iterator[tuple[str, str]]:
     tts = config.tts
     for flow in config.flows.values():
         for step in flow.steps:
-            for text in _says_of(step):
-                yield from _static(text, tts.default_lang, tts.voices)
+            for text, lang in _says_of(step):
+                yield from _static(text, lang or tts.default_lang, tts.voices)
 
 
-def _says_of(step: Step) -> Iterator[str | dict[str, str]]:
+def _says_of(step: Step) -> Iterator[tuple[str | dict[str, str], str | None]]:
+    """Say texts of a step, each with the language it is always spoken in (None: the call's)."""
     if isinstance(step, SayStep):
-        yield step.text
+        yield step.text, None
     for key in ("prompts", "invalid_prompts", "no_input_prompts"):
-        yield from (p.say for p in getattr(step, key, ()) if isinstance(p, SayPrompt))
+        yield from ((p.say, p.lang) for p in getattr(step, key, ()) if isinstance(p, SayPrompt))
 
 
-def _static(text: str | dict[str, str], default_lang: str, voices: Mapping[str, str]) -> Iterator[tuple[str, str]]:
-    texts = {default_lang: text} if isinstance(text, str) else text
+def _static(text: str | dict[str, str], lang: str, voices: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    texts = {lang: text} if isinstance(text, str) else text
     for lang, one in texts.items():
         if "{{" not in one and lang in voices:
             yield render_speech(one, {}, lang), lang

@@ -99,3 +99,14 @@ def test_gold_callers_hear_their_name_in_their_language(server: IvrServer, workd
 def _prompt(name: str, lang: str) -> Path:
     return PROMPTS / lang / f"{name}.wav" if lang != "en" else PROMPTS / f"{name}.wav"
 
+
+
+def test_static_texts_are_rendered_before_the_server_is_ready(server: IvrServer) -> None:
+    warmed = server.events("tts.warmed_up")
+    assert warmed and warmed[0]["failed"] == 0 and warmed[0]["texts"] >= 4, warmed
+    ready_at = next(i for i, e in enumerate(server.lines) if e.get("event") == "ivr.ready")
+    assert server.lines.index(warmed[0]) < ready_at
+    cache = server.workdir / "run" / "tts"
+    for text, voice in (("For English, press 1.", "flite:slt"), ("Para español, marque 2.", "espeak-ng:es"),
+                        ("Gracias.", "espeak-ng:es"), ("Thank you.", "flite:slt")):
+        assert cache_file(cache, text, voice).is_file(), text

@@ -54,8 +54,10 @@ def test_a_digit_barges_in_and_is_kept() -> None:
 
 def test_static_texts_are_those_without_variables() -> None:
     config = make_config([{"id": "a", "type": "say", "text": {"en": "Hello.", "es": "Hola.", "fr": "Salut."}},
-                          {"id": "b", "type": "say", "text": "Hi {{caller}}."}])
-    assert sorted(static_texts(config)) == [("Hello.", "en"), ("Hola.", "es")]
+                          {"id": "b", "type": "say", "text": "Hi {{caller}}."},
+                          {"id": "m", "type": "menu", "prompts": [{"say": "Para español, marque 2.", "lang": "es"}],
+                           "options": {"2": "a"}, "on_exhausted": "a"}])
+    assert sorted(static_texts(config)) == [("Hello.", "en"), ("Hola.", "es"), ("Para español, marque 2.", "es")]
 
 
 def test_a_closed_schedule_says_when_it_opens(default_config: IvrConfig) -> None:
