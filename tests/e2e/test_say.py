@@ -8,7 +8,10 @@ amount of sound) and the prompt of the caller's language set rather than the oth
 
 from __future__ import annotations
 
+import http.server
+import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +72,7 @@ def _heard(server: IvrServer, workdir: Path, calls: list[tuple[str, Caller]]) ->
         line = server.call_ended(f"{tag}-")
         assert line["outcome"] == transferred("gold", f"sip:gold@{QUEUE_HOST}")
         assert "welcome_back:said" in line["path"] and "vip_welcome:played" in line["path"], line["path"]
-        assert line["variables"]["lang"] == caller.lang
+        assert line["variables"].get("lang", "en") == caller.lang  # unset: the default language
         heard[tag] = (caller, recorders[tag].envelope())
     return heard
 
@@ -110,3 +113,59 @@ def test_static_texts_are_rendered_before_the_server_is_ready(server: IvrServer)
     for text, voice in (("For English, press 1.", "flite:slt"), ("Para español, marque 2.", "espeak-ng:es"),
                         ("Gracias.", "espeak-ng:es"), ("Thank you.", "flite:slt")):
         assert cache_file(cache, text, voice).is_file(), text
+
+
+class HttpTts:
+    """An operator's TTS service on loopback (flite behind HTTP), stopped mid-run by the test."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.texts: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.texts.append(body["text"])
+                out = subprocess.run(["flite", "-voice", "slt", "-t", body["text"], "-o", "/dev/stdout"],
+                                     capture_output=True, check=True, timeout=30).stdout
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/wav")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/speak"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def test_an_http_tts_service_that_dies_mid_run_falls_back_to_a_prompt(tmp_path: Path) -> None:
+    tts = HttpTts()
+    cfg = e2e_config()
+    cfg["tts"] = {"voices": {"en": "http:slt", "es": "espeak-ng:es"}, "http": {"url": tts.url},
+                  "fallback_prompts": ["technical_difficulties"], "budget": "2s"}
+    srv = start_server(cfg, tmp_path / "srv")
+    try:
+        alan = _heard(srv, tmp_path, [("http1", ALAN)])["http1"][1]
+        assert tts.texts == ["For English, press 1.", "Thank you.", "Welcome back, Alan."]  # warm-up, then Alan
+        greeting = wav_envelope(cache_file(srv.workdir / "run" / "tts", ALAN.text, "http:slt"))
+        assert best_match(alan, greeting)[0] > MATCH
+        tts.stop()  # the service dies; the next caller still gets through, hearing the fallback prompt
+        katherine = Caller("+15551000003", "en", "Welcome back, Katherine.", "http:slt")
+        heard = _heard(srv, tmp_path, [("http2", katherine)])["http2"][1]
+        assert not cache_file(srv.workdir / "run" / "tts", katherine.text, "http:slt").exists()
+        fallback = best_match(heard, wav_envelope(PROMPTS / "technical_difficulties.wav"))[0]
+        assert fallback > MATCH, fallback
+        assert srv.events("tts.fallback"), "the fallback was not logged"
+    finally:
+        tts.stop() if tts._thread.is_alive() else None
+        srv.stop()
