@@ -34,7 +34,7 @@ from ivr.metrics import Metrics
 from ivr.records.service import Records
 from ivr.tts.setup import open_speaker, warm_up
 from ivr.tts.speaker import Speaker
-from ivr.workers import WorkerPool, worker_specs
+from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
 
@@ -101,7 +101,8 @@ class Server:
             router.on_record = await stack.enter_async_context(self._records())
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
-                              on_lost=router.on_worker_lost, log_level=self._log_level)
+                              on_lost=router.on_worker_lost, log_level=self._log_level,
+                              extra_args=srtp_args(cfg.trunks, trusted))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":
@@ -186,7 +187,7 @@ class Server:
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
-        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front", config_dir=self.loaded.root)
         await front.start()
         try:
             async with self._polled(front.rpc_socket):

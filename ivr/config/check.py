@@ -27,6 +27,7 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
+from ivr.config.tls_check import file_problems, transport_problems
 from ivr.errors import Issue
 
 if TYPE_CHECKING:
@@ -44,9 +45,9 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
-              _unused_endpoints, _secrets, _holidays, _speech]
+              _unused_endpoints, _secrets, _holidays, _transports, _speech]
     if check_files:
-        checks += [_prompt_files(prompts_dir), _demo_crm_file(root)]
+        checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
     for check in checks:
         check(ctx)
     return ctx.issues
@@ -325,6 +326,19 @@ def _ports(ctx: _Ctx) -> None:
         if a.start < b.stop and b.start < a.stop and proto_a & proto_b:
             verb = "overlaps" if len(b) == 1 else "overlap"
             ctx.error(path_b, f"{name_b} {_span(b)} {verb} {name_a} {_span(a)}")
+
+
+def _transports(ctx: _Ctx) -> None:
+    for path, message, severity in transport_problems(ctx.config):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
+
+
+def _tls_files(root: Path) -> _Check:
+    def check(ctx: _Ctx) -> None:
+        for path, message, severity in file_problems(ctx.config, root):
+            (ctx.error if severity == "error" else ctx.warn)(path, message)
+
+    return check
 
 
 def _span(ports: range) -> str:

@@ -64,6 +64,32 @@ class PikeConfig(Strict):
     remove_latency: int = Field(60, ge=1, description="Seconds a banned IP stays banned after it goes quiet.")
 
 
+class FrontTls(Strict):
+    """TLS on the front (Kamailio's tls module): TLS ends at the front, workers are reached by UDP/TCP."""
+
+    enabled: bool = Field(False, description="Listen for SIP over TLS on sip.listen_host:port.")
+    port: int = Field(5061, ge=1, le=65535, description="The front's TLS port.")
+    certificate: str = Field("", description="PEM certificate chain of the front (leaf first), relative to the "
+                             "config file. Required when enabled.")
+    private_key: str = Field("", description="PEM private key of the certificate, relative to the config file.")
+    ca_list: str | None = Field(None, description="PEM CA bundle that verifies peers (TLS trunks' certificates "
+                                "when the front connects out, client certificates when verify_clients is on).")
+    verify_clients: bool = Field(False, description="Require and verify a client certificate (signed by "
+                                 "ca_list) on every incoming TLS connection (mutual TLS with the provider).")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field("TLSv1.2", description="Lowest protocol version accepted; "
+                                                       "SSLv3/TLSv1.0/TLSv1.1 are never offered.")
+    ciphers: str = Field("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!SHA1", description="OpenSSL "
+                         "cipher list for TLSv1.2 (TLSv1.3 suites are OpenSSL's defaults, all modern).")
+
+    @model_validator(mode="after")
+    def _files_when_enabled(self) -> FrontTls:
+        if self.enabled and not (self.certificate and self.private_key):
+            raise ValueError("front.tls.enabled needs certificate and private_key")
+        if self.verify_clients and not self.ca_list:
+            raise ValueError("front.tls.verify_clients needs ca_list")
+        return self
+
+
 class FrontConfig(Strict):
     mode: Literal["auto", "managed", "external", "none"] = Field(
         "auto", description="auto: a managed Kamailio when workers > 1, none otherwise. managed: `ivr run` "
@@ -82,6 +108,7 @@ class FrontConfig(Strict):
         description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
         "dropped silently at the front.")
     pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+    tls: FrontTls = Field(default_factory=FrontTls, description="SIP over TLS on the front.")
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
                                            "sip.listen_host is always trusted when a front is in use.")
@@ -131,6 +158,14 @@ class Trunk(Strict):
     refer: bool = Field(True, description="The trunk accepts REFER; if not, transfer steps take on_fail.")
     registration: Registration | None = Field(None, description="Outbound registration, when the provider "
                                           "needs one.")
+    transport: Literal["any", "udp", "tcp", "tls"] = Field(
+        "any", description="Signalling transport of this trunk at the front: its INVITEs arriving over another "
+        "transport are refused (403). any: whichever the front listens on. tls needs front.tls.enabled.")
+    srtp: Literal["off", "optional", "mandatory"] = Field("off", description="SRTP (SDES, RFC 4568) on the "
+                                                        "media of this trunk's calls. optional: answer an "
+                                                        "offer with crypto attributes with SRTP, plain RTP "
+                                                        "otherwise. mandatory: a plain-RTP offer gets 488. "
+                                                        "Keys travel in SDP: use with transport tls.")
 
     @field_validator("sources")
     @classmethod
