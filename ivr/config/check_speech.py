@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ivr.config.model import IvrConfig
-from ivr.config.speech import SayStep
+from ivr.config.speech import SayPrompt, SayStep
 from ivr.flow.speech import unknown_readers, variables_of
 
 if TYPE_CHECKING:
@@ -16,11 +16,17 @@ if TYPE_CHECKING:
 Severity = Literal["error", "warning"]
 
 
-def _says(config: IvrConfig) -> Iterator[tuple[YamlPath, SayStep]]:
+def _says(config: IvrConfig) -> Iterator[tuple[YamlPath, str | dict[str, str]]]:
+    """Every say text with its path: say steps' `text`, `{say: ...}` prompts' `say`."""
     for name, flow in config.flows.items():
         for i, step in enumerate(flow.steps):
+            path: YamlPath = ("flows", name, "steps", i)
             if isinstance(step, SayStep):
-                yield ("flows", name, "steps", i), step
+                yield path + ("text",), step.text
+            for key in ("prompts", "invalid_prompts", "no_input_prompts"):
+                for j, prompt in enumerate(getattr(step, key, ())):
+                    if isinstance(prompt, SayPrompt):
+                        yield path + (key, j, "say"), prompt.say
 
 
 def speech_issues(config: IvrConfig, known: set[str]) -> Iterator[tuple[YamlPath, str, Severity]]:
@@ -28,10 +34,10 @@ def speech_issues(config: IvrConfig, known: set[str]) -> Iterator[tuple[YamlPath
     tts = config.tts
     if tts.default_lang not in tts.voices:
         yield ("tts", "default_lang"), f"no voice for the default language '{tts.default_lang}'", "error"
-    for path, step in _says(config):
-        texts = {"": step.text} if isinstance(step.text, str) else step.text
+    for path, said in _says(config):
+        texts = {"": said} if isinstance(said, str) else said
         for lang, text in texts.items():
-            where = path + (("text", lang) if lang else ("text",))
+            where = path + ((lang,) if lang else ())
             for reader in unknown_readers(text):
                 yield where, (f"unknown reader '{reader}' (digits, number, money, date, time, weekday)"), "error"
             for var in variables_of(text):

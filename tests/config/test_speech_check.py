@@ -53,6 +53,8 @@ def test_a_prompt_missing_in_one_language_and_say_problems(tmp_path: Path) -> No
     assert any(f.startswith("19: flows.main.steps[1].text.fr: unknown reader 'shout'") for f in found), found
     assert any(f.startswith("19: flows.main.steps[1].text.fr: no voice for language 'fr'") for f in found), found
     assert any("say variable 'x' is never set" in f for f in found), found
+    who = "16: flows.main.steps[0].prompts[1].say: say variable 'who' is never set"
+    assert any(f.startswith(who) for f in found), found
 
 
 def test_an_unknown_voice_is_an_error(tmp_path: Path) -> None:
