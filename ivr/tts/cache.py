@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import structlog
@@ -15,6 +16,8 @@ from ivr.tts.engine import SynthesisError, TtsEngine
 
 log = structlog.get_logger()
 
+IN_USE_S = 120.0
+"""Files used this recently are never evicted (a call may be about to play them)."""
 FORMAT = "wav8k16"
 """Part of the key: a change of output format renders again."""
 
@@ -71,7 +74,8 @@ class TtsCache:
         return path
 
     def evict(self) -> None:
-        """Delete the least recently used files until the cache fits its size."""
+        """Delete the least recently used files until the cache fits its size; a file used in the last
+        `IN_USE_S` may be playing (the worker opens it after the controller sent its path) and is kept."""
         files = []
         for entry in self.directory.glob("*.wav"):
             try:
@@ -80,8 +84,9 @@ class TtsCache:
                 continue
             files.append((stat.st_mtime, stat.st_size, entry))
         total = sum(size for _, size, _ in files)
-        for _, size, entry in sorted(files, key=lambda f: f[0]):
-            if total <= self._max_bytes:
+        recent = time.time() - IN_USE_S
+        for used, size, entry in sorted(files, key=lambda f: f[0]):
+            if total <= self._max_bytes or used > recent:
                 break
             entry.unlink(missing_ok=True)
             total -= size

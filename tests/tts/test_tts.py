@@ -144,7 +144,8 @@ class CountingEngine:
         out.write_bytes(b"x" * 1000)
 
 
-async def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
+async def test_cache_is_bounded_least_recently_used_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ivr.tts.cache.IN_USE_S", 0.0)
     engine = CountingEngine()
     cache = TtsCache(tmp_path, engine, max_bytes=3500)
     first = await cache.get("a", "v")
@@ -157,3 +158,10 @@ async def test_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> Non
         cache.path_for(t, "v").name for t in ("a", "c", "d"))
     assert engine.calls == 4
     assert cache.path_for("a", "v") != cache.path_for("a", "w")  # the voice is part of the key
+
+
+async def test_files_in_use_are_not_evicted(tmp_path: Path) -> None:
+    cache = TtsCache(tmp_path, CountingEngine(), max_bytes=1500)
+    for text in ("a", "b", "c"):
+        await cache.get(text, "v")
+    assert len(list(tmp_path.glob("*.wav"))) == 3  # over the bound, but each may be playing right now
