@@ -85,7 +85,7 @@ def _detail(step: Step) -> str:
             return ""
         case SayStep():
             text = step.text if isinstance(step.text, str) else next(iter(step.text.values()))
-            return f'"{text[:40]}{"..." if len(text) > 40 else ""}"'
+            return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _edges(step: Step, following: str) -> list[Edge]:
