@@ -76,8 +76,9 @@ def test_unknown_caller_account_path_and_variables(tmp_path: Path, capsys: pytes
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15559999999", "--digits",
                     "100001#", "--at", MONDAY, fixtures=CRM)
     assert out["path"] == ["greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
-                           "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
-                           "route_by_tier:to_gold", "to_gold:ok"]
+                           "wants_person:lookup_account", "lookup_account:ok", "known_by_account:crm_language",
+        "crm_language:greet_by_name",
+                           "greet_by_name:route_by_tier", "route_by_tier:to_gold", "to_gold:ok"]
     assert out["variables"] == {"account": "100001", "customer_id": "C-1001", "tier": "gold"}
     assert [e["digit"] for e in out["timeline"] if e["kind"] == "digit"] == list("100001#")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from ivr.config.speech import Prompt
 from ivr.config.steps import GatherStep, MenuStep
 from ivr.flow.context import Activity, CallContext, Next, Reply
 from ivr.records.model import MASK, is_secret_name
@@ -73,7 +74,7 @@ class _Input(Activity):
         self.until = None
         return self._timeout(now)
 
-    def _retry(self, result: str, prompts: tuple[str, ...], now: float) -> Reply:
+    def _retry(self, result: str, prompts: tuple[Prompt, ...], now: float) -> Reply:
         self.failures += 1
         self.until = None
         self.ctx.note(self.step_id, result)

@@ -15,7 +15,7 @@ import pjsua2 as pj
 import structlog
 
 from ivr.flow import commands, events
-from ivr.prompts import wav_seconds
+from ivr.prompts import prompt_path, wav_seconds
 from ivr.sip.transfer import ReferTransactions
 
 log = structlog.get_logger()
@@ -219,7 +219,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     def play(self, play: commands.Play) -> None:
         """Replace the current playback with `play`; a missing prompt ends it at once."""
         self._stop_playback()
-        files = [str(self._host.prompts / f"{name}.wav") for name in play.prompts]
+        files = [str(prompt_path(self._host.prompts, name, play.lang)) for name in play.prompts] + list(play.files)
         missing = [f for f in files if not Path(f).is_file()]
         if missing or not files:
             log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)
