@@ -37,6 +37,8 @@ from ivr.metrics import Metrics
 from ivr.records.service import Records
 from ivr.records.store import RecordStore
 from ivr.switches import Switches, add_switch_routes
+from ivr.tts.setup import open_speaker, warm_up
+from ivr.tts.speaker import Speaker
 from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
@@ -85,6 +87,8 @@ class Server:
         self.metrics = Metrics()
         self._log_level = log_level
         self._stop = asyncio.Event()
+        self._speaker: Speaker | None = None
+        self._warming: asyncio.Task[None] | None = None
         self.front_monitor: FrontMonitor | None = None
         self.switches = Switches(loaded.config.switches, run_dir / "switches.json", self.metrics)
         self.recordings_dir = (run_dir / "recordings").resolve()
@@ -99,8 +103,11 @@ class Server:
             http = await stack.enter_async_context(HttpClient(cfg.http))
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
-            router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
-            records = await stack.enter_async_context(self._records())
+            speaker = await stack.enter_async_context(open_speaker(cfg, self.run_dir / "tts", self.loaded.prompts_dir))
+            self._speaker = speaker
+            router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted,
+                                speaker=speaker)
+            records = await stack.enter_async_context(self._records(router))
             router.on_record = records.on_record
             router.switches = self.switches.view
             specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
@@ -144,6 +151,8 @@ class Server:
         router.reconfigure(loaded.config)
         self.switches.reconfigure(loaded.config.switches)
         self.loaded = loaded
+        if self._speaker is not None:  # new static say texts: rendered before a caller reaches them
+            self._warming = asyncio.get_running_loop().create_task(warm_up(self._speaker, loaded.config))
         log.info("config.reloaded", changed=changed_sections(old, loaded.config), live_calls=len(router.calls))
 
     async def _drain(self, router: CallRouter) -> None:
@@ -179,9 +188,9 @@ class Server:
             await runner.cleanup()
 
     @contextlib.asynccontextmanager
-    async def _records(self) -> AsyncIterator[Records]:
+    async def _records(self, router: CallRouter) -> AsyncIterator[Records]:
         """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
-        records = Records(self.loaded.config, self.run_dir, self.metrics)
+        records = Records(self.loaded.config, self.run_dir, self.metrics, lambda: router.config)
         await records.start()
         try:
             yield records

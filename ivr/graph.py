@@ -17,6 +17,7 @@ from pathlib import Path
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.model import IvrConfig
 from ivr.config.record_steps import RecordStep
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     Condition,
@@ -38,6 +39,7 @@ SHAPES: dict[str, str] = {
     "play": "note", "menu": "diamond", "gather": "parallelogram", "fetch": "cylinder", "branch": "hexagon",
     "hours": "octagon", "set": "box", "transfer": "house", "hangup": "doubleoctagon", "goto": "cds",
     "counter": "box", "call": "component", "return": "cds", "record": "tab",
+    "say": "note",
 }
 """Node shape by step kind (the legend in the README's Console section)."""
 
@@ -45,6 +47,7 @@ FILLS: dict[str, str] = {
     "play": "#eef4ff", "menu": "#fff4d6", "gather": "#fff4d6", "fetch": "#e8f7ee", "branch": "#f3ecff",
     "hours": "#f3ecff", "set": "#f4f4f4", "transfer": "#dff3ff", "hangup": "#ffe4e4", "goto": "#f4f4f4",
     "counter": "#f4f4f4", "call": "#f4f4f4", "return": "#f4f4f4", "record": "#fff4d6",
+    "say": "#eef4ff",
 }
 RENDER_TIMEOUT_S = 20.0
 
@@ -95,6 +98,9 @@ def _detail(step: Step) -> str:
             return f"-> {step.variable}"
         case PlayStep() | MenuStep() | BranchStep() | GotoStep() | ReturnStep():
             return ""
+        case SayStep():
+            text = step.text if isinstance(step.text, str) else next(iter(step.text.values()))
+            return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _edges(step: Step, following: str) -> list[Edge]:
@@ -116,7 +122,7 @@ def _edges(step: Step, following: str) -> list[Edge]:
             return [("", f"end:{step.reason}")]
         case GotoStep():
             return [("goto", f"flow:{step.flow}" if step.flow else str(step.step))]
-        case PlayStep() | SetStep():
+        case PlayStep() | SetStep() | SayStep():
             return [("next", step.next or following)]
         case CounterStep():
             return [("next", step.next or following)] + ([("limit", step.on_limit)] if step.on_limit else [])

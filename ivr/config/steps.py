@@ -11,6 +11,7 @@ from ivr.config.base import Strict
 from ivr.config.jsonpath import jsonpath_hint
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.record_steps import RecordStep
+from ivr.config.speech import Prompt, SayStep
 from ivr.config.types import Digit, Duration, Name, PromptName
 
 # --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
@@ -22,7 +23,7 @@ class StepBase(Strict):
 
 class PlayStep(StepBase):
     type: Literal["play"] = Field(description="Step kind: play.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts played in order.")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="Prompts played in order.")
     interruptible: bool = Field(True, description="A digit stops the prompt; the digit is kept for the "
                                 "next menu or gather (type-ahead).")
     next: Name | None = Field(None, description="Next step; default: the following step in the list.")
@@ -30,19 +31,19 @@ class PlayStep(StepBase):
 
 class MenuStep(StepBase):
     type: Literal["menu"] = Field(description="Step kind: menu.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
     options: dict[Digit, Name] = Field(min_length=1, description="Digit -> step id.")
     timeout: Duration = Field(5.0, gt=0, description="Wait for a digit after the prompts end.")
     attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
-    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after a digit with no option.")
-    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after a timeout.")
+    invalid_prompts: tuple[Prompt, ...] = Field((), description="Played after a digit with no option.")
+    no_input_prompts: tuple[Prompt, ...] = Field((), description="Played after a timeout.")
     on_exhausted: Name = Field(description="Step taken when the attempts run out.")
     variable: Name | None = Field(None, description="Variable that stores the chosen digit.")
 
 
 class GatherStep(StepBase):
     type: Literal["gather"] = Field(description="Step kind: gather.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts asking for the digits.")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="Prompts asking for the digits.")
     variable: Name = Field(description="Variable that receives the digits (terminator excluded).")
     min_digits: int = Field(1, ge=1, le=64, description="Fewest digits accepted.")
     max_digits: int = Field(16, ge=1, le=64, description="Input ends when this many digits are in.")
@@ -54,8 +55,8 @@ class GatherStep(StepBase):
     sensitive: bool = Field(False, description="The digits are a secret (PIN, card number): masked in every "
                             "log line, record, webhook and /calls; the variable too, and any set from it.")
     attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
-    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after invalid input.")
-    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after no input.")
+    invalid_prompts: tuple[Prompt, ...] = Field((), description="Played after invalid input.")
+    no_input_prompts: tuple[Prompt, ...] = Field((), description="Played after no input.")
     next: Name | None = Field(None, description="Step after valid input; default: the following step.")
     on_exhausted: Name = Field(description="Step taken when the attempts run out.")
 
@@ -196,7 +197,7 @@ class TransferStep(StepBase):
 
 class HangupStep(StepBase):
     type: Literal["hangup"] = Field(description="Step kind: hangup.")
-    prompts: tuple[PromptName, ...] = Field((), description="Played (not interruptible) before hanging up.")
+    prompts: tuple[Prompt, ...] = Field((), description="Played (not interruptible) before hanging up.")
     reason: str = Field("flow_hangup", description="End reason recorded in the call's log line.")
 
 
@@ -216,7 +217,7 @@ Step = Annotated[
     PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
     | HangupStep | GotoStep
     | CounterStep | CallStep | ReturnStep
-    | RecordStep,
+    | RecordStep | SayStep,
     Field(discriminator="type"),
 ]
 

@@ -11,6 +11,7 @@ from typing import assert_never
 
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.record_steps import RecordStep
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -30,7 +31,9 @@ from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
 from ivr.flow.logic import enter_logic
+from ivr.flow.opening import opening_variables
 from ivr.flow.record import RecordActivity
+from ivr.flow.speech import SayActivity
 from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
@@ -67,6 +70,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = HangupActivity(step, ctx)
         case RecordStep():
             activity = RecordActivity(step, ctx)
+        case SayStep():
+            activity = SayActivity(step, ctx)
         case _:
             assert_never(step)
     return activity, activity.start(now)
@@ -83,7 +88,10 @@ def _hours(step: HoursStep, ctx: CallContext, now: float) -> Next:
     schedule = ctx.config.schedules.get(step.schedule)
     if schedule is None:
         return Next("unknown_schedule", step.closed)
-    return Next("open", step.open) if is_open(schedule, now) else Next("closed", step.closed)
+    if is_open(schedule, now):
+        return Next("open", step.open)
+    ctx.variables.update(opening_variables(schedule, now))  # for "We open at {{opens_time|time}} ..."
+    return Next("closed", step.closed)
 
 
 class PlayActivity(Activity):

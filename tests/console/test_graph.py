@@ -36,6 +36,8 @@ EVERY_KIND = Flow.model_validate({"description": "one step of every kind", "step
     {"id": "to_default", "type": "transfer", "queue": "default"},
     {"id": "closed_msg", "type": "play", "prompts": ["closed"]},
     {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"},
+    {"id": "greeting", "type": "say", "text": {"en": "Welcome back, {{name}}.", "es": "Hola."}, "next": "bye"},
+
     {"id": "tries", "type": "counter", "var": "tries", "limit": 3, "on_limit": "bye"},
     {"id": "verify", "type": "call", "flow": "verify"},
     {"id": "vm", "type": "record", "variable": "voicemail", "on_empty": "bye"},
@@ -56,6 +58,7 @@ def test_every_step_is_a_node_shaped_by_its_kind() -> None:
                          re.M), step.id
     assert 'id="step-hello"' in dot and 'class="step kind-play"' in dot
     assert '"to_gold" [label="to_gold\\ntransfer: queue gold\\nfirst {{manager}}"' in dot
+    assert '"greeting" [label="greeting\\nsay: Welcome back, {{name}}."' in dot
 
 
 def test_edges_are_labelled_with_the_results_that_take_them() -> None:
@@ -69,6 +72,7 @@ def test_edges_are_labelled_with_the_results_that_take_them() -> None:
             ("again", "menu", "goto"), ("elsewhere", "flow:support", "goto"),
             ("to_gold", "queue:gold", "transferred"), ("to_gold", "to_default", "on_fail"),
             ("to_default", "queue:default", "transferred"), ("to_default", "end:transfer_failed", "on_fail"),
+            ("greeting", "bye", "next"),
             ("closed_msg", "bye", "next"), ("bye", "end:menu_exhausted", ""),
             ("tries", "verify", "next"), ("tries", "bye", "limit"), ("verify", "flow:verify", "call"),
             ("verify", "vm", "returned"), ("vm", "back", "kept"), ("vm", "bye", "empty"),

@@ -27,8 +27,8 @@ from sippkit import SippRun, sipp
 pytestmark = pytest.mark.sip
 
 MESSAGE = "Hello, this is Ada Lovelace. Please call me back about my order number four two seven. Thank you."
-LEAD_MS = 13000
-"""Caller silence while 'closed', the voicemail intro and the beep play (~10.7 s)."""
+LEAD_MS = 16000
+"""Caller silence while "closed", the reopening time (spoken), the voicemail intro and the beep play (~13 s)."""
 VOICE_RMS = 300.0
 
 
