@@ -160,6 +160,8 @@ class TransferStep(StepBase):
     queue: Name = Field(description="A key of `queues`: the only place a transfer target comes from.")
     notify_timeout: Duration = Field(10.0, gt=0, description="The transfer fails if no final NOTIFY "
                                      "arrives by then.")
+    ring_timeout: Duration = Field(20.0, gt=0, description="Bridged transfer (a trunk with `refer: false`): "
+                                   "how long the queue's target may ring before the step fails (no_answer).")
     on_fail: Name | None = Field(None, description="Step taken when the REFER is rejected, the final NOTIFY "
                                  "is >= 300, or none comes in time; none: hang up.")
 

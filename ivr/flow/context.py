@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow.commands import FlowCommand, Play, StopPlayback
-from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+from ivr.flow.events import BridgeEnded, BridgeProgress, FetchCompleted, FetchFailed, TransferProgress
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
 """Variables every call starts with."""
@@ -141,6 +141,15 @@ class Activity:
 
     def on_transfer(self, event: TransferProgress, now: float) -> Reply:
         return Reply()
+
+    def on_bridge(self, event: BridgeProgress | BridgeEnded, now: float) -> Reply:
+        """The bridged leg's progress or end (bridged transfers only)."""
+        return Reply()
+
+    @property
+    def outcome(self) -> dict[str, object] | None:
+        """The call's outcome if it ends while in this step (a bridged call: its transfer)."""
+        return None
 
     def on_timer(self, now: float) -> Reply:
         return Reply()

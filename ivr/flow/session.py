@@ -42,6 +42,8 @@ from ivr.config.steps import Step
 from ivr.flow.commands import Answer, FlowCommand, HangUp
 from ivr.flow.context import BUILTINS, Activity, CallContext, CallInfo, Done, Next, Reply
 from ivr.flow.events import (
+    BridgeEnded,
+    BridgeProgress,
     CallConnected,
     CallEnded,
     DigitReceived,
@@ -124,6 +126,8 @@ class FlowSession:
                 return self._follow(activity.on_fetch(event, now), now)
             case TransferProgress():
                 return self._follow(activity.on_transfer(event, now), now)
+            case BridgeProgress() | BridgeEnded():
+                return self._follow(activity.on_bridge(event, now), now)
         return []
 
     def handle_timer(self, now: float) -> list[FlowCommand]:
@@ -132,6 +136,7 @@ class FlowSession:
             return []
         if now >= self._max_at:
             if self._activity is not None:
+                self._outcome = self._outcome or self._activity.outcome
                 self._activity.abandon(now, "max_duration")
             return self._hang_up("max_duration", now)
         if self._activity is None:
@@ -261,6 +266,7 @@ class FlowSession:
 
     def _ended(self, event: CallEnded, now: float) -> None:
         if self._activity is not None and not self._hung_up:
+            self._outcome = self._outcome or self._activity.outcome
             self._activity.abandon(now, "abandoned")
         self._activity = None
         self._finished = True

@@ -22,6 +22,7 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
+from ivr.flow.bridge import BridgeActivity, queue_target
 from ivr.flow.commands import Transfer
 from ivr.flow.conditions import all_hold
 from ivr.flow.context import Activity, CallContext, Done, Next, Reply
@@ -29,7 +30,7 @@ from ivr.flow.events import TransferProgress
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
-from ivr.flow.template import render, render_header, render_uri_param, with_uri_params
+from ivr.flow.template import render
 
 
 def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Reply]:
@@ -54,6 +55,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = GatherActivity(step, ctx)
         case FetchStep():
             activity = FetchActivity(step, ctx)
+        case TransferStep() if not ctx.trunk.refer:
+            activity = BridgeActivity(step, ctx)
         case TransferStep():
             activity = TransferActivity(step, ctx)
         case HangupStep():
@@ -140,10 +143,7 @@ class TransferActivity(Activity):
             return self._fail("unknown_queue", None)
         if not self.ctx.trunk.refer:
             return self._fail("refer_not_supported", None)
-        params = {name: render_uri_param(t, self.ctx.variables) for name, t in queue.uri_params.items()}
-        self.uri = with_uri_params(queue.uri, {name: value for name, value in params.items() if value})
-        rendered = ((name, render_header(t, self.ctx.variables)) for name, t in queue.headers.items())
-        headers = tuple((name, value) for name, value in rendered if value)
+        self.uri, headers = queue_target(queue, self.ctx.variables)
         self.entry["uri"] = self.uri
         self.until = now + self.step.notify_timeout
         self.ctx.mark("first_transfer", now)

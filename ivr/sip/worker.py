@@ -30,6 +30,7 @@ import structlog
 from ivr import logs
 from ivr.flow import commands, events
 from ivr.sip import control
+from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.stack import Stack, StackConfig
@@ -80,6 +81,7 @@ class Worker:
         self._retired: deque[tuple[float, Any]] = deque()
         self._counter = 0
         self.stopping = False
+        self.bridges = Bridges(self)
         self.stack = Stack(
             StackConfig(
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
@@ -103,7 +105,15 @@ class Worker:
     def retire(self, player: Any) -> None:
         self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
 
+    def free_slots(self) -> int:
+        """pjsua call slots left: incoming calls and bridged legs each hold one."""
+        return self.stack.max_calls - len(self.calls) - len(self.bridges)
+
+    def account(self) -> Any:
+        return self.stack.account
+
     def ended(self, call_id: str) -> None:
+        self.bridges.caller_gone(call_id)
         self.calls.pop(call_id, None)
         self._answer_by.pop(call_id, None)
         self._end_by.pop(call_id, None)
@@ -168,6 +178,8 @@ class Worker:
             case commands.Transfer(queue, uri, headers):
                 log.debug("sip.call.transfer", call=call.call_id, queue=queue, uri=uri)
                 call.transfer(uri, headers)
+            case commands.Bridge():
+                self.bridges.start(call, command, time.monotonic())
             case commands.HangUp(reason, code):
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
@@ -185,7 +197,8 @@ class Worker:
             self._fire_deadlines(time.monotonic())
 
     def _block_ms(self) -> int:
-        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values())]
+        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values()),
+                     *self.bridges.deadlines()]
         if self._retired:
             deadlines.append(self._retired[0][0])
         if not deadlines:
@@ -212,6 +225,7 @@ class Worker:
         for call_id, (_, token) in [(c, v) for c, v in self._play_by.items() if v[0] <= now]:
             del self._play_by[call_id]
             self._safely(call_id, lambda c, t=token: c.play_overdue(t))  # type: ignore[misc]
+        self.bridges.fire(now)
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 
@@ -229,7 +243,7 @@ class Worker:
         """Hang up every call, wait for DISCONNECTED (bounded), then release players, calls, account, lib."""
         self.stopping = True
         self._hang_up_all()
-        self._pump_until(lambda: not self.calls, TEARDOWN_WAIT_S)
+        self._pump_until(lambda: not self.calls and not len(self.bridges), TEARDOWN_WAIT_S)
         self._drain()
         last = max((at for at, _ in self._retired), default=0.0)
         self._pump_until(lambda: time.monotonic() >= last, PLAYER_GRACE_S + 0.5)

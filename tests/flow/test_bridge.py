@@ -1,0 +1,88 @@
+"""Bridged transfer (a trunk with refer: false): Bridge command, leg progress, busy/no answer, both legs recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flowkit import T0, connect, make_config
+from test_transfer import QUEUES, flow
+
+from ivr.flow.commands import Bridge, HangUp, Play
+from ivr.flow.events import BridgeEnded, BridgeProgress, CallEnded, DigitReceived
+
+URI = "sip:gold@pbx.test;transport=tcp;cust=C%201%3Bx%3E"
+
+
+def start(on_fail: str | None = "sorry", **extra: Any) -> Any:
+    config = make_config(flow(on_fail, **extra), queues=QUEUES,
+                         trunks=[{"name": "t1", "sources": ["127.0.0.1"], "refer": False}])
+    return connect(config)
+
+
+def test_refer_false_bridges_with_the_queue_headers_and_ring_timeout() -> None:
+    session, commands = start(ring_timeout=15)
+    assert commands == [Bridge("gold", URI, (("X-Tier", "goldVia: evil"), ("X-Evil", "+15551000001")), 15.0)]
+    assert session.deadline is not None and session.deadline > T0 + 15
+
+
+def test_answered_leg_stays_bridged_until_the_caller_hangs_up() -> None:
+    session, _ = start()
+    assert session.handle(BridgeProgress(180, False), T0 + 0.5) == []
+    assert session.handle(BridgeProgress(200, True, "answered", "leg-1@w"), T0 + 2) == []
+    assert session.handle(DigitReceived("5"), T0 + 3) == []
+    assert session.handle(CallEnded("caller_hangup"), T0 + 62) == []
+    record = session.record()
+    assert record["outcome"] == {"transfer": {"queue": "gold", "uri": URI, "mode": "bridge"}}
+    assert record["path"] == ["set:set", "to_gold:bridged"]
+    transfer = record["transfers"][0]  # type: ignore[index]
+    assert (transfer["mode"], transfer["result"], transfer["code"], transfer["progress"]) == (
+        "bridge", "bridged", 200, [180, 200])
+    assert transfer["leg"] == {"target": URI, "sip_call_id": "leg-1@w", "answered_at": T0 + 2,
+                               "ended_at": T0 + 62, "duration_s": 60.0, "end_reason": "caller_hangup", "code": 200}
+    assert record["end_reason"] == "caller_hangup"
+
+
+def test_agent_hangup_is_recorded_on_the_leg() -> None:
+    session, _ = start()
+    session.handle(BridgeProgress(200, True, "answered", "leg-2@w"), T0 + 1)
+    assert session.handle(BridgeEnded("agent_hangup", 200), T0 + 11) == []
+    assert not session.finished
+    session.handle(CallEnded("agent_hangup"), T0 + 11.1)
+    leg = session.record()["transfers"][0]["leg"]  # type: ignore[index]
+    assert (leg["end_reason"], leg["duration_s"], leg["ended_at"]) == ("agent_hangup", 10.0, T0 + 11)
+    assert session.record()["end_reason"] == "agent_hangup"
+
+
+@pytest.mark.parametrize(("code", "result"), [(486, "busy"), (600, "busy"), (408, "no_answer"), (503, "rejected_503")])
+def test_failed_leg_goes_to_on_fail(code: int, result: str) -> None:
+    session, _ = start()
+    session.handle(BridgeProgress(180, False), T0 + 0.5)
+    assert session.handle(BridgeProgress(code, True, "", "leg@w"), T0 + 1) == [Play(1, ("sorry",), interruptible=False)]
+    record = session.record()
+    assert record["path"] == ["set:set", f"to_gold:{result}"]
+    assert record["transfers"][0]["leg"]["end_reason"] == result  # type: ignore[index]
+
+
+def test_no_final_answer_from_the_worker_fails_as_no_answer() -> None:
+    session, _ = start(ring_timeout=5)
+    deadline = session.deadline
+    assert deadline is not None
+    assert session.handle_timer(deadline - 0.1) == []
+    assert session.handle_timer(deadline) == [Play(1, ("sorry",), interruptible=False)]
+    assert session.record()["transfers"][0]["result"] == "no_answer"  # type: ignore[index]
+    assert session.handle(BridgeProgress(200, True), deadline + 1) == []
+
+
+def test_failure_without_on_fail_hangs_up() -> None:
+    session, _ = start(on_fail=None)
+    assert session.handle(BridgeProgress(486, True), T0 + 1) == [HangUp("transfer_failed")]
+
+
+def test_caller_hangs_up_while_the_agent_rings() -> None:
+    session, _ = start()
+    session.handle(BridgeProgress(180, False), T0 + 0.5)
+    session.handle(CallEnded("caller_hangup"), T0 + 3)
+    record = session.record()
+    assert record["transfers"][0]["result"] == "abandoned"  # type: ignore[index]
+    assert record["outcome"] == {"hangup": "caller_hangup"}
