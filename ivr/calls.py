@@ -86,7 +86,7 @@ class CallRouter:
         call = self.calls.get((worker, call_id))
         if call is None:
             if not isinstance(event, events.CallEnded):
-                log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, event=type(event).__name__)
+                log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, type=type(event).__name__)
             return
         self._feed(call, event)
 

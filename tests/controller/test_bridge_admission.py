@@ -57,3 +57,14 @@ async def test_refer_calls_fill_the_slots_a_bridgeable_call_would_need() -> None
     assert sent[-1][2] == commands.Reject(503, "Service Unavailable", router.config.sip.retry_after)
     router.on_event("w000", "c5", offer("127.0.0.1"))
     assert sent[-1] == ("w000", "c5", commands.Answer())
+
+
+async def test_a_late_event_for_an_ended_call_is_ignored() -> None:
+    """The bridged leg's end can reach the controller after the caller's: it must not break the worker link."""
+    sent: list[tuple[str, str, Any]] = []
+    router = make_router(sent)
+    router.on_event("w000", "c1", offer("127.0.0.3"))
+    router.on_event("w000", "c1", events.CallEnded("caller_hangup"))
+    router.on_event("w000", "c1", events.BridgeEnded("caller_hangup", 200))
+    router.on_event("w000", "c1", events.TransferProgress(200, True))
+    assert not router.calls
