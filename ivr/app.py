@@ -24,6 +24,7 @@ from ivr.admin import make_app
 from ivr.calls import CallRouter
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
+from ivr.config.model import SipConfig
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
 from ivr.metrics import Metrics
@@ -57,6 +58,11 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
+def front_route(sip: SipConfig) -> str:
+    """The route workers' own calls (bridged legs) take: through the front, the only address strangers see."""
+    return f"sip:{sip.listen_host}:{sip.listen_port};lr"
+
+
 def front_mode(loaded: LoadedConfig) -> FrontMode:
     mode = loaded.config.front.mode
     if mode == "auto":
@@ -87,7 +93,8 @@ class Server:
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
-                              on_lost=router.on_worker_lost, log_level=self._log_level)
+                              on_lost=router.on_worker_lost, log_level=self._log_level,
+                              outbound_proxy=front_route(cfg.sip) if mode != "none" else "")
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":

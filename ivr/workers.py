@@ -65,13 +65,15 @@ class WorkerPool:
     already recorded as lost)."""
 
     def __init__(self, specs: list[WorkerSpec], *, prompts_dir: str, sip: SipConfig,
-                 on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info") -> None:
+                 on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info",
+                 outbound_proxy: str = "") -> None:
         self.workers = {spec.name: Worker(spec) for spec in specs}
         self._prompts_dir = prompts_dir
         self._sip = sip
         self._on_event = on_event
         self._on_lost = on_lost
         self._log_level = log_level
+        self._outbound_proxy = outbound_proxy
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -186,4 +188,6 @@ class WorkerPool:
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
                "--max-calls", str(self._sip.calls_per_worker), "--log-level", self._log_level,
                "--answer-timeout", str(self._sip.answer_timeout)]
+        if self._outbound_proxy:
+            cmd += ["--outbound-proxy", self._outbound_proxy]
         return cmd

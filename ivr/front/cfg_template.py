@@ -12,6 +12,8 @@ Theory of operation, in the order a request meets it:
    worker); none free -> 503 + Retry-After.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
+6. A worker's own initial INVITE (bridged transfer leg, sent with the front as outbound proxy) is relayed,
+   record-routed, only to a configured queue target (host:port of a queue URI); anything else from a worker 403.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ request_route {
 \t}
 
 \tif ($var(from_worker) == 1) {
-\t\tsl_send_reply("403", "Forbidden");
+\t\troute(WORKER_OUT);
 \t\texit;
 \t}
 
@@ -168,6 +170,19 @@ route[WITHINDLG] {
 \t}
 \tsl_send_reply("404", "Not Here");
 \texit;
+}
+
+# A worker's own call (a bridged transfer's second leg): an initial INVITE to a configured queue target only.
+route[WORKER_OUT] {
+\t$var(target) = $rd + ":" + $rp;
+\tif (!is_method("INVITE") || !($var(target) =~ "%%{queue_targets}")) {
+\t\txlog("L_WARN", "front.worker_out_refused $rm $ru\\n");
+\t\tsl_send_reply("403", "Forbidden");
+\t\texit;
+\t}
+\tremove_hf("Route");
+\trecord_route();
+\troute(RELAY);
 }
 
 route[TRUNK] {

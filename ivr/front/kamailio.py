@@ -90,6 +90,19 @@ def dispatcher_list(config: IvrConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def queue_targets(config: IvrConfig) -> str:
+    """Kamailio regex of the `host:port` a worker's own call may go to: each queue URI's (port 5060 when
+    absent, which `$rp` may show as empty)."""
+    alternatives = []
+    for queue in config.queues.values():
+        host, sep, port = registrar_domain(queue.uri).rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = registrar_domain(queue.uri), ""
+        suffix = f":{port}" if port and port != "5060" else "(:5060|:)?"
+        alternatives.append(re.escape(host.lower()) + suffix)
+    return "^(" + "|".join(sorted(set(alternatives))) + ")$"
+
+
 def address_file(config: IvrConfig) -> str:
     """Permissions address file: group 1, every trunk source with its mask, any port, tag = trunk name."""
     lines = ["# group address mask port tag (rendered by ivr.front): trunk sources"]
@@ -175,6 +188,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "retry_after": str(sip.retry_after),
         "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
+        "queue_targets": queue_targets(config),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
     }
     return t.MAIN.substitute(values)

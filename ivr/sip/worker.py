@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
+    p.add_argument("--outbound-proxy", default="", help="route of the worker's own calls (bridged legs): the "
+                   "front, e.g. 'sip:127.0.0.1:5060;lr'; empty: straight to the target")
     p.add_argument("--log-level", default="info", type=str.lower,
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--answer-timeout", type=float, default=5.0,
@@ -86,7 +88,7 @@ class Worker:
             StackConfig(
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
                 rtp_port_count=args.rtp_port_count, media_address=args.media_address,
-                max_calls=args.max_calls, public_host=args.public_host,
+                max_calls=args.max_calls, public_host=args.public_host, outbound_proxy=args.outbound_proxy,
             ),
             self._on_incoming,
         )

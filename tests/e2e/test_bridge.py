@@ -145,3 +145,52 @@ def test_busy_and_no_answer_go_to_on_fail(server: IvrServer, workdir: Path, agen
     assert line["path"][:2] == [f"to_agents:{result}", "sorry:hangup"]
     assert line["outcome"] == {"hangup": "bridge_failed"}
     assert caller_rtp.count("other") > 0  # ringback, then the goodbye prompt: never silence
+
+
+@pytest.fixture(scope="module")
+def fronted(tmp_path_factory: pytest.TempPathFactory, agent_port: int) -> Iterator[IvrServer]:
+    """Two 4-slot workers behind the Kamailio front."""
+    workdir = tmp_path_factory.mktemp("bridge-front")
+    srv = start_server(bridge_config(2, agent_port), workdir)
+    assert srv.wait_for(lambda e: e.get("event") == "ivr.ready")["front"] == "managed"
+    yield srv
+    srv.stop()
+    (workdir / "server.log").write_text("".join(srv.raw))
+
+
+def test_two_bridged_calls_per_worker_at_once_and_the_fifth_is_refused(fronted: IvrServer, workdir: Path,
+                                                                       agent_port: int) -> None:
+    """4 callers at once through the front: each worker holds 2 bridged calls (4 legs on 4 slots), audio
+    crosses every bridge both ways; a 5th caller meanwhile gets 503 + Retry-After and no 5th leg is tried."""
+    peers = [RtpPeer(mark) for mark in CALLER_MARKS]
+    with RtpPeer(AGENT_MARK) as agent_rtp:
+        for peer in peers:
+            peer.__enter__()
+        try:
+            agent = Agent(agent_port, workdir, "many-agent", calls=4, rtp_port=agent_rtp.port)
+            callers = [place(fronted, workdir, f"many{i}", peer, hangup="caller", hold_ms=10000, background=True)
+                       for i, peer in enumerate(peers)]
+            fronted.wait_for(lambda e: len(fronted.events("sip.bridge.joined")) >= 4, 60, what="4 joined bridges")
+            refused = sipp(fronted.sip_port, "front/uac_503.xml", service="600", tag="fifth", workdir=workdir,
+                           local_ip=CALLER_IP)
+            runs = [collect(p.wait(90), p.communicate()[0], workdir, f"many{i}")  # type: ignore[union-attr]
+                    for i, p in enumerate(callers)]
+            agent_run = agent.result()
+        finally:
+            for peer in peers:
+                peer.stop()
+    assert isinstance(refused, SippRun)
+    assert refused.returncode == 0, refused.describe()
+    for run in runs:
+        assert run.returncode == 0, run.describe()
+    assert agent_run.returncode == 0, agent_run.describe()
+    assert agent_run.log.count(f"X-Customer-Caller={CALLER}") == 4
+    assert agent_run.log.count(f"<sip:127.0.0.1:{fronted.sip_port};lr") == 4  # the legs left through the front
+    for mark, peer in zip(CALLER_MARKS, peers, strict=True):
+        assert peer.marked(AGENT_MARK) >= MIN_PACKETS, (mark, peer.received)
+        assert agent_rtp.marked(mark) >= MIN_PACKETS, (mark, agent_rtp.received)
+    lines = [fronted.call_ended(f"many{i}-") for i in range(4)]
+    for line in lines:
+        assert_bridged(line, agent_run.log, "caller_hangup")
+    assert sorted(line["worker"] for line in lines) == ["w000", "w000", "w001", "w001"]
+    assert len(fronted.events("sip.bridge.ringing")) == 4 and not fronted.events("sip.bridge.no_slot")
