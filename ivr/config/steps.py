@@ -163,7 +163,8 @@ class TransferStep(StepBase):
     ring_timeout: Duration = Field(20.0, gt=0, description="Bridged transfer (a trunk with `refer: false`): "
                                    "how long the queue's target may ring before the step fails (no_answer).")
     on_fail: Name | None = Field(None, description="Step taken when the REFER is rejected, the final NOTIFY "
-                                 "is >= 300, or none comes in time; none: hang up.")
+                                 "is >= 300, or none comes in time (bridged: busy, no answer, any failure of the "
+                                 "queue's leg); none: hang up.")
 
 
 class HangupStep(StepBase):

@@ -141,8 +141,6 @@ class TransferActivity(Activity):
         queue = self.ctx.config.queues.get(self.step.queue)
         if queue is None:
             return self._fail("unknown_queue", None)
-        if not self.ctx.trunk.refer:
-            return self._fail("refer_not_supported", None)
         self.uri, headers = queue_target(queue, self.ctx.variables)
         self.entry["uri"] = self.uri
         self.until = now + self.step.notify_timeout
