@@ -160,7 +160,10 @@ class Bridges:
         caller = self._host.calls.get(call_id)
         if caller is not None and reason == "agent_hangup":
             caller.end_reason = caller.end_reason or "agent_hangup"
-            caller.hang_up(200)
+            try:
+                caller.hang_up(200)
+            except pj.Error as exc:  # the caller's leg is already ending
+                log.warning("sip.bridge.caller_hangup_failed", call=call_id, error=exc.info())
 
     # --- the caller's side and the worker's loop -----------------------------------------------------
 

@@ -147,6 +147,22 @@ def test_busy_and_no_answer_go_to_on_fail(server: IvrServer, workdir: Path, agen
     assert caller_rtp.count("other") > 0  # ringback, then the goodbye prompt: never silence
 
 
+def test_caller_hanging_up_while_the_agent_rings_cancels_the_leg(server: IvrServer, workdir: Path,
+                                                                  agent_port: int) -> None:
+    with RtpPeer(CALLER_MARKS[0]) as caller_rtp:
+        agent = Agent(agent_port, workdir, "gone-agent", answer="noanswer")
+        run = place(server, workdir, "gone", caller_rtp, hangup="caller", hold_ms=1000)
+        agent_run = agent.result()
+    assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    assert agent_run.returncode == 0, agent_run.describe()
+    assert "cancelled" in agent_run.log  # the ringing leg was cancelled, not left to its ring timeout
+    line = server.call_ended("gone-")
+    assert line["transfers"][0]["result"] == "abandoned" and line["end_reason"] == "caller_hangup"
+    server.wait_for(lambda e: e.get("event") == "sip.bridge.failed" and e.get("call") == line["call_id"])
+    assert caller_rtp.count("other") > 0  # ringback until the caller gave up
+
+
 @pytest.fixture(scope="module")
 def fronted(tmp_path_factory: pytest.TempPathFactory, agent_port: int) -> Iterator[IvrServer]:
     """Two 4-slot workers behind the Kamailio front."""
