@@ -174,22 +174,28 @@ def fronted(tmp_path_factory: pytest.TempPathFactory, agent_port: int) -> Iterat
     (workdir / "server.log").write_text("".join(srv.raw))
 
 
+@pytest.mark.parametrize("who", ["caller", "agent"])
 def test_two_bridged_calls_per_worker_at_once_and_the_fifth_is_refused(fronted: IvrServer, workdir: Path,
-                                                                       agent_port: int) -> None:
+                                                                       agent_port: int, who: str) -> None:
     """4 callers at once through the front: each worker holds 2 bridged calls (4 legs on 4 slots), audio
-    crosses every bridge both ways; a 5th caller meanwhile gets 503 + Retry-After and no 5th leg is tried."""
+    crosses every bridge both ways; a 5th caller meanwhile gets 503 + Retry-After and no 5th leg is tried.
+    The legs leave through the front, and either side's BYE (in-dialog, through the front) ends both legs."""
+    joined_before = len(fronted.events("sip.bridge.joined"))
+    ringing_before = len(fronted.events("sip.bridge.ringing"))
     peers = [RtpPeer(mark) for mark in CALLER_MARKS]
     with RtpPeer(AGENT_MARK) as agent_rtp:
         for peer in peers:
             peer.__enter__()
         try:
-            agent = Agent(agent_port, workdir, "many-agent", calls=4, rtp_port=agent_rtp.port)
-            callers = [place(fronted, workdir, f"many{i}", peer, hangup="caller", hold_ms=10000, background=True)
+            agent = Agent(agent_port, workdir, f"{who}-many-agent", calls=4, rtp_port=agent_rtp.port, hangup=who,
+                          hold_ms=9000)
+            callers = [place(fronted, workdir, f"{who}-many{i}", peer, hangup=who, hold_ms=10000, background=True)
                        for i, peer in enumerate(peers)]
-            fronted.wait_for(lambda e: len(fronted.events("sip.bridge.joined")) >= 4, 60, what="4 joined bridges")
-            refused = sipp(fronted.sip_port, "front/uac_503.xml", service="600", tag="fifth", workdir=workdir,
+            fronted.wait_for(lambda e: len(fronted.events("sip.bridge.joined")) >= joined_before + 4, 60,
+                             what="4 joined bridges")
+            refused = sipp(fronted.sip_port, "front/uac_503.xml", service="600", tag=f"{who}-fifth", workdir=workdir,
                            local_ip=CALLER_IP)
-            runs = [collect(p.wait(90), p.communicate()[0], workdir, f"many{i}")  # type: ignore[union-attr]
+            runs = [collect(p.wait(90), p.communicate()[0], workdir, f"{who}-many{i}")  # type: ignore[union-attr]
                     for i, p in enumerate(callers)]
             agent_run = agent.result()
         finally:
@@ -205,8 +211,10 @@ def test_two_bridged_calls_per_worker_at_once_and_the_fifth_is_refused(fronted: 
     for mark, peer in zip(CALLER_MARKS, peers, strict=True):
         assert peer.marked(AGENT_MARK) >= MIN_PACKETS, (mark, peer.received)
         assert agent_rtp.marked(mark) >= MIN_PACKETS, (mark, agent_rtp.received)
-    lines = [fronted.call_ended(f"many{i}-") for i in range(4)]
+    lines = [fronted.call_ended(f"{who}-many{i}-") for i in range(4)]
     for line in lines:
-        assert_bridged(line, agent_run.log, "caller_hangup")
+        assert_bridged(line, agent_run.log, f"{who}_hangup")
     assert sorted(line["worker"] for line in lines) == ["w000", "w000", "w001", "w001"]
-    assert len(fronted.events("sip.bridge.ringing")) == 4 and not fronted.events("sip.bridge.no_slot")
+    assert len(fronted.events("sip.bridge.ringing")) == ringing_before + 4
+    assert not fronted.events("sip.bridge.no_slot")
+    assert agent_run.log.count("ivr_bye" if who == "caller" else "agent_bye") == 4
