@@ -131,17 +131,19 @@ class Bridges:
             self._leg_gone(bridged, code)
 
     def connect(self, call_id: str) -> None:
-        """Join the answered leg and the caller both ways (once both have active audio)."""
+        """Join the answered leg and the caller both ways (once both have active audio). Called again on a
+        media change of the leg (re-INVITE): connecting connected ports is a no-op in pjmedia's bridge."""
         bridged = self._by_caller.get(call_id)
-        if bridged is None or bridged.joined or not bridged.answered:
+        if bridged is None or not bridged.answered:
             return
         if not (_has_audio(bridged.leg) and _has_audio(bridged.caller)):
             return
         caller_media, leg_media = bridged.caller.getAudioMedia(-1), bridged.leg.getAudioMedia(-1)
         caller_media.startTransmit(leg_media)
         leg_media.startTransmit(caller_media)
-        bridged.joined = True
-        log.info("sip.bridge.joined", call=call_id)
+        if not bridged.joined:
+            bridged.joined = True
+            log.info("sip.bridge.joined", call=call_id)
 
     def _leg_gone(self, bridged: _Bridged, code: int) -> None:
         call_id = bridged.caller.call_id
