@@ -1,9 +1,10 @@
 """The controller's composition root: `ivr run` wires config, logs, demo CRM, HTTP client, workers, front, admin.
 
-Start order: demo CRM -> HTTP client -> workers (each says WorkerReady) -> front -> admin. SIGTERM/SIGINT
-drains: new INVITEs get 503 + Retry-After, live calls may finish until `sip.drain_timeout`, the rest are
-hung up, then everything stops in reverse order (workers release pjsua2 in its documented order). SIGHUP
-reloads the config for new calls (`config/diff.py` says which sections can change without a restart).
+Start order: demo CRM -> HTTP client -> records (store, spools) -> workers (each says WorkerReady) -> front
+-> admin. SIGTERM/SIGINT drains: new INVITEs get 503 + Retry-After, live calls may finish until
+`sip.drain_timeout`, the rest are hung up, then everything stops in reverse order (workers release pjsua2
+in its documented order; records are flushed last). SIGHUP reloads the config for new calls
+(`config/diff.py` says which sections can change without a restart).
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from aiohttp import web
 
 from ivr import logs
 from ivr.admin import make_app
-from ivr.calls import CallRouter
+from ivr.calls import CallRouter, RecordSink
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.config.model import SipConfig
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
+from ivr.front.monitor import FrontMonitor
+from ivr.front.registrations import Registrations
+from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
+from ivr.records.service import Records
 from ivr.workers import WorkerPool, worker_specs
 
 log = structlog.get_logger()
@@ -81,6 +86,7 @@ class Server:
         self.metrics = Metrics()
         self._log_level = log_level
         self._stop = asyncio.Event()
+        self.front_monitor: FrontMonitor | None = None
 
     async def run(self) -> None:
         cfg = self.loaded.config
@@ -91,6 +97,7 @@ class Server:
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
+            router.on_record = await stack.enter_async_context(self._records())
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
@@ -99,6 +106,8 @@ class Server:
             await pool.start()
             if mode == "managed":
                 await stack.enter_async_context(self._front())
+            elif mode == "external" and cfg.front.rpc_socket:
+                await stack.enter_async_context(self._polled(Path(cfg.front.rpc_socket)))
             await stack.enter_async_context(self._admin(router, pool, http))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
@@ -162,15 +171,45 @@ class Server:
             await runner.cleanup()
 
     @contextlib.asynccontextmanager
+    async def _records(self) -> AsyncIterator[RecordSink]:
+        """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
+        records = Records(self.loaded.config, self.run_dir, self.metrics)
+        await records.start()
+        try:
+            yield records.on_record
+        finally:
+            await records.stop()
+
+    @contextlib.asynccontextmanager
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
         front = KamailioProcess(self.loaded.config, self.run_dir / "front")
         await front.start()
         try:
-            yield
+            async with self._polled(front.rpc_socket):
+                yield
         finally:
             await front.stop()
+
+    @contextlib.asynccontextmanager
+    async def _polled(self, rpc_socket: Path) -> AsyncIterator[None]:
+        self.front_monitor = self._monitor(rpc_socket)
+        monitor = asyncio.create_task(self.front_monitor.run(), name="front-monitor")
+        try:
+            yield
+        finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
+
+    def _monitor(self, rpc_socket: Path) -> FrontMonitor:
+        front = self.loaded.config.front
+        names = tuple(trunk.name for trunk in self.loaded.config.trunks if trunk.registration)
+        registrations = Registrations(self.metrics, names, front.registration_retry,
+                                      front.registration_retry_max) if names else None
+        return FrontMonitor(KamailioRpc(rpc_socket), self.metrics, interval=front.poll_interval,
+                            registrations=registrations)
 
     @contextlib.asynccontextmanager
     async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient) -> AsyncIterator[None]:
@@ -181,8 +220,10 @@ class Server:
 
         def health() -> dict[str, object]:
             ready = pool.ready_count()
-            return {"ok": ready > 0 and not router.draining, "workers_ready": ready, "workers": len(pool.workers),
-                    "draining": router.draining, "live_calls": len(router.calls)}
+            front = self.front_monitor.state() if self.front_monitor else {}
+            return {"ok": ready > 0 and not router.draining and front.get("up") is not False, "workers_ready": ready,
+                    "workers": len(pool.workers), "draining": router.draining, "live_calls": len(router.calls),
+                    **({"front": front} if front else {})}
 
         runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
         await runner.setup()

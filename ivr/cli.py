@@ -20,6 +20,8 @@ DELEGATED = (
     ("simulate", "ivr.simulate", "play a call through a flow from the terminal (no SIP)"),
     ("run", "ivr.app", "run the server: controller, SIP workers and the front"),
     ("front", "ivr.front.command", "render or run the Kamailio front"),
+    ("calls", "ivr.records.cli", "list recent calls from the record store, filtered"),
+    ("report", "ivr.report", "summarise a period's calls per flow, queue, tier and menu option"),
 )
 
 

@@ -284,6 +284,18 @@ def _trunks(ctx: _Ctx) -> None:
                     ctx.warn(("trunks", t, "sources", s), f"{text} overlaps {other_text} of trunk '{other}': "
                              "calls from there match both trunks")
             seen.append((trunk.name, text, net))
+        if trunk.registration is not None and not _has_front(ctx.config):
+            ctx.error(("trunks", t, "registration"), "a registration trunk needs the Kamailio front (it registers "
+                      "through Kamailio's uac module): set sip.workers above 1 or front.mode managed/external")
+        wildcard = ctx.config.sip.listen_host in ("0.0.0.0", "::")
+        if trunk.registration is not None and trunk.registration.contact is None and wildcard:
+            ctx.error(("trunks", t, "registration"), f"the registered Contact would be {ctx.config.sip.listen_host}: "
+                      "set registration.contact to the address the provider sends to")
+
+
+def _has_front(config: IvrConfig) -> bool:
+    mode = config.front.mode
+    return mode in ("managed", "external") or (mode == "auto" and config.sip.workers > 1)
 
 
 def _ports(ctx: _Ctx) -> None:

@@ -7,7 +7,7 @@ from ivr.config.model import IvrConfig
 HOT_SECTIONS = ("trunks", "numbers", "queues", "schedules", "flows")
 """Taken by new calls at once on SIGHUP; calls already up finish on the config they started with."""
 
-RESTART_SECTIONS = ("sip", "front", "http", "demo_crm", "admin", "logging", "prompts_dir")
+RESTART_SECTIONS = ("sip", "front", "http", "demo_crm", "admin", "logging", "prompts_dir", "records")
 """Bound to processes, sockets or clients made at start-up: changing them needs `ivr run` restarted."""
 
 
@@ -16,5 +16,17 @@ def changed_sections(old: IvrConfig, new: IvrConfig) -> list[str]:
 
 
 def restart_needed(old: IvrConfig, new: IvrConfig) -> list[str]:
-    """The changed sections a reload cannot apply (empty: the reload is safe)."""
-    return [name for name in changed_sections(old, new) if name in RESTART_SECTIONS]
+    """The changed sections a reload cannot apply (empty: the reload is safe). Trunks are hot for the controller,
+    but with a front their sources and registrations are rendered into Kamailio's tables at start-up."""
+    blocked = [name for name in changed_sections(old, new) if name in RESTART_SECTIONS]
+    if _with_front(new) and _front_view(old) != _front_view(new):
+        blocked.append("trunks")
+    return blocked
+
+
+def _with_front(config: IvrConfig) -> bool:
+    return config.front.mode in ("managed", "external") or (config.front.mode == "auto" and config.sip.workers > 1)
+
+
+def _front_view(config: IvrConfig) -> list[tuple[str, tuple[str, ...], object]]:
+    return [(trunk.name, trunk.sources, trunk.registration) for trunk in config.trunks]

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ivr.config.base import Strict
+from ivr.config.records import RecordsConfig
 from ivr.config.steps import Flow
 from ivr.config.types import Duration, Name, SipUri
 
@@ -83,6 +84,19 @@ class FrontConfig(Strict):
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
                                            "sip.listen_host is always trusted when a front is in use.")
+    rpc_socket: str | None = Field(None, description="External mode: the front's jsonrpcs datagram socket, "
+                                   "where `ivr front render` tells Kamailio to create it and where the controller "
+                                   "polls it (a directory both mount read-write; the path must fit in 107 bytes). "
+                                   "Unset: an external front has no RPC and is not polled. Managed mode always "
+                                   "uses run_dir/front/kamailio_rpc.sock.")
+    poll_interval: Duration = Field(5.0, ge=0.2, le=300, description="How often the controller reads the "
+                                    "managed front's counters and registration state over its RPC socket.")
+    registration_retry: Duration = Field(60.0, ge=4, le=3600, description="After a failed registration "
+                                         "(error answer, no answer, wrong password) the front tries again after "
+                                         "this long; the controller doubles the wait after each further "
+                                         "consecutive failure, up to registration_retry_max.")
+    registration_retry_max: Duration = Field(1800.0, ge=4, le=86400, description="Longest wait between "
+                                             "registration attempts while a registrar keeps failing.")
 
 
 # --- Trunks and numbers ---------------------------------------------------------------------------
@@ -102,6 +116,10 @@ class Registration(Strict):
     password: str = Field(min_length=1, description="Password; write ${ENV_VAR} to take it from the "
                           "environment.", json_schema_extra={"writeOnly": True})
     expiry: Duration = Field(300.0, ge=60, description="Registration expiry requested.")
+    contact: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")] | None = Field(
+        None, description="host[:port] of the registered Contact (`sip:reg-<trunk>@host:port`), where the provider "
+        "sends its calls: the front's public address. Default sip.listen_host:listen_port; required when that is "
+        "0.0.0.0 or behind NAT.")
 
 
 class Trunk(Strict):
@@ -271,6 +289,8 @@ class IvrConfig(Strict):
                              "config file.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin HTTP endpoint.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    records: RecordsConfig = Field(default_factory=RecordsConfig, description="Call records: database, spool, "
+                                   "retention, webhook.")
 
     @field_validator("numbers")
     @classmethod

@@ -2,12 +2,14 @@
 
 The activity sends `Bridge`, waits for the outgoing leg's final answer (`BridgeProgress`), and then stays
 until the call ends: the worker ends both legs when either side hangs up. Busy, no answer (the worker's
-ring timeout) and any other failure go to the step's `on_fail`, exactly like a refused REFER. The transfer
-entry of the call's record carries the second leg (`leg`): target, its SIP Call-ID, answer and end times
-(epoch seconds), duration and end reason.
+ring timeout) and any other failure go to the step's `on_fail`, exactly like a refused REFER. Each attempt is
+a `TransferAttempt` (result "bridged", "busy", "no_answer", ...) and a `Leg` of the call's record: target, its
+SIP Call-ID, answer time (epoch seconds), duration and end reason.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ivr.config.model import Queue
 from ivr.config.steps import TransferStep
@@ -15,6 +17,7 @@ from ivr.flow.commands import Bridge
 from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.events import BridgeEnded, BridgeProgress
 from ivr.flow.template import render_header, render_uri_param, with_uri_params
+from ivr.records.model import Leg, Outcome, TransferAttempt
 
 GUARD_S = 10.0
 """Past the ring timeout, how long the step waits for the worker's final answer before failing anyway."""
@@ -49,28 +52,36 @@ class BridgeActivity(Activity):
         self.uri = ""
         self.until: float | None = None
         self.bridged = False
-        self.leg: dict[str, object] = {"target": "", "sip_call_id": "", "answered_at": None, "ended_at": None,
-                                       "duration_s": None, "end_reason": None, "code": None}
-        self.entry: dict[str, object] = {"step": step.id, "queue": step.queue, "uri": "", "mode": "bridge",
-                                         "result": "pending", "code": None, "progress": [], "leg": self.leg}
+        self.index = -1
+        """This attempt's place in ctx.transfers; its leg is ctx.legs[self.leg_index] (entries are replaced)."""
+        self.leg_index = -1
 
     @property
     def deadline(self) -> float | None:
         return self.until
 
     @property
-    def outcome(self) -> dict[str, object] | None:
-        if not self.bridged:
-            return None
-        return {"transfer": {"queue": self.step.queue, "uri": self.uri, "mode": "bridge"}}
+    def outcome(self) -> Outcome | None:
+        return Outcome("transfer", "bridged", self.step.queue, self.uri) if self.bridged else None
+
+    @property
+    def entry(self) -> TransferAttempt:
+        return self.ctx.transfers[self.index]
+
+    @property
+    def leg(self) -> Leg:
+        return self.ctx.legs[self.leg_index]
 
     def start(self, now: float) -> Reply:
-        self.ctx.transfers.append(self.entry)
+        self.index = len(self.ctx.transfers)
+        self.ctx.transfers.append(TransferAttempt(self.step.id, self.step.queue, "", "pending"))
         queue = self.ctx.config.queues.get(self.step.queue)
         if queue is None:
             return self._fail("unknown_queue", None)
         self.uri, headers = queue_target(queue, self.ctx.variables)
-        self.entry["uri"] = self.leg["target"] = self.uri
+        self.ctx.transfers[self.index] = replace(self.entry, uri=self.uri, sent_at=now)
+        self.leg_index = len(self.ctx.legs)
+        self.ctx.legs.append(Leg(self.uri))
         self.until = now + self.step.ring_timeout + GUARD_S
         self.ctx.mark("first_transfer", now)
         self.ctx.marks["transfer_sent"] = now
@@ -84,18 +95,17 @@ class BridgeActivity(Activity):
         if isinstance(event, BridgeEnded):
             self._close(event.reason, now)
             return Reply()
-        progress = self.entry["progress"]
-        assert isinstance(progress, list)
-        progress.append(event.code)
+        self.ctx.transfers[self.index] = replace(self.entry, progress=(*self.entry.progress, event.code))
         if self.bridged or not event.final or event.code < 200:
             return Reply()
         if event.code >= 300:
-            self.leg.update(code=event.code, sip_call_id=event.sip_call_id, end_reason=failure_result(event.code))
-            return self._fail(failure_result(event.code), event.code)
+            result = failure_result(event.code)
+            self.ctx.legs[self.leg_index] = replace(self.leg, sip_call_id=event.sip_call_id, end_reason=result)
+            return self._fail(result, event.code)
         self.bridged = True
         self.until = None
-        self.entry.update(result="bridged", code=event.code)
-        self.leg.update(code=event.code, sip_call_id=event.sip_call_id, answered_at=now)
+        self.ctx.transfers[self.index] = replace(self.entry, result="bridged", code=event.code)
+        self.ctx.legs[self.leg_index] = replace(self.leg, sip_call_id=event.sip_call_id, answered_at=now)
         self.ctx.mark("transferred", now)
         return Reply()
 
@@ -109,20 +119,22 @@ class BridgeActivity(Activity):
             self._close("caller_hangup" if why == "abandoned" else why, now)
             self.ctx.note(self.step_id, "bridged")
             return
-        self.entry["result"] = why
+        if self.index >= 0:
+            self.ctx.transfers[self.index] = replace(self.entry, result=why)
+        if self.leg_index >= 0:
+            self.ctx.legs[self.leg_index] = replace(self.leg, end_reason=why)
         super().abandon(now, why)
 
     def _close(self, reason: str, now: float) -> None:
-        if self.leg["ended_at"] is not None:
+        leg = self.leg
+        if leg.end_reason is not None or leg.answered_at is None:
             return
-        answered = self.leg["answered_at"]
-        self.leg.update(ended_at=now, end_reason=reason)
-        if isinstance(answered, int | float):
-            self.leg["duration_s"] = round(now - answered, 3)
+        duration = round((now - leg.answered_at) * 1000, 1)
+        self.ctx.legs[self.leg_index] = replace(leg, end_reason=reason, duration_ms=duration)
 
     def _fail(self, reason: str, code: int | None) -> Reply:
         self.until = None
-        self.entry.update(result=reason, code=code)
+        self.ctx.transfers[self.index] = replace(self.entry, result=reason, code=code)
         if self.step.on_fail is None:
             return Reply(then=Done(reason, "transfer_failed"))
         return Reply(then=Next(reason, self.step.on_fail))

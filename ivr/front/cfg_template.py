@@ -8,12 +8,18 @@ Theory of operation, in the order a request meets it:
    sanity (400 and friends); any X-IVR-* header is removed.
 3. CANCEL, retransmissions, in-dialog requests (loose_route, both ways; BYE/CANCEL release the call's load).
 4. OPTIONS to the front: 200. INVITE: source must be a trunk (permissions address file; tag = trunk
-   name) else 403; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per
-   worker); none free -> 503 + Retry-After.
+   name) else 403; an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own
+   sources (address group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1,
+   algorithm 10 (call load, maxload per worker); none free -> 503 + Retry-After.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
 6. A worker's own initial INVITE (bridged transfer leg, sent with the front as outbound proxy) is relayed,
    record-routed, only to a configured queue target (host:port of a queue URI); anything else from a worker 403.
+
+Every refusal goes through `route[REFUSE]` (or `route[COUNT_REFUSAL]` where the reply is sent elsewhere):
+set `$var(refuse)` to the code (`403`, `pike`, `scanner`, ...) and `$var(reason)`, call the route. It counts
+`refused_<code>_<class>` with the statistics module (class: trunk, nontrunk, worker) and replies (numeric
+codes) or drops. The controller reads the counters over the jsonrpcs datagram socket (`ivr/front/rpc.py`).
 """
 
 from __future__ import annotations
@@ -60,12 +66,15 @@ loadmodule "sanity.so"
 loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
-%%{uac_load}
+loadmodule "statistics.so"
+%%{rpc_load}%%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
+
+modparam("sanity", "autodrop", 0)  # a failed check returns false (after its reply) so the refusal is counted
 
 modparam("pike", "sampling_time_unit", %%{pike_sampling})
 modparam("pike", "reqs_density_per_unit", %%{pike_density})
@@ -75,6 +84,7 @@ modparam("permissions", "address_file", "%%{address_file}")
 modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
+%%{rpc_params}%%{stat_params}
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
 modparam("dispatcher", "ds_hash_size", 9)
 modparam("dispatcher", "flags", 2)
@@ -130,8 +140,7 @@ request_route {
 
 \tif (!is_method("INVITE")) {
 \t\tappend_to_reply("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY, INFO\\r\\n");
-\t\tsl_send_reply("405", "Method Not Allowed");
-\t\texit;
+\t\t$var(refuse) = "405"; $var(reason) = "Method Not Allowed"; route(REFUSE);
 \t}
 
 \troute(TRUNK);
@@ -141,15 +150,14 @@ request_route {
 route[OUTSIDE] {
 \t# A trunk carries every caller of its provider from one address: pike would ban it at a few calls/s.
 \tif (!allow_source_address("1") && !pike_check_req()) {
-\t\texit;
+\t\t$var(refuse) = "pike"; route(REFUSE);
 \t}
 %%{ua_check}
 \tif (!mf_process_maxfwd_header("10")) {
-\t\tsl_send_reply("483", "Too Many Hops");
-\t\texit;
+\t\t$var(refuse) = "483"; $var(reason) = "Too Many Hops"; route(REFUSE);
 \t}
 \tif (!sanity_check("17895", "7")) {
-\t\texit;
+\t\t$var(refuse) = "400"; route(COUNT_REFUSAL); exit;  # sanity has replied itself
 \t}
 \tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
 }
@@ -168,8 +176,7 @@ route[WITHINDLG] {
 \t\t}
 \t\texit;
 \t}
-\tsl_send_reply("404", "Not Here");
-\texit;
+\t$var(refuse) = "404"; $var(reason) = "Not Here"; route(REFUSE);
 }
 
 # A worker's own call (a bridged transfer's second leg): an initial INVITE to a configured queue target only.
@@ -177,8 +184,7 @@ route[WORKER_OUT] {
 \t$var(target) = $rd + ":" + $rp;
 \tif (!is_method("INVITE") || !($var(target) =~ "%%{queue_targets}")) {
 \t\txlog("L_WARN", "front.worker_out_refused $rm $ru\\n");
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 \tremove_hf("Route");
 \trecord_route();
@@ -187,8 +193,7 @@ route[WORKER_OUT] {
 
 route[TRUNK] {
 \tif (!allow_source_address("1")) {
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 \tremove_hf("Route");
 %%{registered}
@@ -207,8 +212,30 @@ route[DISPATCH] {
 
 route[FULL] {
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
-\tsl_send_reply("503", "Service Unavailable");
+\t$var(refuse) = "503"; $var(reason) = "Service Unavailable"; route(REFUSE);
+}
+
+# Count one refusal as refused_<$var(refuse)>_<trunk|nontrunk|worker>; numeric codes are replied statelessly
+# with $var(reason), the others (pike, scanner) dropped. Never returns.
+route[REFUSE] {
+\troute(COUNT_REFUSAL);
+\tif ($var(refuse) =~ "^[1-6][0-9][0-9]$") {
+\t\t$var(code) = $(var(refuse){s.int});  # sl_send_reply reads an integer variable; a string gives 500
+\t\tsl_send_reply("$var(code)", "$var(reason)");
+\t}
 \texit;
+}
+
+route[COUNT_REFUSAL] {
+\tif ($var(from_worker) == 1) {
+\t\t$var(class) = "worker";
+\t} else if (allow_source_address("1")) {
+\t\t$var(class) = "trunk";
+\t} else {
+\t\t$var(class) = "nontrunk";
+\t}
+\t$var(stat) = "refused_" + $var(refuse) + "_" + $var(class);
+\tupdate_stat("$var(stat)", "+1");
 }
 
 route[RELAY] {
@@ -242,6 +269,8 @@ failure_route[FAILOVER] {
 \t}
 \tds_load_unset();
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
+\t$var(from_worker) = 0;  # $var is per process, not per message: this process last routed something else
+\t$var(refuse) = "503"; route(COUNT_REFUSAL);
 \tt_reply("503", "Service Unavailable");
 \texit;
 }
@@ -251,7 +280,7 @@ OPTIONS_EXTRA = CfgTemplate("""\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r
 """)
 
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {
-\t\texit;
+\t\t$var(refuse) = "scanner"; route(REFUSE);
 \t}
 """)
 
@@ -259,11 +288,25 @@ UAC_LOAD = 'loadmodule "db_text.so"\nloadmodule "uac.so"\n'
 
 UAC_PARAMS = CfgTemplate("""modparam("uac", "reg_db_url", "text://%%{dbtext_dir}")
 modparam("uac", "reg_contact_addr", "%%{contact_addr}")
-modparam("uac", "reg_timer_interval", 30)
-modparam("uac", "reg_retry_interval", 60)
+modparam("uac", "reg_timer_interval", %%{timer_interval})
+modparam("uac", "reg_retry_interval", %%{retry_interval})
 """)
 
 REGISTERED = CfgTemplate("""\tif ($rU == "%%{uuid}") {
+\t\tif (!allow_source_address("%%{group}")) {
+\t\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\t}
+\t\t$avp(trunk) = "%%{trunk}";
 \t\t$rU = $tU;
 \t}
+""")
+
+RPC_LOAD = 'loadmodule "jsonrpcs.so"\nloadmodule "kex.so"\n'
+
+RPC_PARAMS = CfgTemplate("""modparam("jsonrpcs", "transport", 4)
+modparam("jsonrpcs", "dgram_socket", "%%{rpc_socket}")
+modparam("jsonrpcs", "dgram_mode", 0600)
+""")
+
+STAT_PARAM = CfgTemplate("""modparam("statistics", "variable", "%%{name}")
 """)

@@ -10,6 +10,7 @@ from test_transfer import QUEUES, flow
 
 from ivr.flow.commands import Bridge, HangUp, Play
 from ivr.flow.events import BridgeEnded, BridgeProgress, CallEnded, DigitReceived
+from ivr.records.model import Leg, Outcome
 
 URI = "sip:gold@pbx.test;transport=tcp;cust=C%201%3Bx%3E"
 
@@ -33,14 +34,14 @@ def test_answered_leg_stays_bridged_until_the_caller_hangs_up() -> None:
     assert session.handle(DigitReceived("5"), T0 + 3) == []
     assert session.handle(CallEnded("caller_hangup"), T0 + 62) == []
     record = session.record()
-    assert record["outcome"] == {"transfer": {"queue": "gold", "uri": URI, "mode": "bridge"}}
-    assert record["path"] == ["set:set", "to_gold:bridged"]
-    transfer = record["transfers"][0]  # type: ignore[index]
-    assert (transfer["mode"], transfer["result"], transfer["code"], transfer["progress"]) == (
-        "bridge", "bridged", 200, [180, 200])
-    assert transfer["leg"] == {"target": URI, "sip_call_id": "leg-1@w", "answered_at": T0 + 2,
-                               "ended_at": T0 + 62, "duration_s": 60.0, "end_reason": "caller_hangup", "code": 200}
-    assert record["end_reason"] == "caller_hangup"
+    assert record.outcome == Outcome("transfer", "bridged", "gold", URI)
+    assert record.path == ("set:set", "to_gold:bridged")
+    (transfer,) = record.transfers
+    assert (transfer.result, transfer.code, transfer.progress, transfer.sent_at) == ("bridged", 200, (180, 200), T0)
+    assert record.legs == (Leg(URI, "leg-1@w", T0 + 2, 60000.0, "caller_hangup"),)
+    assert record.end_reason == "caller_hangup"
+    assert record.as_dict()["legs"] == [{"target": URI, "sip_call_id": "leg-1@w", "answered_at": T0 + 2,
+                                         "duration_ms": 60000.0, "end_reason": "caller_hangup"}]
 
 
 def test_agent_hangup_is_recorded_on_the_leg() -> None:
@@ -49,9 +50,9 @@ def test_agent_hangup_is_recorded_on_the_leg() -> None:
     assert session.handle(BridgeEnded("agent_hangup", 200), T0 + 11) == []
     assert not session.finished
     session.handle(CallEnded("agent_hangup"), T0 + 11.1)
-    leg = session.record()["transfers"][0]["leg"]  # type: ignore[index]
-    assert (leg["end_reason"], leg["duration_s"], leg["ended_at"]) == ("agent_hangup", 10.0, T0 + 11)
-    assert session.record()["end_reason"] == "agent_hangup"
+    (leg,) = session.record().legs
+    assert (leg.end_reason, leg.duration_ms) == ("agent_hangup", 10000.0)
+    assert session.record().end_reason == "agent_hangup"
 
 
 @pytest.mark.parametrize(("code", "result"), [(486, "busy"), (600, "busy"), (408, "no_answer"), (503, "rejected_503")])
@@ -60,8 +61,9 @@ def test_failed_leg_goes_to_on_fail(code: int, result: str) -> None:
     session.handle(BridgeProgress(180, False), T0 + 0.5)
     assert session.handle(BridgeProgress(code, True, "", "leg@w"), T0 + 1) == [Play(1, ("sorry",), interruptible=False)]
     record = session.record()
-    assert record["path"] == ["set:set", f"to_gold:{result}"]
-    assert record["transfers"][0]["leg"]["end_reason"] == result  # type: ignore[index]
+    assert record.path == ("set:set", f"to_gold:{result}")
+    assert (record.transfers[0].result, record.transfers[0].code) == (result, code)
+    assert record.legs == (Leg(URI, "leg@w", None, None, result),)
 
 
 def test_no_final_answer_from_the_worker_fails_as_no_answer() -> None:
@@ -70,7 +72,7 @@ def test_no_final_answer_from_the_worker_fails_as_no_answer() -> None:
     assert deadline is not None
     assert session.handle_timer(deadline - 0.1) == []
     assert session.handle_timer(deadline) == [Play(1, ("sorry",), interruptible=False)]
-    assert session.record()["transfers"][0]["result"] == "no_answer"  # type: ignore[index]
+    assert session.record().transfers[0].result == "no_answer"
     assert session.handle(BridgeProgress(200, True), deadline + 1) == []
 
 
@@ -84,5 +86,6 @@ def test_caller_hangs_up_while_the_agent_rings() -> None:
     session.handle(BridgeProgress(180, False), T0 + 0.5)
     session.handle(CallEnded("caller_hangup"), T0 + 3)
     record = session.record()
-    assert record["transfers"][0]["result"] == "abandoned"  # type: ignore[index]
-    assert record["outcome"] == {"hangup": "caller_hangup"}
+    assert record.transfers[0].result == "abandoned"
+    assert record.legs[0].end_reason == "abandoned"
+    assert record.outcome == Outcome("abandoned", "caller_hangup")
