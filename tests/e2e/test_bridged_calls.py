@@ -27,7 +27,7 @@ MIN_PACKETS = 50  # 1 s of audio at 20 ms
 
 def bridge_config(workers: int, agent_port: int) -> dict[str, Any]:
     cfg = e2e_config(workers=workers)
-    assert {"name": "carrier", "sources": [f"{CALLER_IP}/32"], "dtmf": "both", "refer": False} in cfg["trunks"]
+    assert {"name": "no_refer", "sources": [f"{CALLER_IP}/32"], "dtmf": "both", "refer": False} in cfg["trunks"]
     cfg["queues"]["agents"] = {"uri": f"sip:agents@127.0.0.1:{agent_port}",
                                "headers": {"X-Customer-Caller": "{{caller}}"}}
     cfg["flows"]["bridge"] = {"description": "Straight to the agents' queue; a failed bridge says goodbye.",
