@@ -33,7 +33,7 @@ from ivr.front.registrations import Registrations
 from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
-from ivr.workers import WorkerPool, worker_specs
+from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
 
@@ -63,9 +63,9 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def front_route(sip: SipConfig) -> str:
-    """The route workers' own calls (bridged legs) take: through the front, the only address strangers see."""
-    return f"sip:{sip.listen_host}:{sip.listen_port};lr"
+def worker_route_args(sip: SipConfig, mode: str) -> tuple[str, ...]:
+    """Behind a front, workers' own calls (bridged legs) leave through it: the only address strangers see."""
+    return () if mode == "none" else ("--outbound-proxy", f"sip:{sip.listen_host}:{sip.listen_port};lr")
 
 
 def front_mode(loaded: LoadedConfig) -> FrontMode:
@@ -101,7 +101,7 @@ class Server:
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
-                              outbound_proxy=front_route(cfg.sip) if mode != "none" else "")
+                              extra_args=(*srtp_args(cfg.trunks, trusted), *worker_route_args(cfg.sip, mode)))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":
@@ -184,7 +184,7 @@ class Server:
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
-        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front", config_dir=self.loaded.root)
         await front.start()
         try:
             async with self._polled(front.rpc_socket):

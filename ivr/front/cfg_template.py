@@ -42,7 +42,7 @@ memdbg=5
 memlog=5
 children=%%{children}
 %%{tcp}
-dns=off
+%%{tls_global}dns=off
 rev_dns=off
 use_dns_cache=off
 dns_try_ipv6=off
@@ -53,7 +53,7 @@ sip_warning=0
 %%{listen}
 
 ####### Modules #######
-loadmodule "tm.so"
+%%{tls_load}loadmodule "tm.so"
 loadmodule "tmx.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -97,7 +97,7 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_reply_codes", "class=2")
 modparam("dispatcher", "ds_ping_from", "sip:front@%%{listen_host}")
 %%{uac_params}
-
+%%{tls_params}
 ####### Routing #######
 request_route {
 \tif (ds_is_from_list("1", "2")) {
@@ -198,7 +198,7 @@ route[TRUNK] {
 \tremove_hf("Route");
 %%{registered}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
-\trecord_route();
+%%{trunk_security}\trecord_route();
 }
 
 route[DISPATCH] {
@@ -309,4 +309,48 @@ modparam("jsonrpcs", "dgram_mode", 0600)
 """)
 
 STAT_PARAM = CfgTemplate("""modparam("statistics", "variable", "%%{name}")
+""")
+
+# --- TLS and SRTP (ivr.front.tls): kept apart from the routing above so the two evolve separately --------
+
+TLS_GLOBAL = "enable_tls=yes\n"
+
+TLS_LOAD = 'loadmodule "tls.so"\n'
+
+TLS_PARAMS = CfgTemplate("""modparam("tls", "config", "%%{tls_cfg}")
+modparam("rr", "enable_double_rr", 1)
+""")
+
+TRUNK_SECURITY = CfgTemplate("""\tif ($avp(trunk) == "%%{trunk}") {
+%%{body}\t}
+""")
+
+TRUNK_TRANSPORT = CfgTemplate("""\t\tif ($pr != "%%{transport}") {
+\t\t\txlog("L_WARN", "front.trunk_wrong_transport $avp(trunk) $pr $si\\n");
+\t\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\t}
+""")
+
+TRUNK_TLS_ALIAS = "\t\tif ($pr == \"tcp\" || $pr == \"tls\") {\n\t\t\tforce_tcp_alias();\n\t\t}\n"
+
+TRUNK_SRTP = CfgTemplate("""\t\tappend_hf("X-IVR-Srtp: %%{mode}\\r\\n");
+""")
+
+TLS_CFG = CfgTemplate("""# Rendered by ivr.front from front.tls of the YAML: the tls module profiles. Do not edit.
+# TLS ends at the front; the workers are reached over UDP/TCP on the internal address.
+
+[server:default]
+method = %%{method}
+verify_certificate = %%{verify}
+require_certificate = %%{verify}
+private_key = %%{private_key}
+certificate = %%{certificate}
+%%{ca_line}cipher_list = %%{ciphers}
+server_name_mode = 0
+
+[client:default]
+method = %%{method}
+verify_certificate = %%{client_verify}
+require_certificate = %%{client_verify}
+%%{ca_line}cipher_list = %%{ciphers}
 """)

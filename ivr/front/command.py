@@ -61,7 +61,8 @@ def _masked(value: object) -> object:
 def _render(args: argparse.Namespace) -> int:
     """Render the front's files; ConfigError propagates to the CLI, which prints every issue."""
     loaded = load_config(args.config, check_files=False)
-    files = render(loaded.config, args.out, base_dir=args.base_dir)
+    files = render(loaded.config, args.out, base_dir=args.base_dir, config_dir=loaded.root,
+                   copy_certificates=True)
     for path in (files.cfg, files.dispatcher, *files.extra):
         print(path)
     log.info("front.rendered", cfg=str(files.cfg), workers=len(workers(loaded.config)),

@@ -26,6 +26,7 @@ import structlog
 from ivr.config.model import IvrConfig, Registration, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
+from ivr.front import tls
 
 log = structlog.get_logger(__name__)
 
@@ -58,13 +59,16 @@ def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
 
 
 def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "",
-           rpc_socket: Path | None = None) -> FrontFiles:
+           rpc_socket: Path | None = None, config_dir: Path | None = None,
+           copy_certificates: bool = False) -> FrontFiles:
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
     given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
     Kamailio from another listener on the port. `rpc_socket`: the jsonrpcs datagram socket (default
-    front.rpc_socket; neither: no RPC, the refusals are still counted).
+    front.rpc_socket; neither: no RPC, the refusals are still counted). `config_dir`:
+    what certificate paths are relative to (the config file's directory; default the current directory).
+    `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run elsewhere).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -80,6 +84,8 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         (dbtext / "uacreg").write_text(uacreg_table(registrations))
         os.chmod(dbtext / "uacreg", 0o600)
         extra += [dbtext / "uacreg", dbtext / "version"]
+    extra += tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute(),
+                               base if copy_certificates else None)
     cfg.write_text(cfg_text(config, base_dir=base, instance=instance, rpc_socket=rpc_socket))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 
@@ -101,15 +107,18 @@ def dispatcher_list(config: IvrConfig) -> str:
 
 
 def queue_targets(config: IvrConfig) -> str:
-    """Kamailio regex of the `host:port` a worker's own call may go to: each queue URI's (port 5060 when
-    absent, which `$rp` may show as empty)."""
+    """Kamailio regex of the `host:port` a worker's own call may go to: each queue target's and allow-list
+    pattern's (port 5060 when absent, which `$rp` may show as empty)."""
     alternatives = []
     for queue in config.queues.values():
-        host, sep, port = registrar_domain(queue.uri).rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = registrar_domain(queue.uri), ""
-        suffix = f":{port}" if port and port != "5060" else "(:5060|:)?"
-        alternatives.append(re.escape(host.lower()) + suffix)
+        uris = [target.uri for target in queue.all_targets] + list(queue.allow)
+        for uri in uris:
+            host, sep, port = registrar_domain(uri).rpartition(":")
+            if not sep or not port.isdigit():
+                host, port = registrar_domain(uri), ""
+            suffix = f":{port}" if port and port != "5060" else "(:5060|:)?"
+            # an allow-list pattern's '*' stands for one or more characters of a host label
+            alternatives.append(re.escape(host.lower()).replace(r"\*", "[^:;@]+") + suffix)
     return "^(" + "|".join(sorted(set(alternatives))) + ")$"
 
 
@@ -173,7 +182,7 @@ def ua_pattern(agents: tuple[str, ...]) -> str:
 def _listen(config: IvrConfig) -> str:
     sip = config.sip
     lines = [f"listen={proto}:{_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
-    return "\n".join(lines)
+    return "\n".join(lines) + tls.listen_line(config)
 
 
 def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
@@ -205,7 +214,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "source": "the IVR YAML config",
         "debug": "2" if config.logging.level == "debug" else "0",
         "children": str(front.children),
-        "tcp": "" if "tcp" in sip.transports else "disable_tcp=yes",
+        "tcp": "" if "tcp" in sip.transports or front.tls.enabled else "disable_tcp=yes",
         "listen": _listen(config),
         "listen_host": _host(sip.listen_host),
         "fr_timer": str(FR_TIMER_MS),
@@ -225,6 +234,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
+        **tls.cfg_parts(config, base_dir),
     }
     return t.MAIN.substitute(values)
 
@@ -283,8 +293,9 @@ class KamailioProcess:
     """Kamailio as a child process (managed mode): render into run_dir, start, stop."""
 
     def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, config_dir: Path | None = None) -> None:
         self._config = config
+        self._config_dir = config_dir
         self._run_dir = run_dir.resolve()  # kamailio runs with its cwd there: relative paths would double
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -311,7 +322,8 @@ class KamailioProcess:
             raise FrontError("the front is already running")
         instance = secrets.token_hex(8)
         self.rpc_socket = self._rpc_socket_path()
-        files = render(self._config, self._run_dir, instance=instance, rpc_socket=self.rpc_socket)
+        files = render(self._config, self._run_dir, instance=instance, rpc_socket=self.rpc_socket,
+                       config_dir=self._config_dir)
         args = [self._config.front.kamailio, "-DD", "-E", *memory_flags(self._config), "-f", str(files.cfg)]
         with self.log_path.open("wb") as out:
             try:

@@ -33,6 +33,7 @@ from ivr.sip import control
 from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
+from ivr.sip.srtp import SrtpPolicy
 from ivr.sip.stack import Stack, StackConfig
 
 log = structlog.get_logger()
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
     p.add_argument("--outbound-proxy", default="", help="route of the worker's own calls (bridged legs): the "
                    "front, e.g. 'sip:127.0.0.1:5060;lr'; empty: straight to the target")
+    p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
+                   help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
+    p.add_argument("--srtp-source", action="append", default=[], metavar="CIDR=MODE",
+                   help="SRTP mode (off/optional/mandatory) of INVITEs from a trunk's source (repeat)")
     p.add_argument("--log-level", default="info", type=str.lower,
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--answer-timeout", type=float, default=5.0,
@@ -89,6 +94,7 @@ class Worker:
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
                 rtp_port_count=args.rtp_port_count, media_address=args.media_address,
                 max_calls=args.max_calls, public_host=args.public_host, outbound_proxy=args.outbound_proxy,
+                srtp=SrtpPolicy.from_args(args.srtp_trusted, args.srtp_source),
             ),
             self._on_incoming,
         )
@@ -112,7 +118,7 @@ class Worker:
         return self.stack.max_calls - len(self.calls) - len(self.bridges)
 
     def account(self) -> Any:
-        return self.stack.account
+        return self.stack.accounts["off"]  # a bridged leg offers plain RTP (the agents' side is the PBX's LAN)
 
     def ended(self, call_id: str) -> None:
         self.bridges.caller_gone(call_id)
@@ -123,10 +129,10 @@ class Worker:
 
     # --- incoming calls ------------------------------------------------------------------------------
 
-    def _on_incoming(self, prm: Any) -> None:
+    def _on_incoming(self, account: Any, prm: Any) -> None:
         self._counter += 1
         call_id = f"{self.args.name}-{self._counter}"
-        call = IvrCall(self.stack.account, prm.callId, call_id, self)
+        call = IvrCall(account, prm.callId, call_id, self)
         self.calls[call_id] = call
         now = time.monotonic()
         self._answer_by[call_id] = now + self.args.answer_timeout
@@ -140,7 +146,7 @@ class Worker:
             call.reject(503, retry_after=RETRY_AFTER_S, why="worker_stopping")
             return
         log.debug("sip.call.offered", call=call_id, source=offer.source, caller=offer.caller,
-                 dialed=offer.dialed, sip_call_id=offer.sip_call_id)
+                 dialed=offer.dialed, sip_call_id=offer.sip_call_id, srtp=account.srtp)
         self.emit(call_id, offer)
 
     # --- commands ------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_digest_registration_succeeds_and_is_refreshed_before_expiry(server: Ivr
 def provider_calls(server: IvrServer, workdir: Path, tag: str, calls: int, source: str) -> SippRun:
     run = sipp(server.sip_port, "front/provider_call.xml", service="reg-carrier", tag=tag, workdir=workdir,
                calls=calls, concurrency=calls, rate=100, local_ip=source,
-               variables={"caller": "+15551000001", "digits": "", "dialed": "100",
+               variables={"caller": "+15551000002", "digits": "", "dialed": "100",
                           "expected_refer": f"sip:gold@{QUEUE_HOST}"})
     assert isinstance(run, SippRun)
     return run
