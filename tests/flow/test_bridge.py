@@ -89,3 +89,23 @@ def test_caller_hangs_up_while_the_agent_rings() -> None:
     assert record.transfers[0].result == "abandoned"
     assert record.legs[0].end_reason == "abandoned"
     assert record.outcome == Outcome("abandoned", "caller_hangup")
+
+
+def test_a_busy_target_moves_on_to_the_queues_next_target() -> None:
+    queues = {"agents": {"targets": [{"uri": "sip:a@pbx.test"}, {"uri": "sip:b@pbx.test"}],
+                         "headers": {"X-Customer-Caller": "{{caller}}"}}}
+    steps = [{"id": "go", "type": "transfer", "queue": "agents", "on_fail": "bye"},
+             {"id": "bye", "type": "hangup", "prompts": ["sorry"]}]
+    config = make_config(steps, queues=queues, trunks=[{"name": "t1", "sources": ["127.0.0.1"], "refer": False}])
+    session, commands = connect(config)
+    headers = (("X-Customer-Caller", "+15551000001"),)
+    assert commands == [Bridge("agents", "sip:a@pbx.test", headers, 20.0)]
+    assert session.handle(BridgeProgress(486, True, "", "a@w"), T0 + 1) == [
+        Bridge("agents", "sip:b@pbx.test", headers, 20.0)]
+    assert session.handle(BridgeProgress(200, True, "answered", "b@w"), T0 + 2) == []
+    session.handle(CallEnded("caller_hangup"), T0 + 5)
+    record = session.record()
+    assert [(t.uri, t.result) for t in record.transfers] == [("sip:a@pbx.test", "busy"), ("sip:b@pbx.test", "bridged")]
+    assert [(leg.target, leg.end_reason) for leg in record.legs] == [("sip:a@pbx.test", "busy"),
+                                                                     ("sip:b@pbx.test", "caller_hangup")]
+    assert record.outcome == Outcome("transfer", "bridged", "agents", "sip:b@pbx.test")
