@@ -6,6 +6,7 @@ legs, the record shows both legs; busy and no answer go to on_fail; 2 bridged ca
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,30 @@ AGENT_MARK, CALLER_MARKS = 0x55, (0x2A, 0x2C, 0x2E, 0x31)
 MIN_PACKETS = 50  # 1 s of audio at 20 ms
 
 
+def _bindable(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_run(count: int) -> int:
+    """The first of `count` consecutive free ports (UDP and TCP): worker ports, SIPp's media (+2 for video).
+    Other engineers' tests run on this machine too: a lone free port says nothing about its neighbours."""
+    for _ in range(100):
+        base = free_udp_port()
+        if base + count < 65000 and all(_bindable(base + i) for i in range(count)):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def bridge_config(workers: int, agent_port: int) -> dict[str, Any]:
     cfg = e2e_config(workers=workers)
+    if workers > 1:
+        cfg["sip"]["worker_base_port"] = free_run(workers)
     assert {"name": "no_refer", "sources": [f"{CALLER_IP}/32"], "dtmf": "both", "refer": False} in cfg["trunks"]
     cfg["queues"]["agents"] = {"uri": f"sip:agents@127.0.0.1:{agent_port}",
                                "headers": {"X-Customer-Caller": "{{caller}}"}}
@@ -49,7 +72,7 @@ class Agent:
         assert binary
         self.workdir, self.tag = workdir, tag
         cmd = [binary, "-sf", str(SCENARIOS / "bridge" / "agent.xml"), "-i", "127.0.0.1", "-p", str(port),
-               "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", str(calls), "-d", str(hold_ms),
+               "-mi", "127.0.0.1", "-mp", str(free_run(4)), "-m", str(calls), "-d", str(hold_ms),
                "-set", "answer", answer, "-set", "hangup", hangup, "-set", "rtp_ip", "127.0.0.1",
                "-set", "rtp_port", str(rtp_port), "-timeout", "90s", "-timeout_error", "-nostdin",
                "-trace_logs", "-log_file", str(workdir / f"{tag}.log"), "-trace_err",
