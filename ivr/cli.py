@@ -22,6 +22,7 @@ DELEGATED = (
     ("front", "ivr.front.command", "render or run the Kamailio front"),
     ("calls", "ivr.records.cli", "list recent calls from the record store, filtered"),
     ("report", "ivr.report", "summarise a period's calls per flow, queue, tier and menu option"),
+    ("graph", "ivr.graph", "draw a flow as an SVG diagram (Graphviz)"),
 )
 
 
