@@ -104,7 +104,8 @@ class Server:
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
             records = await stack.enter_async_context(self._records())
             router.on_record = records.on_record
-            pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
+            specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
+            pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
                               extra_args=(*srtp_args(cfg.trunks, trusted), *worker_route_args(cfg.sip, mode)))

@@ -107,6 +107,10 @@ class FrontConfig(Strict):
         description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
         "dropped silently at the front.")
     pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+    stranger_invite_reply: Literal["none", "403"] = Field(
+        "none", description="What an INVITE from an address that is no trunk gets. none: silence, like every "
+        "other request from a stranger (a scan learns nothing; the refusal is logged at debug level). 403: a "
+        "bare 403 Forbidden, handy while a provider's addresses are being set up.")
     tls: FrontTls = Field(default_factory=FrontTls, description="SIP over TLS on the front.")
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
