@@ -105,8 +105,7 @@ class ControlLink:
         except wire.WireError as exc:
             log.warning("sip.control.bad_line", error=str(exc))
             return
-        if isinstance(message, commands.Answer | commands.Reject | commands.Play | commands.StopPlayback
-                      | commands.Transfer | commands.HangUp):
+        if isinstance(message, commands.WorkerCommand):
             self.post(Command(call, message))
         else:
             log.warning("sip.control.not_a_command", type=type(message).__name__)

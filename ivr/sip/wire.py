@@ -22,6 +22,8 @@ _TYPES: dict[str, type[Any]] = {
         events.DigitReceived,
         events.PlaybackFinished,
         events.TransferProgress,
+        events.BridgeProgress,
+        events.BridgeEnded,
         events.CallEnded,
         events.WorkerReady,
         commands.Answer,
@@ -29,6 +31,7 @@ _TYPES: dict[str, type[Any]] = {
         commands.Play,
         commands.StopPlayback,
         commands.Transfer,
+        commands.Bridge,
         commands.HangUp,
     )
 }

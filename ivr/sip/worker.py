@@ -30,6 +30,7 @@ import structlog
 from ivr import logs
 from ivr.flow import commands, events
 from ivr.sip import control, sockfilter
+from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.srtp import SrtpPolicy
@@ -73,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated IPv4 addresses of the front: SIP from any other source is dropped "
                    "in the kernel (empty: no filter, single-worker mode); 0.0.0.0 = our own route source")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
+    p.add_argument("--outbound-proxy", default="", help="route of the worker's own calls (bridged legs): the "
+                   "front, e.g. 'sip:127.0.0.1:5060;lr'; empty: straight to the target")
     p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
                    help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
     p.add_argument("--srtp-source", action="append", default=[], metavar="CIDR=MODE",
@@ -101,11 +104,12 @@ class Worker:
         self._counter = 0
         self._boot = boot_id(time.time_ns())
         self.stopping = False
+        self.bridges = Bridges(self)
         self.stack = Stack(
             StackConfig(
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
                 rtp_port_count=args.rtp_port_count, media_address=args.media_address,
-                max_calls=args.max_calls, public_host=args.public_host,
+                max_calls=args.max_calls, public_host=args.public_host, outbound_proxy=args.outbound_proxy,
                 srtp=SrtpPolicy.from_args(args.srtp_trusted, args.srtp_source),
             ),
             self._on_incoming,
@@ -128,7 +132,15 @@ class Worker:
     def retire(self, player: Any) -> None:
         self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
 
+    def free_slots(self) -> int:
+        """pjsua call slots left: incoming calls and bridged legs each hold one."""
+        return self.stack.max_calls - len(self.calls) - len(self.bridges)
+
+    def account(self) -> Any:
+        return self.stack.accounts["off"]  # a bridged leg offers plain RTP (the agents' side is the PBX's LAN)
+
     def ended(self, call_id: str) -> None:
+        self.bridges.caller_gone(call_id)
         self.calls.pop(call_id, None)
         self._answer_by.pop(call_id, None)
         self._end_by.pop(call_id, None)
@@ -194,6 +206,8 @@ class Worker:
                 # Not the URI: its parameters may carry a caller's secret (the record shows it masked).
                 log.debug("sip.call.transfer", call=call.call_id, queue=queue)
                 call.transfer(uri, headers)
+            case commands.Bridge():
+                self.bridges.start(call, command, time.monotonic())
             case commands.HangUp(reason, code):
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
@@ -211,7 +225,8 @@ class Worker:
             self._fire_deadlines(time.monotonic())
 
     def _block_ms(self) -> int:
-        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values())]
+        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values()),
+                     *self.bridges.deadlines()]
         if self._retired:
             deadlines.append(self._retired[0][0])
         if not deadlines:
@@ -238,6 +253,7 @@ class Worker:
         for call_id, (_, token) in [(c, v) for c, v in self._play_by.items() if v[0] <= now]:
             del self._play_by[call_id]
             self._safely(call_id, lambda c, t=token: c.play_overdue(t))  # type: ignore[misc]
+        self.bridges.fire(now)
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 
@@ -255,7 +271,7 @@ class Worker:
         """Hang up every call, wait for DISCONNECTED (bounded), then release players, calls, account, lib."""
         self.stopping = True
         self._hang_up_all()
-        self._pump_until(lambda: not self.calls, TEARDOWN_WAIT_S)
+        self._pump_until(lambda: not self.calls and not len(self.bridges), TEARDOWN_WAIT_S)
         self._drain()
         last = max((at for at, _ in self._retired), default=0.0)
         self._pump_until(lambda: time.monotonic() >= last, PLAYER_GRACE_S + 0.5)
