@@ -11,6 +11,7 @@ loopback target unless `--allow-remote`.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import ipaddress
 import json
 import shutil
@@ -64,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "instead of generating them")
     parser.add_argument("--out", type=Path, metavar="DIR", help="keep the scenarios and SIPp logs here")
     parser.add_argument("--flow", action="append", metavar="NAME", help="a flow to test (repeatable; default all)")
+    parser.add_argument("--path", action="append", metavar="GLOB", help="only paths whose name matches "
+                        "(repeatable; e.g. 'vip_routing.gold*')")
     parser.add_argument("--dtmf", choices=("info", "rfc4733", "both"), default="both")
     parser.add_argument("--calls", type=int, default=1, help=f"calls per path (load run; at most {MAX_CALLS})")
     parser.add_argument("--rate", type=float, default=2.0, help="calls per second per path (default 2)")
@@ -120,12 +123,17 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 def _scenarios(args: argparse.Namespace, loaded: LoadedConfig) -> tuple[Path, list[CallPath]]:
     if args.scenarios is not None:
-        paths, _ = scenarios.read_manifest(args.scenarios)
-        wanted = set(args.flow or [p.flow for p in paths])
-        return args.scenarios, [p for p in paths if p.flow in wanted]
-    directory = args.out or Path(tempfile.mkdtemp(prefix="ivr-qa-"))
-    paths = scenarios.generate(loaded, args.flow, parse_at(args.at))
-    scenarios.write(paths, directory, loaded, int(args.slack * 1000))
+        directory = args.scenarios
+        paths, _ = scenarios.read_manifest(directory)
+        paths = [p for p in paths if p.flow in set(args.flow or [p.flow for p in paths])]
+    else:
+        directory = args.out or Path(tempfile.mkdtemp(prefix="ivr-qa-"))
+        paths = scenarios.generate(loaded, args.flow, parse_at(args.at))
+        scenarios.write(paths, directory, loaded, int(args.slack * 1000))
+    if args.path:
+        paths = [p for p in paths if any(fnmatch.fnmatchcase(p.name, glob) for glob in args.path)]
+        if not paths:
+            raise ValueError(f"no path matches {' '.join(args.path)}")
     return directory, paths
 
 
