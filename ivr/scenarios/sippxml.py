@@ -188,8 +188,8 @@ def _invite(doc: _Doc) -> None:
     for code in REJECTIONS:
         doc.main.append(f'  <recv response="{code}" optional="true" timeout="10000" next="rejected_{code}"/>')
         doc.handlers.append("\n".join([
-            f'  <label id="rejected_{code}"/>', doc.request("ACK", cseq="1"),
-            f'  <nop><action>{_log(f"rejected code={code}")}</action></nop>', _fail(f"rejected_{code}")]))
+            f'  <label id="rejected_{code}"/>', f'  <nop><action>{_log(f"rejected code={code}")}</action></nop>',
+            doc.request("ACK", cseq="1"), _fail(f"rejected_{code}")]))
     doc.main.append(f'  <recv response="200" rrs="true" timeout="10000"><action>'
                     f'{_log("answered tick=[clock_tick]")}</action></recv>')
     doc.main.append(doc.request("ACK", cseq="1"))
@@ -243,8 +243,9 @@ def _transfers(doc: _Doc, last_at: float) -> None:
         if transfer.answer == 200:
             _accept(doc)
             return
-        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused")))
+        # logged before the answer: SIPp takes no message while it sits on an element after a <send>
         doc.main.append(f'  <nop><action>{_log(f"refused k={k} code={transfer.answer}")}</action></nop>')
+        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused")))
         previous = transfer.at
     timeout = int((doc.path.end_at - previous) * 1000) + doc.slack_ms
     _await_bye(doc, "wait_bye", timeout,
