@@ -22,8 +22,8 @@ FLOWS = ("--flow", "vip_routing", "--flow", "support")
 
 def _config() -> dict[str, Any]:
     cfg = e2e_config(workers=2)
-    cfg["schedules"]["office"] = {"timezone": "Europe/London",
-                                  "hours": {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    cfg["schedules"]["office"] = {"timezone": "Europe/London", "hours": {d: ["00:00-24:00"] for d in days}}
     return cfg
 
 
