@@ -188,7 +188,8 @@ class Walker:
         prompts = tuple(str(p) for e in timeline if e["kind"] == "play" for p in e["prompts"])  # type: ignore[attr-defined]
         ended = next((e for e in timeline if e["kind"] == "hangup"), timeline[-1])
         reason = str(ended.get("reason", ""))
-        labels = candidate.labels if now else (*candidate.labels, "later")
+        labels = _labels(self.loaded, self.flow, candidate, _steps(result))
+        labels = labels if now else (*labels, "later")
         return CallPath(
             name=".".join((self.flow, *labels)), flow=self.flow, description=_describe(candidate, result, now),
             dialed=self.dialed, caller=candidate.caller, fresh_caller=candidate.crm != "ok", crm=candidate.crm,
@@ -196,6 +197,16 @@ class Walker:
             end="transferred" if reason == "transferred" else "hangup", end_reason=reason,
             end_at=float(str(ended["t"])), steps=tuple(_steps(result)), prompts=prompts, at=when,
             reachable_now=now)
+
+
+def _labels(loaded: LoadedConfig, flow: str, candidate: Candidate, steps: list[str]) -> tuple[str, ...]:
+    """A caller who was never asked for input is named after the hours decision instead ("closed")."""
+    inputs = {s.id for s in loaded.config.flows[flow].steps if isinstance(s, MenuStep | GatherStep)}
+    hours = {s.id for s in loaded.config.flows[flow].steps if isinstance(s, HoursStep)}
+    if candidate.labels[-1:] != ("no_input",) or any(s.split(":")[0] in inputs for s in steps):
+        return candidate.labels
+    decided = [s.split(":", 1)[1] for s in steps if s.split(":")[0] in hours]
+    return (*candidate.labels[:-1], *decided) if decided else candidate.labels
 
 
 def _refused(path: CallPath, queue: str) -> Candidate:

@@ -81,10 +81,10 @@ def test_support_menu_paths_follow_the_clock(open_paths: dict[str, CallPath], tm
     assert _uris(open_paths["support.press_0"]) == [("sip:default@127.0.0.1:5070", 200)]
     assert open_paths["support.invalid"].end == "hangup"
     assert open_paths["support.press_1"].reachable_now
-    later = open_paths["support.no_input.later"]
+    later = open_paths["support.closed.later"]
     assert (later.end_reason, later.reachable_now) == ("closed", False)
     closed = {p.name: p for p in command.generate(_config(tmp_path), ["support"], CLOSED)}
-    assert closed["support.no_input"].end_reason == "closed" and closed["support.no_input"].reachable_now
+    assert closed["support.closed"].end_reason == "closed" and closed["support.closed"].reachable_now
     assert not closed["support.press_1.later"].reachable_now
 
 
