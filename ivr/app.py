@@ -1,9 +1,10 @@
 """The controller's composition root: `ivr run` wires config, logs, demo CRM, HTTP client, workers, front, admin.
 
-Start order: demo CRM -> HTTP client -> workers (each says WorkerReady) -> front -> admin. SIGTERM/SIGINT
-drains: new INVITEs get 503 + Retry-After, live calls may finish until `sip.drain_timeout`, the rest are
-hung up, then everything stops in reverse order (workers release pjsua2 in its documented order). SIGHUP
-reloads the config for new calls (`config/diff.py` says which sections can change without a restart).
+Start order: demo CRM -> HTTP client -> records (store, spools) -> workers (each says WorkerReady) -> front
+-> admin. SIGTERM/SIGINT drains: new INVITEs get 503 + Retry-After, live calls may finish until
+`sip.drain_timeout`, the rest are hung up, then everything stops in reverse order (workers release pjsua2
+in its documented order; records are flushed last). SIGHUP reloads the config for new calls
+(`config/diff.py` says which sections can change without a restart).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from aiohttp import web
 
 from ivr import logs
 from ivr.admin import make_app
-from ivr.calls import CallRouter
+from ivr.calls import CallRouter, RecordSink
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
 from ivr.metrics import Metrics
+from ivr.records.service import Records
 from ivr.workers import WorkerPool, worker_specs
 
 log = structlog.get_logger()
@@ -85,6 +87,7 @@ class Server:
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
+            router.on_record = await stack.enter_async_context(self._records())
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level)
@@ -153,6 +156,16 @@ class Server:
             yield
         finally:
             await runner.cleanup()
+
+    @contextlib.asynccontextmanager
+    async def _records(self) -> AsyncIterator[RecordSink]:
+        """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
+        records = Records(self.loaded.config, self.run_dir, self.metrics)
+        await records.start()
+        try:
+            yield records.on_record
+        finally:
+            await records.stop()
 
     @contextlib.asynccontextmanager
     async def _front(self) -> AsyncIterator[None]:

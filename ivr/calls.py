@@ -2,14 +2,18 @@
 
 Worker events come in through `on_event`; the session's commands go out to the worker, except `Fetch`,
 which the HTTP client answers with an event fed back into the same session. Every call ends with exactly
-one canonical `call.ended` log line carrying its whole path.
+one canonical `call.ended` log line carrying its `CallRecord` (the same object then goes to `on_record`:
+the record store, the webhook). Each session transition runs with call_id, worker and trunk bound as
+structlog context, so every line logged for a call (fetch tasks included) can be found by its call_id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import platform
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,6 +24,7 @@ from ivr.config.model import IvrConfig, Trunk
 from ivr.flow import commands, events
 from ivr.flow.session import CallInfo, FlowSession
 from ivr.metrics import Metrics
+from ivr.records.model import CallRecord
 
 log = structlog.get_logger()
 
@@ -33,6 +38,7 @@ class Fetcher(Protocol):
 
 
 Send = Callable[[str, str, commands.WorkerCommand], None]
+RecordSink = Callable[[CallRecord], None]
 
 
 @dataclass
@@ -61,6 +67,8 @@ class CallRouter:
         self._metrics = metrics
         self._front_hosts = front_hosts
         self._clock = clock
+        self.on_record: RecordSink | None = None
+        """Called with each finished call's record (after its log line); must not block."""
         self.reconfigure(config)
 
     def reconfigure(self, config: IvrConfig) -> None:
@@ -115,7 +123,8 @@ class CallRouter:
         assert trunk is not None and flow is not None  # _refusal says why not otherwise
         now = self._clock()
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
-                        sip_call_id=offer.sip_call_id)
+                        sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
+                        node=platform.node())
         call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now),
                         info=info, offered_at=now)
         self.calls[(worker, call_id)] = call
@@ -155,15 +164,17 @@ class CallRouter:
     def _run(self, call: LiveCall, step: Callable[[], list[commands.FlowCommand]]) -> None:
         """Run one session transition and carry out its commands. A bug in the engine ends this call (hung
         up, recorded) instead of escaping into the worker's reader and taking its other calls with it."""
-        try:
-            cmds = step()
-        except Exception:
-            log.exception("call.internal_error", worker=call.worker, call_id=call.call_id)
-            self._metrics.inc("ivr_internal_errors_total")
-            self._send(call.worker, call.call_id, commands.HangUp(reason="internal_error"))
-            self._finish(call, end_reason="internal_error")
-            return
-        self._execute(call, cmds)
+        with structlog.contextvars.bound_contextvars(call_id=call.call_id, worker=call.worker,
+                                                     trunk=call.info.trunk):
+            try:
+                cmds = step()
+            except Exception:
+                log.exception("call.internal_error")
+                self._metrics.inc("ivr_internal_errors_total")
+                self._send(call.worker, call.call_id, commands.HangUp(reason="internal_error"))
+                self._finish(call, end_reason="internal_error")
+                return
+            self._execute(call, cmds)
 
     def _execute(self, call: LiveCall, cmds: list[commands.FlowCommand]) -> None:
         for cmd in cmds:
@@ -220,22 +231,18 @@ class CallRouter:
             call.timer.cancel()
         for task in call.tasks:
             task.cancel()
-        record = call.session.record()
         if end_reason is not None:
-            record["end_reason"] = end_reason
-        ended = self._clock()
+            call.session.abort(end_reason, self._clock())
+        record = call.session.record()
         self._metrics.set("ivr_calls_active", len(self.calls))
-        outcome = record.get("outcome") or {}
-        kind = next(iter(outcome), "none") if isinstance(outcome, dict) else "none"
-        self._metrics.inc("ivr_calls_total", outcome=str(kind), end_reason=str(record.get("end_reason")))
-        base = {"worker": call.worker, "call_id": call.call_id, "sip_call_id": call.info.sip_call_id,
-                "trunk": call.info.trunk, "caller": call.info.caller, "dialed": call.info.dialed,
-                "duration_ms": round((ended - call.offered_at) * 1000)}
-        log.info("call.ended", **{**record, **base})
+        self._metrics.inc("ivr_calls_total", outcome=record.outcome.kind, end_reason=str(record.end_reason))
+        log.info("call.ended", **record.as_dict())
+        if self.on_record is not None:
+            self.on_record(record)
 
     def snapshot(self) -> list[dict[str, object]]:
-        """The live calls, for /calls."""
+        """The live calls, for /calls (the path only: digits and variables stay in the record, masked)."""
         now = self._clock()
         return [{"worker": c.worker, "call_id": c.call_id, "trunk": c.info.trunk, "caller": c.info.caller,
-                 "dialed": c.info.dialed, "age_s": round(now - c.offered_at, 1),
-                 "path": c.session.record().get("path")} for c in self.calls.values()]
+                 "dialed": c.info.dialed, "age_s": round(now - c.offered_at, 1), "step": c.session.current_step,
+                 "path": list(c.session.path)} for c in self.calls.values()]

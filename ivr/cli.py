@@ -22,6 +22,8 @@ DELEGATED = (
     ("front", "ivr.front.command", "render or run the Kamailio front"),
     ("scenarios", "ivr.scenarios.command", "write SIPp scenarios for every distinct path of the flows"),
     ("qa", "ivr.scenarios.qa", "call every path of the flows with SIPp against a live server; a verdict table"),
+    ("calls", "ivr.records.cli", "list recent calls from the record store, filtered"),
+    ("report", "ivr.report", "summarise a period's calls per flow, queue, tier and menu option"),
 )
 
 

@@ -55,6 +55,7 @@ from ivr.flow.events import (
 )
 from ivr.flow.session import CallInfo, FlowSession
 from ivr.prompts import wav_seconds
+from ivr.records.model import CallRecord
 from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
 
 DEFAULT_CONFIG = "config/ivr.yaml"
@@ -85,12 +86,12 @@ class SimResult:
     """What happened: the session's record plus the timeline."""
 
     completed: bool
-    record: dict[str, object]
+    record: CallRecord
     timeline: list[dict[str, object]]
     digits_unused: str
 
     def to_json(self) -> dict[str, object]:
-        record = self.record
+        record = self.record.as_dict()
         return {"completed": self.completed, "flow": record["flow"], "outcome": record["outcome"],
                 "path": record["path"], "variables": record["variables"], "timeline": self.timeline,
                 "digits_unused": self.digits_unused, "record": record}
@@ -182,13 +183,11 @@ class _Simulator:
         changed = {k: v for k, v in variables.items() if self.seen_vars.get(k) != v}
         removed = sorted(set(self.seen_vars) - set(variables))
         if changed or removed:
-            shown = record["variables"]
-            assert isinstance(shown, dict)
+            shown = dict(record.variables)
             text = ", ".join([f"{k}={shown.get(k, v)}" for k, v in changed.items()] + [f"{k} unset" for k in removed])
             self._log(now, "variables", f"set {text}", set={k: shown.get(k, v) for k, v in changed.items()},
                       unset=removed)
-        path = record["path"]
-        assert isinstance(path, list)
+        path = record.path
         for entry in path[self.seen_path:]:
             self._log(now, "step", str(entry), step=str(entry))
         self.seen_path = len(path)
@@ -356,8 +355,8 @@ def print_timeline(result: SimResult, scenario: Scenario) -> None:
     for entry in result.timeline:
         print(f"  t+{float(str(entry['t'])):7.2f}s  {entry['text']}")
     record = result.record
-    print(f"outcome: {json.dumps(record['outcome'])}")
-    print(f"path: {' > '.join(str(p) for p in record['path'])}")  # type: ignore[attr-defined]
+    print(f"outcome: {json.dumps(record.as_dict()['outcome'])}")
+    print(f"path: {' > '.join(record.path)}")
     if result.digits_unused:
         print(f"digits not used: {result.digits_unused}")
     if not result.completed:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from recordkit import hung_up, transferred
 
 from ivr.prompts import wav_seconds
 from ivr.sim_fixtures import load_fixtures
@@ -66,7 +67,7 @@ def test_default_config_routes_with_fixtures(tmp_path: Path, capsys: pytest.Capt
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", caller, "--digits", digits,
                     "--at", MONDAY, fixtures=CRM)
     assert code == 0
-    assert out["outcome"] == {"transfer": {"queue": queue, "uri": f"sip:{queue}@127.0.0.1:5070"}}
+    assert out["outcome"] == transferred(queue, f"sip:{queue}@127.0.0.1:5070")
     assert out["path"][-1] == f"to_{queue}:ok"
     assert out["completed"] is True and out["timeline"]
 
@@ -88,7 +89,7 @@ def test_failing_crm_goes_to_default(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15551000001", "--at", MONDAY,
                     fixtures=[{"endpoint": "crm"} | failure])
     assert code == 0
-    assert out["outcome"]["transfer"]["queue"] == "default"
+    assert out["outcome"]["queue"] == "default"
     assert out["path"][1].startswith("lookup_phone:") and out["path"][1] != "lookup_phone:ok"
     assert out["record"]["variables"]["last_error"]
 
@@ -99,31 +100,31 @@ def test_slow_crm_plays_filler_then_stops_it(tmp_path: Path, capsys: pytest.Capt
                     fixtures=slow)
     kinds = [(e["kind"], e.get("prompts")) for e in out["timeline"]]
     assert ("play", ["one_moment"]) in kinds and ("stop", None) in kinds
-    assert out["outcome"]["transfer"]["queue"] == "gold"
+    assert out["outcome"]["queue"] == "gold"
 
 
 def test_rejected_transfer_falls_back_to_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15551000001", "--at", MONDAY,
                     fixtures=[*CRM, {"transfer": "gold", "result": 603}])
     assert out["path"][-3:] == ["to_gold:rejected_603", "sorry:played", "to_default:ok"]
-    assert out["outcome"]["transfer"]["queue"] == "default"
+    assert out["outcome"]["queue"] == "default"
 
 
 def test_no_queue_available_hangs_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15553000001", "--at", MONDAY,
                     fixtures=[*CRM, {"transfer": "default", "result": "no_notify"}])
-    assert code == 0 and out["outcome"] == {"hangup": "no_queue_available"}
+    assert code == 0 and out["outcome"] == hung_up("no_queue_available")
     assert out["path"][-2:] == ["to_default:no_notify", "give_up:hangup"]
 
 
 def test_support_menu_and_closed_hours(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "200", "--from", "+15553000001", "--digits", ".2",
                     "--at", MONDAY, fixtures=[])
-    assert out["outcome"]["transfer"]["queue"] == "support"
+    assert out["outcome"]["queue"] == "support"
     assert out["path"] == ["check_hours:open", "main_menu:no_input", "main_menu:2", "to_support:ok"]
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "200", "--from", "+15553000001",
                     "--at", "2026-12-24T18:30:00+01:00", fixtures=[])
-    assert code == 0 and out["outcome"] == {"hangup": "closed"}
+    assert code == 0 and out["outcome"] == hung_up("closed")
 
 
 def test_readable_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,7 +132,7 @@ def test_readable_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
                     fixtures=CRM, as_json=False)
     assert code == 0
     assert "greet: play welcome" in out and "HTTP 200 in 20 ms" in out and "set customer_id=C-1001" in out
-    assert 'outcome: {"transfer": {"queue": "gold"' in out
+    assert 'outcome: {"kind": "transfer", "reason": "transferred", "queue": "gold"' in out
 
 
 def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,10 +191,10 @@ def _real(caller: str, digits: str = "", *, crm_up: bool = True) -> SimResult:
 def test_real_demo_crm(caller: str, digits: str, queue: str) -> None:
     result = _real(caller, digits)
     assert result.completed
-    assert result.record["outcome"] == {"transfer": {"queue": queue, "uri": f"sip:{queue}@127.0.0.1:5070"}}
+    assert result.record.as_dict()["outcome"] == transferred(queue, f"sip:{queue}@127.0.0.1:5070")
 
 
 def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
-    assert result.record["outcome"] == {"transfer": {"queue": "default", "uri": "sip:default@127.0.0.1:5070"}}
-    assert result.record["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+    assert result.record.as_dict()["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
+    assert result.record.as_dict()["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]

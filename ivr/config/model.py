@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ivr.config.base import Strict
+from ivr.config.records import RecordsConfig
 from ivr.config.steps import Flow
 from ivr.config.types import Duration, Name, SipUri
 
@@ -269,6 +270,8 @@ class IvrConfig(Strict):
                              "config file.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin HTTP endpoint.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    records: RecordsConfig = Field(default_factory=RecordsConfig, description="Call records: database, spool, "
+                                   "retention, webhook.")
 
     @field_validator("numbers")
     @classmethod

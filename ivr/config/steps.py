@@ -48,6 +48,8 @@ class GatherStep(StepBase):
                                           "prompts end.")
     inter_digit_timeout: Duration = Field(3.0, gt=0, description="Wait between digits; input ends then.")
     pattern: str | None = Field(None, description="Regular expression the whole input must match.")
+    sensitive: bool = Field(False, description="The digits are a secret (PIN, card number): masked in every "
+                            "log line, record, webhook and /calls; the variable too, and any set from it.")
     attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
     invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after invalid input.")
     no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after no input.")

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept 1.5, "1.5s", "500ms", "2m", "1h"; a bare number is seconds."""
+    """Accept 1.5, "1.5s", "500ms", "2m", "1h", "90d"; a bare number is seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '500ms', '2s', '1m'")
     if isinstance(value, int | float):

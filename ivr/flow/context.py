@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow.commands import FlowCommand, Play, StopPlayback
 from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
 """Variables every call starts with."""
@@ -24,6 +25,11 @@ class CallInfo:
     dialed: str
     trunk: str
     sip_call_id: str = ""
+    worker: str = ""
+    uid: str = ""
+    """Unique id of the call's record (the controller draws it)."""
+    node: str = ""
+    """The server (host name) running the call, for records shared by several nodes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +76,12 @@ class CallContext:
     playing: int | None = None
     """play_id of the playback that is still running (not finished, not stopped)."""
     path: list[str] = field(default_factory=list)
-    digits: list[str] = field(default_factory=list)
-    fetches: list[dict[str, object]] = field(default_factory=list)
-    transfers: list[dict[str, object]] = field(default_factory=list)
+    inputs: list[DigitInput] = field(default_factory=list)
+    """Digits per menu/gather step, as the steps took them; secrets are masked when the record is built."""
+    secrets: set[str] = field(default_factory=set)
+    """Variables holding a secret (a sensitive gather's, or set from one); masked with the secret names."""
+    fetches: list[FetchEntry] = field(default_factory=list)
+    transfers: list[TransferAttempt] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
     _last_play_id: int = 0
@@ -101,6 +110,14 @@ class CallContext:
 
     def mark(self, name: str, now: float) -> None:
         self.marks.setdefault(name, now)
+
+    def took(self, step_id: str, digit: str, sensitive: bool) -> None:
+        """A menu or gather took `digit`: append it to that step's input (a new entry when the step changed)."""
+        last = self.inputs[-1] if self.inputs else None
+        if last is not None and last.step == step_id and last.masked == sensitive:
+            self.inputs[-1] = DigitInput(step_id, last.digits + digit, sensitive)
+        else:
+            self.inputs.append(DigitInput(step_id, digit, sensitive))
 
     def buffer_digit(self, digit: str) -> None:
         self.type_ahead.append(digit)

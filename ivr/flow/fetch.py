@@ -11,6 +11,7 @@ from ivr.flow.commands import Fetch
 from ivr.flow.context import Activity, CallContext, Next, Reply
 from ivr.flow.events import FetchCompleted, FetchFailed
 from ivr.flow.template import render, render_body, render_header, render_path
+from ivr.records.model import FetchEntry
 
 SAFETY_MARGIN = 0.5
 """The step gives up this long after the budget if the HTTP client never answered."""
@@ -103,9 +104,8 @@ class FetchActivity(Activity):
     def _record(self, outcome: str, reason: str | None, elapsed_ms: float, status: int | None,
                 cached: bool) -> None:
         self.filler_at = self.give_up_at = None
-        self.ctx.fetches.append({"step": self.step_id, "endpoint": self.step.endpoint, "outcome": outcome,
-                                 "reason": reason, "status": status, "elapsed_ms": round(elapsed_ms, 1),
-                                 "cached": cached})
+        self.ctx.fetches.append(FetchEntry(self.step_id, self.step.endpoint, outcome, reason, status,
+                                           round(elapsed_ms, 1), cached))
 
     def abandon(self, now: float, why: str) -> None:
         if self.give_up_at is not None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from ivr.config.steps import GatherStep, MenuStep
 from ivr.flow.context import Activity, CallContext, Next, Reply
+from ivr.records.model import is_secret_name
 
 Phase = Literal["prompts", "waiting", "retry"]
 
@@ -107,6 +108,8 @@ class MenuActivity(_Input):
         return self._digit(self.ctx.type_ahead.pop(0), now)
 
     def _digit(self, digit: str, now: float) -> Reply:
+        variable = self.step.variable
+        self.ctx.took(self.step_id, digit, variable is not None and is_secret_name(variable))
         target = self.step.options.get(digit)
         if target is None:
             return self._retry("invalid", self.step.invalid_prompts, now)
@@ -126,6 +129,9 @@ class GatherActivity(_Input):
         super().__init__(step, ctx, step.first_digit_timeout)
         self.step = step
         self.collected = ""
+        self.sensitive = step.sensitive or is_secret_name(step.variable)
+        if self.sensitive:
+            ctx.secrets.add(step.variable)
 
     def _reset(self) -> None:
         self.collected = ""
@@ -137,6 +143,7 @@ class GatherActivity(_Input):
         return reply
 
     def _digit(self, digit: str, now: float) -> Reply:
+        self.ctx.took(self.step_id, digit, self.sensitive)
         if digit == self.step.terminator:
             return self._finish(now)
         self.collected += digit

@@ -30,12 +30,14 @@ Endings: a flow always ends in `HangUp` (after a successful transfer, reason "tr
 the session only waits for `CallEnded` (no deadline: the worker or its supervisor always reports the end).
 `CallEnded` may come at any moment; the session is then `finished` and emits nothing more. The maximum
 call duration (`sip.max_call_duration`, counted from `start`) is always part of the deadline, so no state
-waits forever. `record()` is the call's canonical log line material.
+waits forever. `record()` builds the call's one frozen `CallRecord` (ivr.records.model): the log line, the
+database row and the webhook all carry it unchanged. Secrets are masked there, by one rule: a gather marked
+`sensitive` (its digits, its variable and any variable `set` from it) and any variable named like a PIN,
+password or secret. Digits are recorded per menu/gather step as the step takes them; digits still in the
+type-ahead buffer at the end were never used and are recorded masked (they may be a PIN typed ahead).
 """
 
 from __future__ import annotations
-
-import re
 
 from ivr.config.model import IvrConfig, Trunk
 from ivr.config.steps import Step
@@ -52,6 +54,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.steps import enter
+from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings, is_secret_name
 
 __all__ = ["CallInfo", "FlowSession", "LOOP_LIMIT"]
 
@@ -59,7 +62,14 @@ LOOP_LIMIT = 50
 """Step moves allowed without waiting for an event."""
 
 DIGITS = frozenset("0123456789*#ABCD")
-_SECRET = re.compile(r"(^|_)(pin|password|passcode|secret|token|cvv)(_|$)", re.IGNORECASE)
+TIMING_SPANS = {
+    "answer_ms": ("started", "connected"),
+    "to_transfer_ms": ("connected", "first_transfer"),
+    "transfer_ms": ("transfer_sent", "transferred"),
+    "to_transferred_ms": ("connected", "transferred"),
+    "to_hangup_ms": ("connected", "hangup"),
+    "duration_ms": ("started", "ended"),
+}
 
 
 def _trunk(config: IvrConfig, name: str) -> Trunk:
@@ -85,7 +95,7 @@ class FlowSession:
         self._connected = False
         self._hung_up = False
         self._finished = False
-        self._outcome: dict[str, object] | None = None
+        self._outcome: Outcome | None = None
         self._end_reason: str | None = None
         self._max_at = now + config.sip.max_call_duration
         self._ctx.mark("started", now)
@@ -164,22 +174,37 @@ class FlowSession:
         """A copy of the call's variables, built-ins included."""
         return dict(self._ctx.variables)
 
-    def record(self) -> dict[str, object]:
-        """The call's path, digits, variables, fetches, transfers, outcome and timings (JSON-ready)."""
-        ctx = self._ctx
-        variables = {name: ("***" if _SECRET.search(name) else value)
-                     for name, value in ctx.variables.items() if name not in BUILTINS}
-        return {
-            "flow": ctx.call_flow,
-            "path": list(ctx.path),
-            "digits": "".join(ctx.digits),
-            "variables": variables,
-            "fetches": [dict(entry) for entry in ctx.fetches],
-            "transfers": [dict(entry) for entry in ctx.transfers],
-            "outcome": self._outcome,
-            "end_reason": self._end_reason,
-            "timings": self._timings(),
-        }
+    @property
+    def path(self) -> tuple[str, ...]:
+        """`step:result` of each step left so far."""
+        return tuple(self._ctx.path)
+
+    def abort(self, reason: str, now: float) -> None:
+        """The driver ends the call outside the flow (internal error, hang-up never confirmed)."""
+        self._activity = None
+        self._hung_up = self._finished = True
+        self._end_reason = reason
+        if self._outcome is None:
+            self._outcome = Outcome("hangup", reason)
+        self._ctx.mark("ended", now)
+
+    def record(self) -> CallRecord:
+        """The call's record so far (complete once `finished`), secrets masked."""
+        ctx, call = self._ctx, self._ctx.call
+        secret = ctx.secrets
+        variables = tuple((name, MASK if name in secret or is_secret_name(name) else value)
+                          for name, value in ctx.variables.items() if name not in BUILTINS)
+        inputs = [DigitInput(i.step, MASK, True) if i.masked else i for i in ctx.inputs]
+        if ctx.type_ahead:
+            inputs.append(DigitInput("", MASK, True))
+        return CallRecord(
+            uid=call.uid or call.call_id, call_id=call.call_id, sip_call_id=call.sip_call_id, worker=call.worker,
+            trunk=call.trunk, caller=call.caller, dialed=call.dialed, flow=ctx.call_flow,
+            started_at=ctx.marks["started"],
+            ended_at=ctx.marks.get("ended"), end_reason=self._end_reason,
+            outcome=self._outcome or Outcome("none", ""), path=tuple(ctx.path), inputs=tuple(inputs),
+            variables=variables, fetches=tuple(ctx.fetches), transfers=tuple(ctx.transfers),
+            timings=self._timings(), node=call.node)
 
     # --- moving between steps ---------------------------------------------------------------------
 
@@ -206,7 +231,7 @@ class FlowSession:
             if isinstance(then, Done):
                 if then.transfer is not None:
                     queue, uri = then.transfer
-                    self._outcome = {"transfer": {"queue": queue, "uri": uri}}
+                    self._outcome = Outcome("transfer", then.reason, queue, uri)
                 return commands + self._hang_up(then.reason, now)
             moves += 1
             if moves > LOOP_LIMIT:
@@ -245,7 +270,6 @@ class FlowSession:
         dtmf = self._ctx.trunk.dtmf
         if event.digit not in DIGITS or len(event.digit) != 1 or dtmf not in ("both", event.method):
             return []
-        self._ctx.digits.append(event.digit)
         if self._activity is None:
             self._ctx.buffer_digit(event.digit)
             return []
@@ -255,7 +279,7 @@ class FlowSession:
         self._hung_up = True
         self._activity = None
         if self._outcome is None:
-            self._outcome = {"hangup": reason}
+            self._outcome = Outcome("hangup", reason)
         self._ctx.mark("hangup", now)
         return [*self._ctx.stop_playback(), HangUp(reason)]
 
@@ -266,18 +290,10 @@ class FlowSession:
         self._finished = True
         self._end_reason = event.reason
         if self._outcome is None:
-            self._outcome = {"hangup": event.reason}
+            self._outcome = Outcome("abandoned", event.reason)
         self._ctx.mark("ended", now)
 
-    def _timings(self) -> dict[str, float]:
+    def _timings(self) -> Timings:
         marks = self._ctx.marks
-        spans = {
-            "answer_ms": ("started", "connected"),
-            "to_transfer_ms": ("connected", "first_transfer"),
-            "transfer_ms": ("transfer_sent", "transferred"),
-            "to_transferred_ms": ("connected", "transferred"),
-            "to_hangup_ms": ("connected", "hangup"),
-            "duration_ms": ("started", "ended"),
-        }
-        return {name: round((marks[end] - marks[begin]) * 1000, 1)
-                for name, (begin, end) in spans.items() if begin in marks and end in marks}
+        return Timings(**{name: round((marks[end] - marks[begin]) * 1000, 1)
+                          for name, (begin, end) in TIMING_SPANS.items() if begin in marks and end in marks})

@@ -7,6 +7,7 @@ until it answers with a `Next` or a `Done`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import assert_never
 
 from ivr.config.steps import (
@@ -29,7 +30,8 @@ from ivr.flow.events import TransferProgress
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
-from ivr.flow.template import render, render_header, render_uri_param, with_uri_params
+from ivr.flow.template import references, render, render_header, render_uri_param, with_uri_params
+from ivr.records.model import TransferAttempt
 
 
 def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Reply]:
@@ -43,6 +45,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
         case SetStep():
             for name, template in step.values.items():
                 ctx.variables[name] = render(template, ctx.variables)
+                if references(template) & ctx.secrets:
+                    ctx.secrets.add(name)
             return None, Reply(then=Next("set", step.next))
         case GotoStep():
             return None, Reply(then=Next("goto", step.step, step.flow))
@@ -126,15 +130,23 @@ class TransferActivity(Activity):
         self.step = step
         self.uri = ""
         self.until: float | None = None
-        self.entry: dict[str, object] = {"step": step.id, "queue": step.queue, "uri": "", "result": "pending",
-                                         "code": None, "progress": []}
+        self.index = -1
+        """This attempt's place in ctx.transfers (an entry is replaced, never mutated)."""
 
     @property
     def deadline(self) -> float | None:
         return self.until
 
+    @property
+    def entry(self) -> TransferAttempt:
+        return self.ctx.transfers[self.index]
+
+    def _update(self, **changes: object) -> None:
+        self.ctx.transfers[self.index] = replace(self.entry, **changes)  # type: ignore[arg-type]
+
     def start(self, now: float) -> Reply:
-        self.ctx.transfers.append(self.entry)
+        self.index = len(self.ctx.transfers)
+        self.ctx.transfers.append(TransferAttempt(self.step.id, self.step.queue, "", "pending"))
         queue = self.ctx.config.queues.get(self.step.queue)
         if queue is None:
             return self._fail("unknown_queue", None)
@@ -144,7 +156,7 @@ class TransferActivity(Activity):
         self.uri = with_uri_params(queue.uri, {name: value for name, value in params.items() if value})
         rendered = ((name, render_header(t, self.ctx.variables)) for name, t in queue.headers.items())
         headers = tuple((name, value) for name, value in rendered if value)
-        self.entry["uri"] = self.uri
+        self._update(uri=self.uri, sent_at=now)
         self.until = now + self.step.notify_timeout
         self.ctx.mark("first_transfer", now)
         self.ctx.marks["transfer_sent"] = now
@@ -154,14 +166,12 @@ class TransferActivity(Activity):
         return Reply()
 
     def on_transfer(self, event: TransferProgress, now: float) -> Reply:
-        progress = self.entry["progress"]
-        assert isinstance(progress, list)
-        progress.append(event.code)
+        self._update(progress=(*self.entry.progress, event.code))
         if not event.final or event.code < 200:
             return Reply()
         if event.code < 300:
             self.until = None
-            self.entry.update(result="ok", code=event.code)
+            self._update(result="ok", code=event.code)
             self.ctx.mark("transferred", now)
             return Reply(then=Done("ok", "transferred", (self.step.queue, self.uri)))
         return self._fail(f"rejected_{event.code}", event.code)
@@ -173,11 +183,11 @@ class TransferActivity(Activity):
 
     def _fail(self, reason: str, code: int | None) -> Reply:
         self.until = None
-        self.entry.update(result=reason, code=code)
+        self._update(result=reason, code=code)
         if self.step.on_fail is None:
             return Reply(then=Done(reason, "transfer_failed"))
         return Reply(then=Next(reason, self.step.on_fail))
 
     def abandon(self, now: float, why: str) -> None:
-        self.entry["result"] = why
+        self._update(result=why)
         super().abandon(now, why)

@@ -15,6 +15,11 @@ def _substitute(template: str, variables: Mapping[str, str], escape: Callable[[s
     return _VAR.sub(lambda m: escape(variables.get(m.group(1), "")), template)
 
 
+def references(template: str) -> set[str]:
+    """The variable names a template uses."""
+    return {match.group(1) for match in _VAR.finditer(template)}
+
+
 def render(template: str, variables: Mapping[str, str]) -> str:
     """Plain rendering (set steps, query values: the HTTP client escapes those)."""
     return _substitute(template, variables, lambda value: value)

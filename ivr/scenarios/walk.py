@@ -171,7 +171,8 @@ class Walker:
         result = await self._simulate(candidate, when)
         if not result.completed or result.digits_unused:
             return  # keys the flow never asked for: the same path as a shorter candidate
-        key = json.dumps([candidate.crm, _steps(result), result.record["outcome"]], default=str)
+        outcome = result.record.outcome
+        key = json.dumps([candidate.crm, _steps(result), outcome.kind, outcome.reason, outcome.uri])
         if key in self.seen:
             return
         self.seen.add(key)
@@ -216,9 +217,7 @@ def _refused(path: CallPath, queue: str) -> Candidate:
 
 
 def _steps(result: SimResult) -> list[str]:
-    steps = result.record["path"]
-    assert isinstance(steps, list)
-    return [str(s) for s in steps]
+    return [str(s) for s in result.record.path]
 
 
 def _describe(candidate: Candidate, result: SimResult, now: bool) -> str:

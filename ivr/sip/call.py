@@ -127,7 +127,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             digit = str(prm.digit)[:1].upper()
             if self._playback is not None and self._playback.play.interruptible:
                 self._stop_playback()
-            log.debug("sip.call.digit", call=self.call_id, digit=digit, method=method)
+            # Never the digit's value: the worker cannot know whether a sensitive gather is collecting it.
+            log.debug("sip.call.digit", call=self.call_id, method=method)
             self._host.emit(self.call_id, events.DigitReceived(digit=digit, method=method))
         except Exception:
             log.exception("sip.call.digit_failed", call=self.call_id)

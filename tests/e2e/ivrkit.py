@@ -97,7 +97,8 @@ class IvrServer:
         with self._cond:
             return [e for e in self.lines if e.get("event") == name]
 
-    def stop(self, timeout: float = 30.0) -> int:
+    def stop(self, timeout: float = 30.0, *, check_records: bool = True) -> int:
+        """SIGTERM and wait; then every call.ended line must have exactly one identical row in the store."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -106,4 +107,13 @@ class IvrServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if check_records and self.proc.returncode == 0 and self.config.get("records", {}).get("store") != "none":
+            self.check_records()
         return int(self.proc.returncode)
+
+    def check_records(self) -> None:
+        """Calls placed = rows stored, each row identical to its `call.ended` log line (SQLite store)."""
+        from recordkit import assert_rows_match_lines, sqlite_rows
+
+        rows = sqlite_rows(self.workdir / "run" / self.config.get("records", {}).get("path", "records.sqlite3"))
+        assert_rows_match_lines(rows, self.events("call.ended"))

@@ -44,6 +44,6 @@ def test_bench_full_flow_calls_all_pass(tmp_path: Path) -> None:
         assert (done.returncode, stats["SuccessfulCall(C)"], stats["FailedCall(C)"]) == (0, str(CALLS), "0"), errors
         server.wait_for(lambda e: len(server.events("call.ended")) >= CALLS, 10, what=f"{CALLS} call.ended")
         outcomes = [e.get("outcome") for e in server.events("call.ended")]
-        assert outcomes == [{"transfer": {"queue": "gold", "uri": GOLD}}] * CALLS
+        assert outcomes == [{"kind": "transfer", "reason": "transferred", "queue": "gold", "uri": GOLD}] * CALLS
     finally:
         server.stop()

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
+from recordkit import abandoned
 
 from ivr.flow.commands import Fetch, HangUp, Play, StopPlayback
 from ivr.flow.events import CallEnded, FetchCompleted, FetchFailed
@@ -46,7 +47,7 @@ def test_success_maps_and_stringifies() -> None:
     body = {"data": [{"tier": "gold", "n": 3, "name": None, "tags": ["a", 1]}]}
     assert session.handle(FetchCompleted(1, 200, body, elapsed_ms=12.5, cached=True), T0 + 0.1) == [
         HangUp("worked")]
-    record = session.record()
+    record = session.record().as_dict()
     assert record["variables"] == {"tier": "gold", "n": "3", "tags": '["a",1]'}
     assert record["path"] == ["lookup:ok", "worked:hangup"]
     assert record["fetches"] == [{"step": "lookup", "endpoint": "crm", "outcome": "ok", "reason": None,
@@ -57,37 +58,37 @@ def test_mapping_unsets_absent_values() -> None:
     flow = [{"id": "set", "type": "set", "values": {"tier": "stale"}}, fetch(), *FLOW_TAIL]
     session, _ = connect(make_config(flow))
     session.handle(FetchCompleted(1, 200, {"data": []}), T0 + 0.1)
-    assert "tier" not in session.record()["variables"]  # type: ignore[operator]
+    assert "tier" not in session.record().as_dict()["variables"]  # type: ignore[operator]
 
 
 def test_required_field_missing() -> None:
     session, _ = start(required=["tier"])
     assert session.handle(FetchCompleted(1, 200, {"data": [{"n": 1}]}), T0 + 0.1) == [HangUp("failed")]
-    assert session.record()["variables"] == {"n": "1", "last_error": "missing_field"}
-    assert session.record()["path"] == ["lookup:missing_field", "failed:hangup"]
+    assert session.record().as_dict()["variables"] == {"n": "1", "last_error": "missing_field"}
+    assert session.record().as_dict()["path"] == ["lookup:missing_field", "failed:hangup"]
 
 
 @pytest.mark.parametrize("reason", ["timeout", "connect_error", "http_503", "invalid_json", "circuit_open"])
 def test_each_failure_reason_goes_to_on_error(reason: str) -> None:
     session, _ = start()
     assert session.handle(FetchFailed(1, reason, elapsed_ms=5), T0 + 0.1) == [HangUp("failed")]
-    assert session.record()["variables"] == {"last_error": reason}
-    assert session.record()["fetches"][0]["reason"] == reason  # type: ignore[index]
+    assert session.record().as_dict()["variables"] == {"last_error": reason}
+    assert session.record().as_dict()["fetches"][0]["reason"] == reason  # type: ignore[index]
 
 
 def test_non_2xx_completion_is_a_failure() -> None:
     session, _ = start()
     assert session.handle(FetchCompleted(1, 404, {"error": "x"}), T0 + 0.1) == [HangUp("failed")]
-    assert session.record()["path"][0] == "lookup:http_404"  # type: ignore[index]
+    assert session.record().as_dict()["path"][0] == "lookup:http_404"  # type: ignore[index]
 
 
 def test_safety_deadline_then_late_answer_ignored() -> None:
     session, _ = start()
     assert session.handle_timer(T0 + 2.4) == []
     assert session.handle_timer(T0 + 2.5) == [HangUp("failed")]
-    assert session.record()["variables"] == {"last_error": "timeout"}
+    assert session.record().as_dict()["variables"] == {"last_error": "timeout"}
     assert session.handle(FetchCompleted(1, 200, {"data": [{"tier": "gold"}]}), T0 + 3) == []
-    assert "tier" not in session.record()["variables"]  # type: ignore[operator]
+    assert "tier" not in session.record().as_dict()["variables"]  # type: ignore[operator]
 
 
 def test_answer_for_another_request_is_ignored() -> None:
@@ -120,7 +121,7 @@ def test_call_ended_mid_fetch() -> None:
     assert session.handle(CallEnded("caller_hangup"), T0 + 1) == []
     assert session.finished and session.deadline is None
     assert session.handle(FetchCompleted(1, 200, {}), T0 + 1.1) == []
-    record = session.record()
+    record = session.record().as_dict()
     assert record["path"] == ["lookup:abandoned"]
     assert record["fetches"][0]["outcome"] == "abandoned"  # type: ignore[index]
-    assert record["outcome"] == {"hangup": "caller_hangup"} and record["end_reason"] == "caller_hangup"
+    assert record["outcome"] == abandoned("caller_hangup") and record["end_reason"] == "caller_hangup"

@@ -79,7 +79,7 @@ def test_hours_step_routes_open_and_closed() -> None:
     config = make_config(steps, schedules={"office": office().model_dump(by_alias=True)})
     session, commands = connect(config, now=at("2026-03-02T10:00:00+00:00"))
     assert commands == [Play(1, ("open",))]
-    assert session.record()["path"] == ["check:open"]
+    assert session.record().as_dict()["path"] == ["check:open"]
     session, commands = connect(config, now=at("2026-12-25T10:00:00+00:00"))
     assert commands == [Play(1, ("closed",))]
-    assert session.record()["path"] == ["check:closed"]
+    assert session.record().as_dict()["path"] == ["check:closed"]

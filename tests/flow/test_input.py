@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowkit import T0, call, connect, make_config
+from recordkit import hung_up
 
 from ivr.flow.commands import HangUp, Play, StopPlayback, Transfer
 from ivr.flow.events import CallConnected, DigitReceived, PlaybackFinished
@@ -43,8 +44,8 @@ def test_play_then_next_step_and_flow_end() -> None:
     session, commands = connect(config)
     assert commands == [Play(1, ("a", "b"), interruptible=True)]
     assert session.handle(PlaybackFinished(1), T0 + 3) == [HangUp("flow_end")]
-    assert session.record()["path"] == ["hello:played"]
-    assert session.record()["outcome"] == {"hangup": "flow_end"}
+    assert session.record().as_dict()["path"] == ["hello:played"]
+    assert session.record().as_dict()["outcome"] == hung_up("flow_end")
 
 
 def test_barge_in_stops_prompt_and_digit_reaches_menu() -> None:
@@ -52,8 +53,8 @@ def test_barge_in_stops_prompt_and_digit_reaches_menu() -> None:
     session, _ = connect(config)
     commands = session.handle(digit("2"), T0 + 1)
     assert commands == [StopPlayback(1), HangUp("two")]
-    assert session.record()["path"] == ["hello:barged_in", "menu:2", "two:hangup"]
-    assert session.record()["variables"] == {"choice": "2"}
+    assert session.record().as_dict()["path"] == ["hello:barged_in", "menu:2", "two:hangup"]
+    assert session.record().as_dict()["variables"] == {"choice": "2"}
 
 
 def test_non_interruptible_prompt_keeps_type_ahead_for_menu() -> None:
@@ -73,8 +74,8 @@ def test_digits_before_connected_are_type_ahead() -> None:
         assert session.handle(digit(d), T0) == []
     assert session.handle(CallConnected(), T0 + 0.1) == [Play(1, ("welcome",), interruptible=False)]
     assert session.handle(PlaybackFinished(1), T0 + 2) == [HangUp("got")]
-    assert session.record()["variables"] == {"acct": "12"}
-    assert session.record()["digits"] == "12#"
+    assert session.record().as_dict()["variables"] == {"acct": "12"}
+    assert session.record().as_dict()["inputs"] == [{"step": "ask", "digits": "12#", "masked": False}]
 
 
 def test_interruptible_play_skipped_when_digits_are_waiting() -> None:
@@ -83,7 +84,7 @@ def test_interruptible_play_skipped_when_digits_are_waiting() -> None:
     session.start(T0)
     session.handle(digit("1"), T0)
     assert session.handle(CallConnected(), T0) == [HangUp("one")]
-    assert session.record()["path"][0] == "hello:skipped"
+    assert session.record().as_dict()["path"][0] == "hello:skipped"
 
 
 def test_garbage_and_disallowed_digits_are_ignored() -> None:
@@ -91,7 +92,7 @@ def test_garbage_and_disallowed_digits_are_ignored() -> None:
     session, _ = connect(config)
     for bad in (digit("x"), digit("12"), digit(""), digit("E"), digit("1", "info")):
         assert session.handle(bad, T0 + 1) == []
-    assert session.record()["digits"] == ""
+    assert session.record().inputs == ()
     assert session.handle(digit("1", "rfc4733"), T0 + 1) == [StopPlayback(1), HangUp("one")]
 
 
@@ -125,7 +126,7 @@ def test_menu_invalid_then_no_input_then_exhausted() -> None:
     # a digit during the prompt is taken at once (barge-in) and is invalid: third failure
     assert session.handle(digit("*"), T0 + 11.5) == [StopPlayback(5), Play(6, ("goodbye",), interruptible=False)]
     assert session.handle(PlaybackFinished(6), T0 + 13) == [HangUp("bye")]
-    assert session.record()["path"] == ["menu:invalid", "menu:no_input", "menu:invalid", "menu:exhausted",
+    assert session.record().as_dict()["path"] == ["menu:invalid", "menu:no_input", "menu:invalid", "menu:exhausted",
                                         "bye:hangup"]
 
 
@@ -150,8 +151,8 @@ def test_gather_terminator() -> None:
     assert session.deadline == T0 + 4
     assert session.handle(digit("2"), T0 + 2) == []
     assert session.handle(digit("#"), T0 + 3) == [HangUp("got")]
-    assert session.record()["variables"] == {"acct": "42"}
-    assert session.record()["path"] == ["ask:ok", "ok:hangup"]
+    assert session.record().as_dict()["variables"] == {"acct": "42"}
+    assert session.record().as_dict()["path"] == ["ask:ok", "ok:hangup"]
 
 
 def test_gather_max_digits_leaves_rest_in_type_ahead() -> None:
@@ -161,10 +162,10 @@ def test_gather_max_digits_leaves_rest_in_type_ahead() -> None:
     session.handle(PlaybackFinished(1), T0 + 2)
     for d in "12345":
         session.handle(digit(d), T0 + 3)
-    assert session.record()["variables"] == {"acct": "1234"}
+    assert session.record().as_dict()["variables"] == {"acct": "1234"}
     assert session.current_step == "again" and session.awaiting_digits   # '5' was taken, no prompts
     assert session.handle_timer(T0 + 6) == [HangUp("got")]
-    assert session.record()["variables"] == {"acct": "1234", "more": "5"}
+    assert session.record().as_dict()["variables"] == {"acct": "1234", "more": "5"}
 
 
 def test_gather_inter_digit_timeout_ends_input() -> None:
@@ -186,8 +187,8 @@ def test_gather_min_digits_and_pattern_invalid() -> None:
     for d in "123#":
         commands = session.handle(digit(d), T0 + 5)
     assert commands == [HangUp("bye")]                                        # pattern fails, exhausted
-    assert session.record()["path"] == ["ask:invalid", "ask:invalid", "ask:exhausted", "bye:hangup"]
-    assert "acct" not in session.record()["variables"]  # type: ignore[operator]
+    assert session.record().as_dict()["path"] == ["ask:invalid", "ask:invalid", "ask:exhausted", "bye:hangup"]
+    assert "acct" not in session.record().as_dict()["variables"]  # type: ignore[operator]
 
 
 def test_gather_pattern_fullmatch_ok() -> None:
@@ -204,7 +205,7 @@ def test_gather_no_input_retries() -> None:
     session.handle(PlaybackFinished(2), T0 + 9)
     session.handle(PlaybackFinished(3), T0 + 10)
     assert session.handle_timer(T0 + 16) == [HangUp("bye")]
-    assert session.record()["path"] == ["ask:no_input", "ask:no_input", "ask:exhausted", "bye:hangup"]
+    assert session.record().as_dict()["path"] == ["ask:no_input", "ask:no_input", "ask:exhausted", "bye:hangup"]
 
 
 def test_menu_to_transfer_stops_nothing_when_nothing_plays() -> None:

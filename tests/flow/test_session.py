@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
+from recordkit import hung_up
 
 from ivr.config.model import IvrConfig
 from ivr.flow.commands import Answer, Fetch, HangUp, Play, StopPlayback, Transfer
@@ -46,14 +47,14 @@ def test_branch_first_match_wins() -> None:
     cases = [{"when": {"var": "t", "exists": True}, "goto": "b2"}, {"when": {"var": "t", "equals": "x"}, "goto": "a"}]
     session, commands = connect(branch_config(cases, {"t": "x"}))
     assert commands == [HangUp("b2")]
-    assert session.record()["path"] == ["set:set", "b:b2", "b2:hangup"]
+    assert session.record().as_dict()["path"] == ["set:set", "b:b2", "b2:hangup"]
 
 
 def test_set_renders_templates_with_builtins() -> None:
     steps = [{"id": "s", "type": "set", "values": {"who": "{{caller}}@{{trunk}}/{{dialed}}/{{call_id}}",
                                                    "none": "{{nothing}}"}}, *ends("end")]
     session, _ = connect(make_config(steps))
-    assert session.record()["variables"] == {"who": "+15551000001@t1/100/c1", "none": ""}
+    assert session.record().as_dict()["variables"] == {"who": "+15551000001@t1/100/c1", "none": ""}
 
 
 def test_goto_step_and_flow() -> None:
@@ -65,16 +66,16 @@ def test_goto_step_and_flow() -> None:
     session, commands = connect(make_config(flows=flows))
     assert commands == [Play(1, ("hi",))]
     assert session.handle(PlaybackFinished(1), T0 + 1) == [HangUp("there")]
-    assert session.record()["path"] == ["g:goto", "jump:goto", "other/hello:played", "other/there:hangup"]
-    assert session.record()["flow"] == "main"
+    assert session.record().as_dict()["path"] == ["g:goto", "jump:goto", "other/hello:played", "other/there:hangup"]
+    assert session.record().as_dict()["flow"] == "main"
 
 
 def test_loop_guard() -> None:
     steps = [{"id": "a", "type": "set", "values": {"x": "1"}}, {"id": "b", "type": "goto", "step": "a"}]
     session, commands = connect(make_config(steps))
     assert commands == [HangUp("loop_detected")]
-    assert session.record()["path"][-1] == "a:loop_detected"  # type: ignore[index]
-    assert len(session.record()["path"]) == 52  # type: ignore[arg-type]
+    assert session.record().as_dict()["path"][-1] == "a:loop_detected"  # type: ignore[index]
+    assert len(session.record().as_dict()["path"]) == 52  # type: ignore[arg-type]
 
 
 def test_hangup_plays_prompts_uninterruptible_then_hangs_up() -> None:
@@ -86,7 +87,7 @@ def test_hangup_plays_prompts_uninterruptible_then_hangs_up() -> None:
     assert session.deadline is None and not session.finished
     assert session.handle(DigitReceived("1"), T0 + 2.1) == []
     assert session.handle(CallEnded("local_hangup"), T0 + 2.2) == []
-    assert session.finished and session.record()["outcome"] == {"hangup": "closed"}
+    assert session.finished and session.record().as_dict()["outcome"] == hung_up("closed")
 
 
 def test_max_duration() -> None:
@@ -97,8 +98,8 @@ def test_max_duration() -> None:
     session.handle(PlaybackFinished(1), T0 + 1)
     assert session.deadline == T0 + 30
     assert session.handle_timer(T0 + 30) == [HangUp("max_duration")]
-    assert session.record()["path"] == ["m:max_duration"]
-    assert session.record()["outcome"] == {"hangup": "max_duration"}
+    assert session.record().as_dict()["path"] == ["m:max_duration"]
+    assert session.record().as_dict()["outcome"] == hung_up("max_duration")
 
 
 def test_max_duration_while_playing_stops_playback() -> None:
@@ -132,7 +133,7 @@ def test_call_ended_mid_prompt_emits_nothing_more() -> None:
     for event in (PlaybackFinished(1), DigitReceived("1"), CallConnected(), CallEnded("again")):
         assert session.handle(event, T0 + 2) == []
     assert session.handle_timer(T0 + 10_000) == []
-    record = session.record()
+    record = session.record().as_dict()
     assert record["path"] == ["p:abandoned"] and record["end_reason"] == "caller_hangup"
 
 
@@ -157,7 +158,7 @@ def test_default_vip_routing_unknown_caller_by_account(default_config: IvrConfig
     body = {"data": [{"id": "C9", "loyalty": {"tier": "gold"}}]}
     assert session.handle(FetchCompleted(2, 200, body), T0 + 4.2) == [
         Transfer("gold", "sip:gold@127.0.0.1:5070", (("X-Customer-Id", "C9"), ("X-Customer-Tier", "gold")))]
-    assert session.record()["path"] == [
+    assert session.record().as_dict()["path"] == [
         "greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
         "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
         "route_by_tier:to_gold"]
@@ -172,15 +173,17 @@ def test_default_support_flow_closed_on_holiday(default_config: IvrConfig) -> No
 
 def test_record_shape(default_config: IvrConfig) -> None:
     session, _ = connect(default_config, "support")
-    assert set(session.record()) == {"flow", "path", "digits", "variables", "fetches", "transfers", "outcome",
-                                     "end_reason", "timings"}
+    assert list(session.record().as_dict()) == [
+        "uid", "call_id", "sip_call_id", "worker", "trunk", "caller", "dialed", "flow", "started_at", "ended_at",
+        "end_reason", "outcome", "path", "inputs", "variables", "fetches", "transfers", "legs", "timings", "node",
+        "version"]
     steps = [{"id": "s", "type": "set", "values": {"pin": "1234", "account_pin": "1", "spin": "x"}}, *ends("e")]
     session, _ = connect(make_config(steps))
-    assert session.record()["variables"] == {"pin": "***", "account_pin": "***", "spin": "x"}
+    assert session.record().as_dict()["variables"] == {"pin": "***", "account_pin": "***", "spin": "x"}
 
 
 def test_unknown_trunk_gets_defaults_and_bad_target_hangs_up() -> None:
     steps = [{"id": "m", "type": "menu", "prompts": ["m"], "options": {"A": "nowhere"}, "on_exhausted": "m"}]
     session, _ = connect(make_config(steps), info=call(trunk="mystery"))
     assert session.handle(DigitReceived("A", "info"), T0 + 1) == [StopPlayback(1), HangUp("bad_target")]
-    assert session.record()["path"] == ["m:A"]
+    assert session.record().as_dict()["path"] == ["m:A"]

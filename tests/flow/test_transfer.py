@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flowkit import T0, call, connect, make_config
+from recordkit import abandoned, hung_up, transferred
 
 from ivr.flow.commands import HangUp, Play, StopPlayback, Transfer
 from ivr.flow.events import CallEnded, DigitReceived, TransferProgress
@@ -45,12 +46,12 @@ def test_final_2xx_transfers_and_hangs_up() -> None:
     assert session.handle(TransferProgress(180, False), T0 + 0.5) == []
     assert session.handle(TransferProgress(200, True), T0 + 1) == [HangUp("transferred")]
     assert session.deadline is None
-    record = session.record()
-    assert record["outcome"] == {"transfer": {"queue": "gold", "uri": "sip:gold@pbx.test;transport=tcp;"
-                                                                       "cust=C%201%3Bx%3E"}}
+    record = session.record().as_dict()
+    assert record["outcome"] == transferred("gold", "sip:gold@pbx.test;transport=tcp;"
+                                                                       "cust=C%201%3Bx%3E")
     assert record["transfers"][0] | {} == {  # type: ignore[index]
         "step": "to_gold", "queue": "gold", "uri": "sip:gold@pbx.test;transport=tcp;cust=C%201%3Bx%3E",
-        "result": "ok", "code": 200, "progress": [100, 180, 200]}
+        "result": "ok", "code": 200, "progress": [100, 180, 200], "sent_at": T0}
     assert record["path"] == ["set:set", "to_gold:ok"]
     assert record["timings"]["transfer_ms"] == 1000.0  # type: ignore[index]
     assert session.handle(CallEnded("local_hangup"), T0 + 1.1) == []
@@ -61,8 +62,8 @@ def test_final_2xx_transfers_and_hangs_up() -> None:
 def test_rejection_goes_to_on_fail(code: int) -> None:
     session, _ = start()
     assert session.handle(TransferProgress(code, True), T0 + 1) == [Play(1, ("sorry",), interruptible=False)]
-    assert session.record()["path"] == ["set:set", f"to_gold:rejected_{code}"]
-    assert session.record()["transfers"][0]["code"] == code  # type: ignore[index]
+    assert session.record().as_dict()["path"] == ["set:set", f"to_gold:rejected_{code}"]
+    assert session.record().as_dict()["transfers"][0]["code"] == code  # type: ignore[index]
 
 
 def test_no_notify_goes_to_on_fail() -> None:
@@ -70,20 +71,20 @@ def test_no_notify_goes_to_on_fail() -> None:
     session.handle(TransferProgress(100, False), T0 + 0.1)
     assert session.handle_timer(T0 + 9.9) == []
     assert session.handle_timer(T0 + 10) == [Play(1, ("sorry",), interruptible=False)]
-    assert session.record()["transfers"][0]["result"] == "no_notify"  # type: ignore[index]
+    assert session.record().as_dict()["transfers"][0]["result"] == "no_notify"  # type: ignore[index]
     assert session.handle(TransferProgress(200, True), T0 + 11) == []   # too late: ignored
 
 
 def test_refer_false_goes_straight_to_on_fail() -> None:
     session, commands = start(refer=False)
     assert commands == [Play(1, ("sorry",), interruptible=False)]
-    assert session.record()["path"] == ["set:set", "to_gold:refer_not_supported"]
+    assert session.record().as_dict()["path"] == ["set:set", "to_gold:refer_not_supported"]
 
 
 def test_failure_without_on_fail_hangs_up() -> None:
     session, _ = start(on_fail=None)
     assert session.handle(TransferProgress(603, True), T0 + 1) == [HangUp("transfer_failed")]
-    assert session.record()["outcome"] == {"hangup": "transfer_failed"}
+    assert session.record().as_dict()["outcome"] == hung_up("transfer_failed")
 
 
 def test_playback_is_stopped_before_the_transfer() -> None:
@@ -98,6 +99,6 @@ def test_call_ended_mid_transfer_and_digits_ignored() -> None:
     session, _ = start()
     assert session.handle(DigitReceived("5"), T0 + 0.5) == []
     assert session.handle(CallEnded("caller_hangup"), T0 + 1) == []
-    assert session.record()["transfers"][0]["result"] == "abandoned"  # type: ignore[index]
-    assert session.record()["outcome"] == {"hangup": "caller_hangup"}
+    assert session.record().as_dict()["transfers"][0]["result"] == "abandoned"  # type: ignore[index]
+    assert session.record().as_dict()["outcome"] == abandoned("caller_hangup")
     assert session.handle(TransferProgress(200, True), T0 + 2) == [] and session.deadline is None

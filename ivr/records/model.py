@@ -1,0 +1,177 @@
+"""The call record: one frozen object per call, built by `FlowSession`, rendered unchanged everywhere.
+
+The log line `call.ended`, the database row, the webhook body and the console all carry `CallRecord.as_dict()`
+(JSON-ready, keys in a fixed order). Secrets are masked when the record is built (`MASK`), so no renderer has
+to know what is secret. Pure data: no I/O, no clock (the flow engine builds it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+MASK = "***"
+"""What a secret value is replaced by (fixed length: not even the number of digits leaves the process)."""
+
+SECRET_NAME = re.compile(r"(^|_)(pin|password|passcode|passwd|secret|token|cvv)(_|$)", re.IGNORECASE)
+"""A variable whose name says it holds a secret is always masked."""
+
+SCHEMA_VERSION = 1
+"""Bumped when a field is renamed or removed (adding a field with a default does not bump it)."""
+
+
+def is_secret_name(name: str) -> bool:
+    return SECRET_NAME.search(name) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DigitInput:
+    """Digits one menu or gather step took (in order, terminator included); `MASK` for a sensitive gather."""
+
+    step: str
+    digits: str
+    masked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchEntry:
+    """One HTTP lookup of the call."""
+
+    step: str
+    endpoint: str
+    outcome: str
+    """"ok", or the failure reason (timeout, http_404, breaker_open, ...), or "abandoned"."""
+    reason: str | None
+    status: int | None
+    elapsed_ms: float
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAttempt:
+    """One transfer step: the REFER sent to a queue and how it ended."""
+
+    step: str
+    queue: str
+    uri: str
+    result: str
+    """"pending", "ok", rejected_<code>, no_notify, unknown_queue, refer_not_supported, abandoned, ..."""
+    code: int | None = None
+    progress: tuple[int, ...] = ()
+    """Status codes of the NOTIFY sipfrags, in order."""
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """A second call leg the server placed itself (bridged transfers). Empty for REFER transfers."""
+
+    target: str
+    sip_call_id: str = ""
+    answered_at: float | None = None
+    duration_ms: float | None = None
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the flow ended: handed to a queue, hung up by the flow (reason), or by the caller while in the IVR
+    ("abandoned", reason: the end reason). "none": the call has not ended yet."""
+
+    kind: Literal["transfer", "hangup", "abandoned", "none"]
+    reason: str
+    queue: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Spans of the call in milliseconds; None when the call never got there."""
+
+    answer_ms: float | None = None
+    to_transfer_ms: float | None = None
+    transfer_ms: float | None = None
+    to_transferred_ms: float | None = None
+    to_hangup_ms: float | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """Everything that happened to one call. Built once, at its end; never patched."""
+
+    uid: str
+    """Unique across restarts and nodes (the store's key); `call_id` is the worker's, reused after a restart."""
+    call_id: str
+    sip_call_id: str
+    worker: str
+    trunk: str
+    caller: str
+    dialed: str
+    flow: str
+    started_at: float
+    """Epoch seconds when the call was offered to the flow."""
+    ended_at: float | None
+    end_reason: str | None
+    outcome: Outcome
+    path: tuple[str, ...] = ()
+    inputs: tuple[DigitInput, ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
+    """Flow variables (built-ins excluded), secrets masked, in the order they were first set."""
+    fetches: tuple[FetchEntry, ...] = ()
+    transfers: tuple[TransferAttempt, ...] = ()
+    legs: tuple[Leg, ...] = ()
+    timings: Timings = field(default_factory=Timings)
+    node: str = ""
+    """Which server wrote it (several nodes may share a PostgreSQL store)."""
+    version: int = SCHEMA_VERSION
+
+    @property
+    def queue(self) -> str | None:
+        """The queue the call was handed to, else the last queue tried."""
+        if self.outcome.queue is not None:
+            return self.outcome.queue
+        return self.transfers[-1].queue if self.transfers else None
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form: what the log line, the database row and the webhook carry."""
+        data = asdict(self)
+        data["variables"] = dict(self.variables)
+        plain = _lists(data)
+        assert isinstance(plain, dict)
+        return plain
+
+
+def _lists(value: object) -> object:
+    """Tuples become lists, recursively: the dict equals its own JSON round trip."""
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_lists(item) for item in value]
+    return value
+
+
+def record_from_dict(data: dict[str, object]) -> CallRecord:
+    """The inverse of `as_dict` (reading a stored row or a spool line back)."""
+    def many(key: str, kind: type) -> tuple[object, ...]:
+        items = data.get(key) or []
+        assert isinstance(items, list)
+        return tuple(kind(**item) for item in items)
+
+    raw = dict(data)
+    transfers = tuple(TransferAttempt(**{**t, "progress": tuple(t.get("progress") or ())})
+                      for t in raw.pop("transfers", None) or [])  # type: ignore[attr-defined]
+    variables = raw.pop("variables", None) or {}
+    assert isinstance(variables, dict)
+    return CallRecord(**{  # type: ignore[arg-type]
+        **raw,
+        "outcome": Outcome(**raw["outcome"]),  # type: ignore[arg-type]
+        "path": tuple(raw.get("path") or ()),  # type: ignore[arg-type]
+        "inputs": many("inputs", DigitInput),
+        "variables": tuple(variables.items()),
+        "fetches": many("fetches", FetchEntry),
+        "transfers": transfers,
+        "legs": many("legs", Leg),
+        "timings": Timings(**raw.get("timings") or {}),  # type: ignore[arg-type]
+    })

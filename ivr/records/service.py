@@ -1,0 +1,100 @@
+"""The records pipeline of a running server: each finished call's record to the store and the webhook.
+
+`Records.on_record` is the CallRouter's sink: it counts the call in the metrics and spools the record for the
+store and (if configured for its flow) the webhook, each through its own `Outbox`. Started before the
+workers (a full disk or read-only spool stops the server at start), stopped after them so every call's
+record is spooled. Retention: records older than `records.retention` are deleted at start and hourly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import structlog
+
+from ivr.config.model import IvrConfig
+from ivr.metrics import Metrics
+from ivr.records.model import CallRecord
+from ivr.records.outbox import Outbox
+from ivr.records.spool import Spool
+from ivr.records.stats import count_call
+from ivr.records.store import RecordStore, make_store
+
+log = structlog.get_logger()
+
+PURGE_EVERY_S = 3600.0
+STOP_FLUSH_S = 10.0
+
+
+class Records:
+    def __init__(self, config: IvrConfig, run_dir: Path, metrics: Metrics) -> None:
+        self._config = config
+        cfg = config.records
+        self._metrics = metrics
+        self.store: RecordStore | None = make_store(cfg, run_dir)
+        spool_root = run_dir / cfg.spool_dir
+        self.outbox: Outbox | None = None
+        self.webhook: Outbox | None = None
+        if self.store is not None:
+            spool = Spool(spool_root / "store", min_free_mb=cfg.min_free_mb, name="store")
+            self.outbox = Outbox(spool, self.store, metrics, batch_wait=cfg.batch_wait, batch_size=cfg.batch_size)
+        if cfg.webhook is not None:
+            from ivr.records.webhook import WebhookSink
+
+            spool = Spool(spool_root / "webhook", min_free_mb=cfg.min_free_mb, name="webhook")
+            self.webhook = Outbox(spool, WebhookSink(cfg.webhook), metrics, batch_wait=cfg.batch_wait,
+                                  batch_size=cfg.batch_size, timeout=cfg.webhook.timeout * 4,
+                                  retry_max=cfg.webhook.retry_max)
+        self._purger: asyncio.Task[None] | None = None
+
+    def on_record(self, record: CallRecord) -> None:
+        """A call ended: count it, spool it for the store and the webhook. Never blocks."""
+        count_call(self._metrics, self._config, record)
+        data = record.as_dict()
+        if self.outbox is not None:
+            self.outbox.submit(data)
+        webhook = self._config.records.webhook
+        if self.webhook is not None and webhook is not None and (not webhook.flows or record.flow in webhook.flows):
+            self.webhook.submit(data)
+
+    async def start(self) -> None:
+        if self.store is not None:
+            try:
+                await self.store.open()
+            except Exception as exc:
+                if self._config.records.store == "sqlite":
+                    raise
+                log.warning("records.store_unavailable_at_start", store=self.store.name, error=str(exc))
+            self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
+        for outbox in (self.outbox, self.webhook):
+            if outbox is not None:
+                outbox.start()
+        log.info("records.ready", store=self._config.records.store,
+                 spooled=sum(len(o.spool.pending()) for o in (self.outbox, self.webhook) if o is not None))
+
+    async def stop(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        for outbox in (self.outbox, self.webhook):
+            if outbox is not None:
+                await outbox.stop(STOP_FLUSH_S)
+        for outbox in (self.outbox, self.webhook):
+            if outbox is not None:
+                await outbox.sink.close()
+
+    async def _purge_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            before = time.time() - self._config.records.retention
+            try:
+                deleted = await self.store.purge(before)
+                if deleted:
+                    log.info("records.purged", deleted=deleted, before=before)
+            except Exception as exc:  # the store is down: the next round will do it
+                log.warning("records.purge_failed", error=str(exc))
+            await asyncio.sleep(PURGE_EVERY_S)
