@@ -10,6 +10,7 @@ scripts and holds a copy of sipp-scenarios, so logs and generated files stay out
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -29,6 +30,10 @@ DOCS = ("README.md", "sipp-scenarios/README.md")
 _BLOCK = re.compile(r"(?:<!--\s*docs-test:\s*(?P<directive>[^>]*?)\s*-->\s*\n)?^```sh\n(?P<body>.*?)^```", re.S | re.M)
 NEEDS_SERVER = re.compile(r"127\.0\.0\.1:(5060|51\d\d|8080)\b")
 BLOCK_TIMEOUT = 900
+DEFAULT_PORTS = ((5060, socket.SOCK_DGRAM), (5100, socket.SOCK_DGRAM), (8080, socket.SOCK_STREAM),
+                 (8081, socket.SOCK_STREAM))
+PORT_WAIT = 600
+LOCK = Path("/tmp/ivr-docs-test-default-ports.lock")
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def default_server(sandbox: Path) -> Iterator[subprocess.Popen[str]]:
     """`ivr run config/ivr.yaml` exactly as scripts/run starts it (minus the bootstrap), on the default ports."""
-    busy = [p for p, k in ((5060, socket.SOCK_DGRAM), (8080, socket.SOCK_STREAM), (8081, socket.SOCK_STREAM))
-            if not _port_free(p, k)]
-    assert not busy, f"default ports {busy} are in use: the docs test needs them (another `ivr run`?)"
+    lock = open(LOCK, "w")  # noqa: SIM115 (closed below): serialises docs tests of every worktree
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    busy = _busy_ports(PORT_WAIT)
+    assert not busy, f"default ports {busy} still in use after {PORT_WAIT} s: the docs test needs them"
     log = open(sandbox / "server.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([str(ROOT / ".venv/bin/ivr"), "run", "config/ivr.yaml", "--run-dir", str(sandbox / "run")],
                             cwd=sandbox, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -94,6 +100,17 @@ def default_server(sandbox: Path) -> Iterator[subprocess.Popen[str]]:
             proc.kill()
             proc.wait()
         log.close()
+        lock.close()
+
+
+def _busy_ports(wait: float) -> list[int]:
+    """The default ports still taken after waiting up to `wait` seconds for them (another run may end)."""
+    end = time.monotonic() + wait
+    while True:
+        busy = [p for p, k in DEFAULT_PORTS if not _port_free(p, k)]
+        if not busy or time.monotonic() > end:
+            return busy
+        time.sleep(2)
 
 
 def _wait_ready(proc: subprocess.Popen[str], log: Path, timeout: float = 60) -> None:

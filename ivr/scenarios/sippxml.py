@@ -161,7 +161,7 @@ def render(path: CallPath, method: DtmfMethod = "info", pcap: str | None = None,
         *doc.handlers,
         *_endings(doc),
         '  <label id="end"/>',
-        '  <timewait milliseconds="300"/>',
+        *_LATE_NOTIFY_ANSWER,
         "</scenario>", ""])
 
 
@@ -225,6 +225,13 @@ def _digits(doc: _Doc, method: DtmfMethod, pcap: str | None) -> float:
     return presses[-1].at
 
 
+_LATE_NOTIFY_ANSWER = (
+    # The BYE may overtake the answer to our last NOTIFY: wait up to 1 s for it in a <recv> (a <timewait>
+    # cannot receive); the label must not be the scenario's end (SIPp counts a jump there as a failure).
+    '  <recv response="200" optional="true" timeout="1000" ontimeout="done" next="done"/>',
+    '  <recv response="481" next="done"/>',
+    '  <label id="done"/>',
+    '  <nop display="done"/>')
 _UNREACHED = ("  <nop><action>" + "".join(f'<assignstr assign_to="{v}" value=""/>' for v in
                                           ("whole", "cmp", "never", "why", "ru_uri", "sent"))
               + '<log message="unreached [$whole] [$cmp] [$never] [$why] [$ru_uri] [$sent]"/></action></nop>')
