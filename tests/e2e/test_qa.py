@@ -28,10 +28,12 @@ def _config() -> dict[str, Any]:
 
 
 def _qa(config: Path, port: int, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
-    cmd = [sys.executable, "-m", "ivr", "qa", str(config), "--target", f"127.0.0.1:{port}", "--json", *extra]
+    cmd = [sys.executable, "-m", "ivr", "qa", str(config), "--target", f"127.0.0.1:{port}", "--json", "--slack", "20",
+           *extra]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     rows = json.loads(done.stdout) if done.stdout.strip().startswith("[") else []
-    return done.returncode, rows, done.stdout[-4000:] + done.stderr[-4000:]
+    failed = [r for r in rows if r["verdict"] == "FAIL"]
+    return done.returncode, rows, json.dumps(failed, indent=1) + done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def test_every_path_passes_then_a_broken_queue_fails_exactly_its_paths(tmp_path: Path) -> None:
