@@ -41,8 +41,9 @@ import rig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOLD = "sip:gold@127.0.0.1:5070"
-FULL_SETS = {"caller": "+15559999999", "digits": "100001#", "expected_refer": GOLD}
-"""An unknown caller: greeting (barged in), phone lookup misses, account typed, account lookup -> gold."""
+FULL_SETS = {"caller": "+15559999999", "digits": "100002#", "expected_refer": GOLD}
+"""An unknown caller: greeting (barged in), phone lookup misses, account typed, account lookup -> gold
+(Alan Turing: no account manager, so the gold queue itself)."""
 SIPP_FULL, SIPP_HOLD = (25010, 25020), (25011, 25040)
 """SIPp's signalling port and media port (SIPp also binds media + 2)."""
 METER_FULL, METER_HOLD = 26000, 29000

@@ -32,7 +32,7 @@ from rig import ROOT, Ports, Server, loadavg  # noqa: E402
 
 from ivr.prompts import wav_seconds  # noqa: E402
 
-GOLD = "+15551000001"
+GOLD = "+15551000002"  # gold without an account manager: the gold queue
 PORTS = Ports(sip=26060, worker_base=26100, rtp_start=46000, admin=26080, crm=26081)
 DEAD_PORT = 26099  # nothing listens there: "CRM down" is a refused connection
 

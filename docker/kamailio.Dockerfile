@@ -3,7 +3,7 @@
 FROM debian:bookworm-slim
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends kamailio kamailio-extra-modules \
+    && apt-get install -y --no-install-recommends kamailio kamailio-extra-modules kamailio-tls-modules \
     && rm -rf /var/lib/apt/lists/*
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["kamailio", "-DD", "-E", "-m", "64", "-M", "8"]

@@ -27,9 +27,12 @@ from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
+from ivr.front.monitor import FrontMonitor
+from ivr.front.registrations import Registrations
+from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
-from ivr.workers import WorkerPool, worker_specs
+from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
 
@@ -77,6 +80,7 @@ class Server:
         self.metrics = Metrics()
         self._log_level = log_level
         self._stop = asyncio.Event()
+        self.front_monitor: FrontMonitor | None = None
 
     async def run(self) -> None:
         cfg = self.loaded.config
@@ -90,11 +94,14 @@ class Server:
             router.on_record = await stack.enter_async_context(self._records())
             pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
-                              on_lost=router.on_worker_lost, log_level=self._log_level)
+                              on_lost=router.on_worker_lost, log_level=self._log_level,
+                              extra_args=srtp_args(cfg.trunks, trusted))
             stack.push_async_callback(pool.stop)
             await pool.start()
             if mode == "managed":
                 await stack.enter_async_context(self._front())
+            elif mode == "external" and cfg.front.rpc_socket:
+                await stack.enter_async_context(self._polled(Path(cfg.front.rpc_socket)))
             await stack.enter_async_context(self._admin(router, pool, http))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
@@ -171,12 +178,32 @@ class Server:
     async def _front(self) -> AsyncIterator[None]:
         from ivr.front.kamailio import KamailioProcess
 
-        front = KamailioProcess(self.loaded.config, self.run_dir / "front")
+        front = KamailioProcess(self.loaded.config, self.run_dir / "front", config_dir=self.loaded.root)
         await front.start()
+        try:
+            async with self._polled(front.rpc_socket):
+                yield
+        finally:
+            await front.stop()
+
+    @contextlib.asynccontextmanager
+    async def _polled(self, rpc_socket: Path) -> AsyncIterator[None]:
+        self.front_monitor = self._monitor(rpc_socket)
+        monitor = asyncio.create_task(self.front_monitor.run(), name="front-monitor")
         try:
             yield
         finally:
-            await front.stop()
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
+
+    def _monitor(self, rpc_socket: Path) -> FrontMonitor:
+        front = self.loaded.config.front
+        names = tuple(trunk.name for trunk in self.loaded.config.trunks if trunk.registration)
+        registrations = Registrations(self.metrics, names, front.registration_retry,
+                                      front.registration_retry_max) if names else None
+        return FrontMonitor(KamailioRpc(rpc_socket), self.metrics, interval=front.poll_interval,
+                            registrations=registrations)
 
     @contextlib.asynccontextmanager
     async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient) -> AsyncIterator[None]:
@@ -187,8 +214,10 @@ class Server:
 
         def health() -> dict[str, object]:
             ready = pool.ready_count()
-            return {"ok": ready > 0 and not router.draining, "workers_ready": ready, "workers": len(pool.workers),
-                    "draining": router.draining, "live_calls": len(router.calls)}
+            front = self.front_monitor.state() if self.front_monitor else {}
+            return {"ok": ready > 0 and not router.draining and front.get("up") is not False, "workers_ready": ready,
+                    "workers": len(pool.workers), "draining": router.draining, "live_calls": len(router.calls),
+                    **({"front": front} if front else {})}
 
         runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
         await runner.setup()

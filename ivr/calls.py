@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import platform
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -23,12 +24,15 @@ import structlog
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow import commands, events
 from ivr.flow.session import CallInfo, FlowSession
+from ivr.flow.targets import QueueCursors
 from ivr.metrics import Metrics
 from ivr.records.model import CallRecord
 
 log = structlog.get_logger()
 
 TRUNK_HEADER = "X-IVR-Trunk"
+SKIPPED_TARGETS = frozenset({"empty", "invalid", "disallowed"})
+"""Transfer results of a variable target that was never sent a REFER (ivr/flow/targets.py)."""
 HANGUP_CONFIRM_S = 40.0
 """How long after HangUp the worker may take to report CallEnded (a BYE transaction times out after 32 s)."""
 
@@ -59,7 +63,8 @@ class CallRouter:
     """Owns every live call of this controller."""
 
     def __init__(self, config: IvrConfig, send: Send, fetcher: Fetcher, metrics: Metrics, *,
-                 front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time) -> None:
+                 front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time,
+                 seed: int | None = None) -> None:
         self.draining = False
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self._send = send
@@ -67,6 +72,8 @@ class CallRouter:
         self._metrics = metrics
         self._front_hosts = front_hosts
         self._clock = clock
+        self.cursors = QueueCursors(seed=seed if seed is not None else random.SystemRandom().getrandbits(32))
+        """Per-queue transfer counters shared by every call (round robin spans calls), for the server's life."""
         self.on_record: RecordSink | None = None
         """Called with each finished call's record (after its log line); must not block."""
         self.reconfigure(config)
@@ -125,7 +132,7 @@ class CallRouter:
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
                         sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
                         node=platform.node())
-        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now),
+        call = LiveCall(worker=worker, call_id=call_id, session=FlowSession(self.config, flow, info, now, self.cursors),
                         info=info, offered_at=now)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))
@@ -236,9 +243,18 @@ class CallRouter:
         record = call.session.record()
         self._metrics.set("ivr_calls_active", len(self.calls))
         self._metrics.inc("ivr_calls_total", outcome=record.outcome.kind, end_reason=str(record.end_reason))
+        self._transfer_attempts(call, record)
         log.info("call.ended", **record.as_dict())
         if self.on_record is not None:
             self.on_record(record)
+
+    def _transfer_attempts(self, call: LiveCall, record: CallRecord) -> None:
+        """Log the transfer targets that were never tried (a variable target that was empty, not a SIP URI, or
+        outside the queue's allow-list); ivr/records/stats.py counts every attempt in /metrics."""
+        for attempt in record.transfers:
+            if attempt.result in SKIPPED_TARGETS:
+                log.warning("transfer.target_skipped", worker=call.worker, call_id=call.call_id, queue=attempt.queue,
+                            step=attempt.step, uri=attempt.uri, reason=attempt.result)
 
     def snapshot(self) -> list[dict[str, object]]:
         """The live calls, for /calls (the path only: digits and variables stay in the record, masked)."""

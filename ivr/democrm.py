@@ -57,6 +57,8 @@ class Loyalty(_Model):
 class Manager(_Model):
     name: str = Field(min_length=1)
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    sip: str | None = Field(None, pattern=r"^sips?:[^\s<>]+$")
+    """The manager's phone, for account-manager routing (a transfer step's variable target)."""
 
 
 class Customer(_Model):

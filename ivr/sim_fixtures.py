@@ -60,9 +60,11 @@ class HttpFixture(_Fixture):
 
 
 class TransferFixture(_Fixture):
-    """How a transfer to `transfer` (a queue name) ends: a final SIP code, or no final NOTIFY at all."""
+    """How a transfer to `transfer` (a queue name) ends: a final SIP code, or no final NOTIFY at all. With
+    `uri`, only the transfers to that target of the queue (a Refer-To starting with it)."""
 
     transfer: str
+    uri: str | None = None
     result: int | Literal["no_notify"] = 200
 
 

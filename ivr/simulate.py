@@ -54,6 +54,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.session import CallInfo, FlowSession
+from ivr.flow.targets import QueueCursors
 from ivr.prompts import wav_seconds
 from ivr.records.model import CallRecord
 from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
@@ -79,6 +80,8 @@ class Scenario:
     digits: str = ""
     prompts_dir: Path = Path("prompts")
     transfers: tuple[TransferFixture, ...] = ()
+    cursors: QueueCursors = field(default_factory=QueueCursors)
+    """Where round robin/weighted stand and the random seed (`--ticket`, `--seed`)."""
 
 
 @dataclass
@@ -108,7 +111,8 @@ class _Simulator:
     def __init__(self, scenario: Scenario, fetcher: Fetcher) -> None:
         self.s = scenario
         self.fetcher = fetcher
-        self.session = FlowSession(scenario.config, scenario.flow, scenario.call, scenario.start)
+        self.session = FlowSession(scenario.config, scenario.flow, scenario.call, scenario.start,
+                                   scenario.cursors)
         self.queue: list[_Scheduled] = []
         self.seq = itertools.count()
         self.cancelled: set[int] = set()
@@ -214,7 +218,7 @@ class _Simulator:
                 case Transfer(queue=queue, uri=uri, headers=headers):
                     self._step_log(now, "transfer", f"REFER to {queue} <{uri}>", queue=queue, uri=uri,
                               headers=dict(headers))
-                    self._transfer(queue, now)
+                    self._transfer(queue, uri, now)
                 case HangUp(reason=reason):
                     self._step_log(now, "hangup", f"hang up ({reason})", reason=reason)
                     self._at(0.0, now, CallEnded("local_hangup"))
@@ -230,8 +234,9 @@ class _Simulator:
         result = await self.fetcher(cmd)
         self._at(result.elapsed_ms / 1000, now, result)
 
-    def _transfer(self, queue: str, now: float) -> None:
-        fixture = next((f for f in self.s.transfers if f.transfer == queue), None)
+    def _transfer(self, queue: str, uri: str, now: float) -> None:
+        fixture = next((f for f in self.s.transfers
+                        if f.transfer == queue and (f.uri is None or uri.startswith(f.uri))), None)
         result = fixture.result if fixture is not None else 200
         self._at(NOTIFY_TRYING_S, now, TransferProgress(100, False, "Trying"))
         if result != "no_notify":
@@ -277,6 +282,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trunk", metavar="NAME", help="trunk the call comes from (default: the first)")
     parser.add_argument("--http-fixtures", metavar="FILE", type=Path, help="answer fetches (and transfers) "
                         "from this YAML file, offline")
+    parser.add_argument("--ticket", type=int, default=0, metavar="N", help="the call's place in each queue's "
+                        "round robin / weighted sequence (default 0: the first target)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a timeline")
 
 
@@ -309,7 +317,7 @@ def command(args: argparse.Namespace) -> int:
         return 1
     call = CallInfo(call_id="sim-1", caller=args.caller, dialed=args.to, trunk=trunk, sip_call_id="sim-1@ivr")
     scenario = Scenario(config, flow, call, start, args.digits, loaded.prompts_dir,
-                        fixtures.transfers if fixtures else ())
+                        fixtures.transfers if fixtures else (), QueueCursors(args.seed, args.ticket))
     result = asyncio.run(_run(scenario, fixtures, loaded.root))
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
@@ -357,6 +365,8 @@ def print_timeline(result: SimResult, scenario: Scenario) -> None:
     record = result.record
     print(f"outcome: {json.dumps(record.as_dict()['outcome'])}")
     print(f"path: {' > '.join(record.path)}")
+    for attempt in record.transfers:
+        print(f"transfer target: {attempt.queue} {attempt.uri or '-'} -> {attempt.result}")
     if result.digits_unused:
         print(f"digits not used: {result.digits_unused}")
     if not result.completed:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ivr.config.model import SipConfig
+from ivr.config.model import SipConfig, Trunk
 from ivr.flow import events
 from ivr.sip import wire
 
@@ -50,6 +50,18 @@ def worker_specs(sip: SipConfig, single: bool) -> list[WorkerSpec]:
     return specs
 
 
+def srtp_args(trunks: tuple[Trunk, ...], front_hosts: frozenset[str]) -> tuple[str, ...]:
+    """The worker options of per-trunk SRTP: the front addresses whose X-IVR-Srtp header counts and, for a
+    worker on the public address (no front), each SRTP trunk's sources."""
+    args: list[str] = []
+    for host in sorted(front_hosts):
+        args += ["--srtp-trusted", host]
+    for trunk in trunks:
+        if trunk.srtp != "off" and not front_hosts:
+            args += [arg for src in trunk.sources for arg in ("--srtp-source", f"{src}={trunk.srtp}")]
+    return tuple(args)
+
+
 @dataclass
 class Worker:
     spec: WorkerSpec
@@ -65,8 +77,10 @@ class WorkerPool:
     already recorded as lost)."""
 
     def __init__(self, specs: list[WorkerSpec], *, prompts_dir: str, sip: SipConfig,
-                 on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info") -> None:
+                 on_event: EventSink, on_lost: Callable[[str], None], log_level: str = "info",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.workers = {spec.name: Worker(spec) for spec in specs}
+        self._extra_args = extra_args
         self._prompts_dir = prompts_dir
         self._sip = sip
         self._on_event = on_event
@@ -185,5 +199,5 @@ class WorkerPool:
                "--rtp-port", str(spec.rtp_port), "--rtp-port-count", str(spec.rtp_port_count),
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
                "--max-calls", str(self._sip.calls_per_worker), "--log-level", self._log_level,
-               "--answer-timeout", str(self._sip.answer_timeout)]
+               "--answer-timeout", str(self._sip.answer_timeout), *self._extra_args]
         return cmd

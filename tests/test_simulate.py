@@ -163,7 +163,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _real(caller: str, digits: str = "", *, crm_up: bool = True) -> SimResult:
+def _real(caller: str, digits: str = "", *, crm_up: bool = True, transfers: tuple[Any, ...] = ()) -> SimResult:
     pytest.importorskip("ivr.democrm")
     pytest.importorskip("ivr.crm")
     from ivr.config.load import load_config
@@ -178,23 +178,76 @@ def _real(caller: str, digits: str = "", *, crm_up: bool = True) -> SimResult:
     config = config.model_copy(update={"demo_crm": demo,
                                        "http": {"crm": crm}})
     call = CallInfo("sim", caller, "100", "demo")
-    scenario = Scenario(config, "vip_routing", call, parse_at(MONDAY), digits, loaded.prompts_dir)
+    scenario = Scenario(config, "vip_routing", call, parse_at(MONDAY), digits, loaded.prompts_dir, transfers)
     return asyncio.run(_run(scenario, None, loaded.root))
 
 
-@pytest.mark.parametrize(("caller", "digits", "queue"), [
-    ("+15551000001", "", "gold"),
-    ("+15552000001", "", "platinum"),
-    ("+15553000001", "", "default"),
-    ("+15559999999", "100001#", "gold"),
+@pytest.mark.parametrize(("caller", "digits", "queue", "uri"), [
+    ("+15551000001", "", "account_managers", "sip:grace.hopper@127.0.0.1:5070"),  # gold with a manager
+    ("+15551000002", "", "gold", "sip:gold@127.0.0.1:5070"),                      # gold without one
+    ("+15551000003", "", "gold", "sip:gold@127.0.0.1:5070"),                      # manager outside the allow-list
+    ("+15552000001", "", "platinum", "sip:platinum@127.0.0.1:5070"),
+    ("+15553000001", "", "default", "sip:default@127.0.0.1:5070"),
+    ("+15559999999", "100001#", "account_managers", "sip:grace.hopper@127.0.0.1:5070"),
 ])
-def test_real_demo_crm(caller: str, digits: str, queue: str) -> None:
+def test_real_demo_crm(caller: str, digits: str, queue: str, uri: str) -> None:
     result = _real(caller, digits)
     assert result.completed
-    assert result.record.as_dict()["outcome"] == transferred(queue, f"sip:{queue}@127.0.0.1:5070")
+    assert result.record.as_dict()["outcome"] == transferred(queue, uri)
+
+
+def test_manager_outside_the_allow_list_is_logged_with_the_reason() -> None:
+    transfers = _real("+15551000003", "").record.transfers
+    assert [(t.queue, t.uri, t.result) for t in transfers] == [
+        ("account_managers", "sip:annie.easley@pbx.partner.example", "disallowed"),
+        ("gold", "sip:gold@127.0.0.1:5070", "ok")]
+
+
+def test_refusing_manager_ends_in_the_gold_queue(tmp_path: Path) -> None:
+    fixtures = tmp_path / "f.yaml"
+    fixtures.write_text("- {transfer: account_managers, uri: 'sip:grace.hopper@', result: 603}\n")
+    record = _real("+15551000001", transfers=load_fixtures(fixtures).transfers).record
+    assert record.as_dict()["outcome"] == transferred("gold", "sip:gold@127.0.0.1:5070")
+    assert "to_manager:rejected_603" in record.path
 
 
 def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
     assert result.record.as_dict()["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
     assert result.record.as_dict()["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+
+
+QUEUES = Path(__file__).parent / "config" / "good" / "queues.yaml"
+
+
+def _targets(out: Any) -> list[tuple[str, str]]:
+    return [(t["queue"], t["uri"]) for t in out["record"]["transfers"]]
+
+
+def test_simulate_shows_the_chosen_target_and_the_failover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = [{"transfer": "managers", "result": 486}, {"transfer": "agents", "uri": "sip:agent2@", "result": 603}]
+    code, out = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+15550001", "--ticket", "1",
+                    fixtures=fixtures)
+    assert code == 0
+    assert _targets(out) == [("managers", "sip:grace@pbx.example.com"), ("agents", "sip:agent2@pbx.example.com"),
+                             ("agents", "sip:agent1@pbx.example.com")]  # ticket 1: round robin starts at agent2
+    refers = [e["text"] for e in out["timeline"] if e["kind"] == "transfer"]
+    assert refers[1] == "to_agents: REFER to agents <sip:agent2@pbx.example.com?X-Customer-Id=C-1>"
+    code, text = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+15550001", fixtures=fixtures,
+                     as_json=False)
+    assert "transfer target: managers sip:grace@pbx.example.com -> rejected_486" in text
+    assert "transfer target: agents sip:agent1@pbx.example.com -> ok" in text
+
+
+def test_simulate_random_strategy_follows_the_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = [{"transfer": q, "result": 603} for q in ("managers", "agents", "weighted")]
+    firsts = set()
+    for seed in range(12):
+        code, out = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+1", "--seed", str(seed),
+                        fixtures=fixtures)
+        spread = [uri for queue, uri in _targets(out) if queue == "spread"]
+        again = run(tmp_path, capsys, str(QUEUES), "--to", "100", "--from", "+1", "--seed", str(seed),
+                    fixtures=fixtures)[1]
+        assert [uri for queue, uri in _targets(again) if queue == "spread"] == spread
+        firsts.add(spread[0])
+    assert firsts == {"sip:a@pbx.example.com", "sip:b@pbx.example.com"}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ivr.config.check_queues import queue_issues
 from ivr.config.model import IvrConfig
 from ivr.config.steps import (
     BranchStep,
@@ -24,6 +25,7 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
+from ivr.config.tls_check import file_problems, transport_problems
 from ivr.errors import Issue
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 BUILTIN_VARIABLES = ("caller", "dialed", "trunk", "call_id", "last_error")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*)\s*\}\}")  # as ivr.flow.template
-_SIP_HOST = re.compile(r"^(sips?):(?:[^@;?]*@)?(\[[^\]]+\]|[^:;?]+)(?::(\d+))?")
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-auth-token"}
 Node = tuple[str, int]  # (flow, step index)
 _Check = Callable[["_Ctx"], None]
@@ -41,10 +42,10 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
                  check_files: bool = True) -> list[Issue]:
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
-    checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queue_loops,
-              _unused_endpoints, _secrets, _holidays]
+    checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
+              _unused_endpoints, _secrets, _holidays, _transports]
     if check_files:
-        checks += [_prompt_files(prompts_dir), _demo_crm_file(root)]
+        checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
     for check in checks:
         check(ctx)
     return ctx.issues
@@ -187,6 +188,8 @@ def _templates(ctx: _Ctx) -> Iterator[tuple[YamlPath, str]]:
             yield from _leaves(step.body, path + ("body",))
         elif isinstance(step, SetStep):
             yield from ((path + ("values", k), v) for k, v in step.values.items())
+        elif isinstance(step, TransferStep) and step.target is not None:
+            yield path + ("target",), step.target
     for name, queue in ctx.config.queues.items():
         yield from ((("queues", name, "headers", k), v) for k, v in queue.headers.items())
         yield from ((("queues", name, "uri_params", k), v) for k, v in queue.uri_params.items())
@@ -284,6 +287,18 @@ def _trunks(ctx: _Ctx) -> None:
                     ctx.warn(("trunks", t, "sources", s), f"{text} overlaps {other_text} of trunk '{other}': "
                              "calls from there match both trunks")
             seen.append((trunk.name, text, net))
+        if trunk.registration is not None and not _has_front(ctx.config):
+            ctx.error(("trunks", t, "registration"), "a registration trunk needs the Kamailio front (it registers "
+                      "through Kamailio's uac module): set sip.workers above 1 or front.mode managed/external")
+        wildcard = ctx.config.sip.listen_host in ("0.0.0.0", "::")
+        if trunk.registration is not None and trunk.registration.contact is None and wildcard:
+            ctx.error(("trunks", t, "registration"), f"the registered Contact would be {ctx.config.sip.listen_host}: "
+                      "set registration.contact to the address the provider sends to")
+
+
+def _has_front(config: IvrConfig) -> bool:
+    mode = config.front.mode
+    return mode in ("managed", "external") or (mode == "auto" and config.sip.workers > 1)
 
 
 def _ports(ctx: _Ctx) -> None:
@@ -304,23 +319,26 @@ def _ports(ctx: _Ctx) -> None:
             ctx.error(path_b, f"{name_b} {_span(b)} {verb} {name_a} {_span(a)}")
 
 
+def _transports(ctx: _Ctx) -> None:
+    for path, message, severity in transport_problems(ctx.config):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
+
+
+def _tls_files(root: Path) -> _Check:
+    def check(ctx: _Ctx) -> None:
+        for path, message, severity in file_problems(ctx.config, root):
+            (ctx.error if severity == "error" else ctx.warn)(path, message)
+
+    return check
+
+
 def _span(ports: range) -> str:
     return f"{ports.start}-{ports.stop - 1}" if len(ports) > 1 else str(ports.start)
 
 
-def _queue_loops(ctx: _Ctx) -> None:
-    sip = ctx.config.sip
-    own = {(sip.listen_host, sip.listen_port)}
-    if sip.workers > 1:
-        own |= {(sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)}
-    for name, queue in ctx.config.queues.items():
-        match = _SIP_HOST.match(queue.uri)
-        if not match:
-            continue
-        scheme, host, port = match.groups()
-        if (host.strip("[]"), int(port) if port else 5061 if scheme == "sips" else 5060) in own:
-            ctx.warn(("queues", name, "uri"), f"queue '{name}' points at the IVR's own SIP address: "
-                     "the transfer would loop back into the IVR")
+def _queues(ctx: _Ctx) -> None:
+    for path, message, severity in queue_issues(ctx.config):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
 
 
 def _unused_endpoints(ctx: _Ctx) -> None:

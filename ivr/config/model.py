@@ -63,6 +63,32 @@ class PikeConfig(Strict):
     remove_latency: int = Field(60, ge=1, description="Seconds a banned IP stays banned after it goes quiet.")
 
 
+class FrontTls(Strict):
+    """TLS on the front (Kamailio's tls module): TLS ends at the front, workers are reached by UDP/TCP."""
+
+    enabled: bool = Field(False, description="Listen for SIP over TLS on sip.listen_host:port.")
+    port: int = Field(5061, ge=1, le=65535, description="The front's TLS port.")
+    certificate: str = Field("", description="PEM certificate chain of the front (leaf first), relative to the "
+                             "config file. Required when enabled.")
+    private_key: str = Field("", description="PEM private key of the certificate, relative to the config file.")
+    ca_list: str | None = Field(None, description="PEM CA bundle that verifies peers (TLS trunks' certificates "
+                                "when the front connects out, client certificates when verify_clients is on).")
+    verify_clients: bool = Field(False, description="Require and verify a client certificate (signed by "
+                                 "ca_list) on every incoming TLS connection (mutual TLS with the provider).")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field("TLSv1.2", description="Lowest protocol version accepted; "
+                                                       "SSLv3/TLSv1.0/TLSv1.1 are never offered.")
+    ciphers: str = Field("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!SHA1", description="OpenSSL "
+                         "cipher list for TLSv1.2 (TLSv1.3 suites are OpenSSL's defaults, all modern).")
+
+    @model_validator(mode="after")
+    def _files_when_enabled(self) -> FrontTls:
+        if self.enabled and not (self.certificate and self.private_key):
+            raise ValueError("front.tls.enabled needs certificate and private_key")
+        if self.verify_clients and not self.ca_list:
+            raise ValueError("front.tls.verify_clients needs ca_list")
+        return self
+
+
 class FrontConfig(Strict):
     mode: Literal["auto", "managed", "external", "none"] = Field(
         "auto", description="auto: a managed Kamailio when workers > 1, none otherwise. managed: `ivr run` "
@@ -81,9 +107,23 @@ class FrontConfig(Strict):
         description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
         "dropped silently at the front.")
     pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+    tls: FrontTls = Field(default_factory=FrontTls, description="SIP over TLS on the front.")
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
                                            "sip.listen_host is always trusted when a front is in use.")
+    rpc_socket: str | None = Field(None, description="External mode: the front's jsonrpcs datagram socket, "
+                                   "where `ivr front render` tells Kamailio to create it and where the controller "
+                                   "polls it (a directory both mount read-write; the path must fit in 107 bytes). "
+                                   "Unset: an external front has no RPC and is not polled. Managed mode always "
+                                   "uses run_dir/front/kamailio_rpc.sock.")
+    poll_interval: Duration = Field(5.0, ge=0.2, le=300, description="How often the controller reads the "
+                                    "managed front's counters and registration state over its RPC socket.")
+    registration_retry: Duration = Field(60.0, ge=4, le=3600, description="After a failed registration "
+                                         "(error answer, no answer, wrong password) the front tries again after "
+                                         "this long; the controller doubles the wait after each further "
+                                         "consecutive failure, up to registration_retry_max.")
+    registration_retry_max: Duration = Field(1800.0, ge=4, le=86400, description="Longest wait between "
+                                             "registration attempts while a registrar keeps failing.")
 
 
 # --- Trunks and numbers ---------------------------------------------------------------------------
@@ -103,6 +143,10 @@ class Registration(Strict):
     password: str = Field(min_length=1, description="Password; write ${ENV_VAR} to take it from the "
                           "environment.", json_schema_extra={"writeOnly": True})
     expiry: Duration = Field(300.0, ge=60, description="Registration expiry requested.")
+    contact: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")] | None = Field(
+        None, description="host[:port] of the registered Contact (`sip:reg-<trunk>@host:port`), where the provider "
+        "sends its calls: the front's public address. Default sip.listen_host:listen_port; required when that is "
+        "0.0.0.0 or behind NAT.")
 
 
 class Trunk(Strict):
@@ -113,6 +157,14 @@ class Trunk(Strict):
     refer: bool = Field(True, description="The trunk accepts REFER; if not, transfer steps take on_fail.")
     registration: Registration | None = Field(None, description="Outbound registration, when the provider "
                                           "needs one.")
+    transport: Literal["any", "udp", "tcp", "tls"] = Field(
+        "any", description="Signalling transport of this trunk at the front: its INVITEs arriving over another "
+        "transport are refused (403). any: whichever the front listens on. tls needs front.tls.enabled.")
+    srtp: Literal["off", "optional", "mandatory"] = Field("off", description="SRTP (SDES, RFC 4568) on the "
+                                                        "media of this trunk's calls. optional: answer an "
+                                                        "offer with crypto attributes with SRTP, plain RTP "
+                                                        "otherwise. mandatory: a plain-RTP offer gets 488. "
+                                                        "Keys travel in SDP: use with transport tls.")
 
     @field_validator("sources")
     @classmethod
@@ -167,10 +219,32 @@ class DemoCrmConfig(Strict):
 # --- Queues and schedules ---------------------------------------------------------------------------
 
 
+class QueueTarget(Strict):
+    uri: SipUri = Field(description="A target's SIP URI (an agent's phone, a PBX queue); fixed, no {{...}}.")
+    weight: int = Field(1, ge=1, le=1000, description="Share of calls under the `weighted` strategy.")
+
+
 class Queue(Strict):
-    uri: SipUri = Field(description="SIP URI the call is referred to (Refer-To).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers on the REFER; values "
-                                    "are templates, e.g. X-Customer-Tier: '{{tier}}'.")
+    uri: SipUri | None = Field(None, description="Shorthand for a queue with one target: the SIP URI the call "
+                               "is referred to (Refer-To). Give `uri` or `targets`, not both.")
+    targets: tuple[QueueTarget, ...] = Field((), description="Several targets; a refused or failed one (REFER "
+                                             "rejected, NOTIFY >= 300, no NOTIFY in time) moves the call to the "
+                                             "next one before the step's on_fail.")
+    strategy: Literal["ordered", "round_robin", "weighted", "random"] = Field(
+        "ordered", description="Which target is tried first: ordered (the list order), round_robin (each call "
+        "starts one further along, per queue, for the server's lifetime), weighted (smooth weighted round robin "
+        "by `weight`), random. The remaining targets follow as fallbacks.")
+    allow: tuple[Annotated[str, Field(pattern=r"^sips?:[^\s<>\"?]+$")], ...] = Field(
+        (), description="URI patterns a transfer step's variable `target` must match, e.g. "
+        "'sip:*@pbx.example.com'; '*' stands for one or more characters of a user part or host (never '@', "
+        "':', ';', '?' or '/'). A target outside them, or an empty one, is skipped (logged).")
+    headers: dict[str, str] = Field(default_factory=dict, description="Caller data for the agent; values "
+                                    "are templates, e.g. X-Customer-Tier: '{{tier}}'. Where they go: "
+                                    "`header_mode`.")
+    header_mode: Literal["refer", "refer_to", "both"] = Field(
+        "refer", description="refer: headers on the REFER itself (the transferee rarely passes them on). "
+        "refer_to: embedded in the Refer-To URI (`?X-Customer-Id=C-1001`, RFC 3261 19.1.1, RFC 3515), which the "
+        "transferee copies into its INVITE to the target. both: the two.")
     uri_params: dict[Name, str] = Field(default_factory=dict, description="Parameters added to the "
                                         "Refer-To URI; values are templates, URI-escaped when rendered.")
 
@@ -183,6 +257,19 @@ class Queue(Strict):
             if name.lower() in {"refer-to", "referred-by", "to", "from", "call-id", "cseq", "via", "contact"}:
                 raise ValueError(f"header {name!r} is set by the SIP stack and cannot be overridden")
         return value
+
+    @model_validator(mode="after")
+    def _targets(self) -> Queue:
+        if self.uri is not None and self.targets:
+            raise ValueError("give `uri` (one target) or `targets`, not both")
+        if self.uri is None and not self.targets and not self.allow:
+            raise ValueError("a queue needs `uri`, `targets`, or `allow` (for a transfer step's variable target)")
+        return self
+
+    @property
+    def all_targets(self) -> tuple[QueueTarget, ...]:
+        """The fixed targets: `targets`, or the one `uri`."""
+        return self.targets if self.uri is None else (QueueTarget(uri=self.uri),)
 
 
 _SPAN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")

@@ -159,11 +159,16 @@ class SetStep(StepBase):
 
 class TransferStep(StepBase):
     type: Literal["transfer"] = Field(description="Step kind: transfer.")
-    queue: Name = Field(description="A key of `queues`: the only place a transfer target comes from.")
+    queue: Name = Field(description="A key of `queues`: its targets, strategy, allow-list and headers.")
+    target: str | None = Field(None, description="A target built from variables, tried before the queue's own "
+                               "targets, e.g. 'sip:{{account_manager_user}}@pbx.example.com' or "
+                               "'{{account_manager_sip}}'; only used when it renders to a SIP URI inside the "
+                               "queue's `allow` patterns, skipped (and logged) otherwise.")
     notify_timeout: Duration = Field(10.0, gt=0, description="The transfer fails if no final NOTIFY "
                                      "arrives by then.")
-    on_fail: Name | None = Field(None, description="Step taken when the REFER is rejected, the final NOTIFY "
-                                 "is >= 300, or none comes in time; none: hang up.")
+    on_fail: Name | None = Field(None, description="Step taken when every target failed (REFER rejected, final "
+                                 "NOTIFY >= 300, or none in time; a variable target outside the allow-list); "
+                                 "none: hang up.")
 
 
 class HangupStep(StepBase):

@@ -61,7 +61,9 @@ class Fetch:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Hand the call to a queue with a SIP REFER. `uri` is always a configured queue's URI."""
+    """Hand the call to a queue target with a SIP REFER. `uri` is the Refer-To URI: one of the queue's targets, or
+    a step's variable target inside the queue's allow-list, with the caller's headers embedded (`?X-...=...`)
+    when the queue's header_mode says so; the worker sends it as a name-addr (`<uri>`)."""
 
     queue: str
     uri: str

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ivr.config.model import IvrConfig, Trunk
 from ivr.flow.commands import FlowCommand, Play, StopPlayback
 from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+from ivr.flow.targets import QueueCursors
 from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
@@ -84,6 +85,8 @@ class CallContext:
     transfers: list[TransferAttempt] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
+    cursors: QueueCursors = field(default_factory=QueueCursors)
+    """Per-queue transfer counters and the random seed, owned by the controller and shared by its calls."""
     _last_play_id: int = 0
     _last_request_id: int = 0
 

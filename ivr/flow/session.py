@@ -54,6 +54,7 @@ from ivr.flow.events import (
     TransferProgress,
 )
 from ivr.flow.steps import enter
+from ivr.flow.targets import QueueCursors
 from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings, is_secret_name
 
 __all__ = ["CallInfo", "FlowSession", "LOOP_LIMIT"]
@@ -83,11 +84,15 @@ def _trunk(config: IvrConfig, name: str) -> Trunk:
 class FlowSession:
     """Runs one call through its flow. See the module docstring for how it is driven."""
 
-    def __init__(self, config: IvrConfig, flow: str, call: CallInfo, now: float) -> None:
+    def __init__(self, config: IvrConfig, flow: str, call: CallInfo, now: float,
+                 cursors: QueueCursors | None = None) -> None:
+        """`cursors`: the controller's per-queue target counters (round robin spans calls); default: this
+        call's own, starting at zero."""
         if flow not in config.flows:
             raise KeyError(f"unknown flow {flow!r}")
         variables = dict(zip(BUILTINS, (call.caller, call.dialed, call.trunk, call.call_id), strict=True))
-        self._ctx = CallContext(config, call, _trunk(config, call.trunk), flow, flow, variables)
+        self._ctx = CallContext(config, call, _trunk(config, call.trunk), flow, flow, variables,
+                                cursors=cursors if cursors is not None else QueueCursors())
         self._config = config
         self._activity: Activity | None = None
         self._step_id: str | None = None

@@ -8,10 +8,16 @@ Theory of operation, in the order a request meets it:
    sanity (400 and friends); any X-IVR-* header is removed.
 3. CANCEL, retransmissions, in-dialog requests (loose_route, both ways; BYE/CANCEL release the call's load).
 4. OPTIONS to the front: 200. INVITE: source must be a trunk (permissions address file; tag = trunk
-   name) else 403; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10 (call load, maxload per
-   worker); none free -> 503 + Retry-After.
+   name) else 403; an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own
+   sources (address group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1,
+   algorithm 10 (call load, maxload per worker); none free -> 503 + Retry-After.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
+
+Every refusal goes through `route[REFUSE]` (or `route[COUNT_REFUSAL]` where the reply is sent elsewhere):
+set `$var(refuse)` to the code (`403`, `pike`, `scanner`, ...) and `$var(reason)`, call the route. It counts
+`refused_<code>_<class>` with the statistics module (class: trunk, nontrunk, worker) and replies (numeric
+codes) or drops. The controller reads the counters over the jsonrpcs datagram socket (`ivr/front/rpc.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ memdbg=5
 memlog=5
 children=%%{children}
 %%{tcp}
-dns=off
+%%{tls_global}dns=off
 rev_dns=off
 use_dns_cache=off
 dns_try_ipv6=off
@@ -45,7 +51,7 @@ sip_warning=0
 %%{listen}
 
 ####### Modules #######
-loadmodule "tm.so"
+%%{tls_load}loadmodule "tm.so"
 loadmodule "tmx.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
@@ -58,12 +64,15 @@ loadmodule "sanity.so"
 loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
-%%{uac_load}
+loadmodule "statistics.so"
+%%{rpc_load}%%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
+
+modparam("sanity", "autodrop", 0)  # a failed check returns false (after its reply) so the refusal is counted
 
 modparam("pike", "sampling_time_unit", %%{pike_sampling})
 modparam("pike", "reqs_density_per_unit", %%{pike_density})
@@ -73,6 +82,7 @@ modparam("permissions", "address_file", "%%{address_file}")
 modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
+%%{rpc_params}%%{stat_params}
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
 modparam("dispatcher", "ds_hash_size", 9)
 modparam("dispatcher", "flags", 2)
@@ -85,7 +95,7 @@ modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_reply_codes", "class=2")
 modparam("dispatcher", "ds_ping_from", "sip:front@%%{listen_host}")
 %%{uac_params}
-
+%%{tls_params}
 ####### Routing #######
 request_route {
 \tif (ds_is_from_list("1", "2")) {
@@ -122,14 +132,12 @@ request_route {
 \t}
 
 \tif ($var(from_worker) == 1) {
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 
 \tif (!is_method("INVITE")) {
 \t\tappend_to_reply("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY, INFO\\r\\n");
-\t\tsl_send_reply("405", "Method Not Allowed");
-\t\texit;
+\t\t$var(refuse) = "405"; $var(reason) = "Method Not Allowed"; route(REFUSE);
 \t}
 
 \troute(TRUNK);
@@ -139,15 +147,14 @@ request_route {
 route[OUTSIDE] {
 \t# A trunk carries every caller of its provider from one address: pike would ban it at a few calls/s.
 \tif (!allow_source_address("1") && !pike_check_req()) {
-\t\texit;
+\t\t$var(refuse) = "pike"; route(REFUSE);
 \t}
 %%{ua_check}
 \tif (!mf_process_maxfwd_header("10")) {
-\t\tsl_send_reply("483", "Too Many Hops");
-\t\texit;
+\t\t$var(refuse) = "483"; $var(reason) = "Too Many Hops"; route(REFUSE);
 \t}
 \tif (!sanity_check("17895", "7")) {
-\t\texit;
+\t\t$var(refuse) = "400"; route(COUNT_REFUSAL); exit;  # sanity has replied itself
 \t}
 \tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
 }
@@ -166,19 +173,17 @@ route[WITHINDLG] {
 \t\t}
 \t\texit;
 \t}
-\tsl_send_reply("404", "Not Here");
-\texit;
+\t$var(refuse) = "404"; $var(reason) = "Not Here"; route(REFUSE);
 }
 
 route[TRUNK] {
 \tif (!allow_source_address("1")) {
-\t\tsl_send_reply("403", "Forbidden");
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
 \tremove_hf("Route");
 %%{registered}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
-\trecord_route();
+%%{trunk_security}\trecord_route();
 }
 
 route[DISPATCH] {
@@ -192,8 +197,30 @@ route[DISPATCH] {
 
 route[FULL] {
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
-\tsl_send_reply("503", "Service Unavailable");
+\t$var(refuse) = "503"; $var(reason) = "Service Unavailable"; route(REFUSE);
+}
+
+# Count one refusal as refused_<$var(refuse)>_<trunk|nontrunk|worker>; numeric codes are replied statelessly
+# with $var(reason), the others (pike, scanner) dropped. Never returns.
+route[REFUSE] {
+\troute(COUNT_REFUSAL);
+\tif ($var(refuse) =~ "^[1-6][0-9][0-9]$") {
+\t\t$var(code) = $(var(refuse){s.int});  # sl_send_reply reads an integer variable; a string gives 500
+\t\tsl_send_reply("$var(code)", "$var(reason)");
+\t}
 \texit;
+}
+
+route[COUNT_REFUSAL] {
+\tif ($var(from_worker) == 1) {
+\t\t$var(class) = "worker";
+\t} else if (allow_source_address("1")) {
+\t\t$var(class) = "trunk";
+\t} else {
+\t\t$var(class) = "nontrunk";
+\t}
+\t$var(stat) = "refused_" + $var(refuse) + "_" + $var(class);
+\tupdate_stat("$var(stat)", "+1");
 }
 
 route[RELAY] {
@@ -227,6 +254,8 @@ failure_route[FAILOVER] {
 \t}
 \tds_load_unset();
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
+\t$var(from_worker) = 0;  # $var is per process, not per message: this process last routed something else
+\t$var(refuse) = "503"; route(COUNT_REFUSAL);
 \tt_reply("503", "Service Unavailable");
 \texit;
 }
@@ -236,7 +265,7 @@ OPTIONS_EXTRA = CfgTemplate("""\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r
 """)
 
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {
-\t\texit;
+\t\t$var(refuse) = "scanner"; route(REFUSE);
 \t}
 """)
 
@@ -244,11 +273,69 @@ UAC_LOAD = 'loadmodule "db_text.so"\nloadmodule "uac.so"\n'
 
 UAC_PARAMS = CfgTemplate("""modparam("uac", "reg_db_url", "text://%%{dbtext_dir}")
 modparam("uac", "reg_contact_addr", "%%{contact_addr}")
-modparam("uac", "reg_timer_interval", 30)
-modparam("uac", "reg_retry_interval", 60)
+modparam("uac", "reg_timer_interval", %%{timer_interval})
+modparam("uac", "reg_retry_interval", %%{retry_interval})
 """)
 
 REGISTERED = CfgTemplate("""\tif ($rU == "%%{uuid}") {
+\t\tif (!allow_source_address("%%{group}")) {
+\t\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\t}
+\t\t$avp(trunk) = "%%{trunk}";
 \t\t$rU = $tU;
 \t}
+""")
+
+RPC_LOAD = 'loadmodule "jsonrpcs.so"\nloadmodule "kex.so"\n'
+
+RPC_PARAMS = CfgTemplate("""modparam("jsonrpcs", "transport", 4)
+modparam("jsonrpcs", "dgram_socket", "%%{rpc_socket}")
+modparam("jsonrpcs", "dgram_mode", 0600)
+""")
+
+STAT_PARAM = CfgTemplate("""modparam("statistics", "variable", "%%{name}")
+""")
+
+# --- TLS and SRTP (ivr.front.tls): kept apart from the routing above so the two evolve separately --------
+
+TLS_GLOBAL = "enable_tls=yes\n"
+
+TLS_LOAD = 'loadmodule "tls.so"\n'
+
+TLS_PARAMS = CfgTemplate("""modparam("tls", "config", "%%{tls_cfg}")
+modparam("rr", "enable_double_rr", 1)
+""")
+
+TRUNK_SECURITY = CfgTemplate("""\tif ($avp(trunk) == "%%{trunk}") {
+%%{body}\t}
+""")
+
+TRUNK_TRANSPORT = CfgTemplate("""\t\tif ($pr != "%%{transport}") {
+\t\t\txlog("L_WARN", "front.trunk_wrong_transport $avp(trunk) $pr $si\\n");
+\t\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\t}
+""")
+
+TRUNK_TLS_ALIAS = "\t\tif ($pr == \"tcp\" || $pr == \"tls\") {\n\t\t\tforce_tcp_alias();\n\t\t}\n"
+
+TRUNK_SRTP = CfgTemplate("""\t\tappend_hf("X-IVR-Srtp: %%{mode}\\r\\n");
+""")
+
+TLS_CFG = CfgTemplate("""# Rendered by ivr.front from front.tls of the YAML: the tls module profiles. Do not edit.
+# TLS ends at the front; the workers are reached over UDP/TCP on the internal address.
+
+[server:default]
+method = %%{method}
+verify_certificate = %%{verify}
+require_certificate = %%{verify}
+private_key = %%{private_key}
+certificate = %%{certificate}
+%%{ca_line}cipher_list = %%{ciphers}
+server_name_mode = 0
+
+[client:default]
+method = %%{method}
+verify_certificate = %%{client_verify}
+require_certificate = %%{client_verify}
+%%{ca_line}cipher_list = %%{ciphers}
 """)

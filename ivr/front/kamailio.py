@@ -2,7 +2,9 @@
 
 Files rendered into one directory (referenced by bare names, so the directory can be mounted anywhere):
 `kamailio.cfg`, `dispatcher.list` (the workers, set 1), `trunks.address` (permissions address file: one
-line per trunk source, tag = trunk name) and, when a trunk registers, `dbtext/uacreg` + `dbtext/version`.
+line per trunk source, tag = trunk name, group 1; a registering trunk's sources again in its own group
+100 + i) and, when a trunk registers, `dbtext/uacreg` + `dbtext/version`. The jsonrpcs datagram socket
+(`rpc_socket`) is where the controller reads the front's counters and registration state.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from ivr.config.model import IvrConfig, Registration
+from ivr.config.model import IvrConfig, Registration, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
+from ivr.front import tls
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +35,10 @@ DISPATCHER_NAME = "dispatcher.list"
 ADDRESS_NAME = "trunks.address"
 DBTEXT_DIR = "dbtext"
 FR_TIMER_MS = 1500
+RPC_NAME = "kamailio_rpc.sock"
+REFUSAL_CODES = ("400", "403", "404", "405", "483", "503", "pike", "scanner")
+SOURCE_CLASSES = ("trunk", "nontrunk", "worker")
+REGISTRATION_GROUP = 100
 
 
 class FrontError(IvrError):
@@ -49,12 +58,17 @@ def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
     return [(f"w{i:03d}", sip.worker_host, sip.worker_base_port + i) for i in range(sip.workers)]
 
 
-def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "") -> FrontFiles:
+def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "",
+           rpc_socket: Path | None = None, config_dir: Path | None = None,
+           copy_certificates: bool = False) -> FrontFiles:
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
     given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
-    Kamailio from another listener on the port.
+    Kamailio from another listener on the port. `rpc_socket`: the jsonrpcs datagram socket (default
+    front.rpc_socket; neither: no RPC, the refusals are still counted). `config_dir`:
+    what certificate paths are relative to (the config file's directory; default the current directory).
+    `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run elsewhere).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -70,7 +84,9 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         (dbtext / "uacreg").write_text(uacreg_table(registrations))
         os.chmod(dbtext / "uacreg", 0o600)
         extra += [dbtext / "uacreg", dbtext / "version"]
-    cfg.write_text(cfg_text(config, base_dir=base, instance=instance))
+    extra += tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute(),
+                               base if copy_certificates else None)
+    cfg.write_text(cfg_text(config, base_dir=base, instance=instance, rpc_socket=rpc_socket))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 
 
@@ -92,12 +108,26 @@ def dispatcher_list(config: IvrConfig) -> str:
 
 def address_file(config: IvrConfig) -> str:
     """Permissions address file: group 1, every trunk source with its mask, any port, tag = trunk name."""
-    lines = ["# group address mask port tag (rendered by ivr.front): trunk sources"]
-    for trunk in config.trunks:
+    lines = ["# group address mask port tag (rendered by ivr.front): trunk sources (group 1), and a registering",
+             "# trunk's sources again in its own group (100 + i): INVITEs to its Contact come only from there"]
+    groups = [(1, trunk) for trunk in config.trunks]
+    groups += [(group, trunk) for group, trunk in registration_groups(config)]
+    for group, trunk in groups:
         for source in trunk.sources:
             net = ipaddress.ip_network(source, strict=False)
-            lines.append(f"1 {_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
+            lines.append(f"{group} {_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
     return "\n".join(lines) + "\n"
+
+
+def registration_groups(config: IvrConfig) -> list[tuple[int, Trunk]]:
+    """(address group, trunk) of every trunk that registers."""
+    regs = [trunk for trunk in config.trunks if trunk.registration]
+    return [(REGISTRATION_GROUP + i, trunk) for i, trunk in enumerate(regs, start=1)]
+
+
+def refusal_stats() -> list[tuple[str, str, str]]:
+    """(statistic name, code, source class) of every refusal the front counts."""
+    return [(f"refused_{code}_{cls}", code, cls) for code in REFUSAL_CODES for cls in SOURCE_CLASSES]
 
 
 def _dbtext(value: str) -> str:
@@ -122,7 +152,7 @@ def uacreg_table(registrations: list[tuple[str, Registration]]) -> str:
         domain = registrar_domain(reg.registrar)
         realm = domain.split(":", 1)[0]
         fields = [str(i), f"reg-{name}", reg.user, domain, reg.user, domain, realm, reg.user, reg.password, "",
-                  reg.registrar, str(int(reg.expiry)), "0", "0", "", ""]
+                  reg.registrar, str(int(reg.expiry)), "0", "0", reg.contact or "", ""]
         rows.append(":".join(_dbtext(f) for f in fields))
     return "\n".join(rows) + "\n"
 
@@ -136,22 +166,31 @@ def ua_pattern(agents: tuple[str, ...]) -> str:
 def _listen(config: IvrConfig) -> str:
     sip = config.sip
     lines = [f"listen={proto}:{_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
-    return "\n".join(lines)
+    return "\n".join(lines) + tls.listen_line(config)
 
 
 def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
-    names = [trunk.name for trunk in config.trunks if trunk.registration]
-    if not names:
+    groups = registration_groups(config)
+    if not groups:
         return {"uac_load": "", "uac_params": "", "registered": ""}
     contact = f"{_host(config.sip.listen_host)}:{config.sip.listen_port}"
+    retry = int(config.front.registration_retry)
     return {
         "uac_load": t.UAC_LOAD,
-        "uac_params": t.UAC_PARAMS.substitute(dbtext_dir=dbtext_dir, contact_addr=contact),
-        "registered": "".join(t.REGISTERED.substitute(uuid=f"reg-{name}") for name in names),
+        "uac_params": t.UAC_PARAMS.substitute(dbtext_dir=dbtext_dir, contact_addr=contact, retry_interval=retry,
+                                              timer_interval=max(1, min(10, retry // 4))),
+        "registered": "".join(t.REGISTERED.substitute(uuid=f"reg-{trunk.name}", group=group, trunk=trunk.name)
+                              for group, trunk in groups),
     }
 
 
-def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
+def _rpc_parts(socket_path: Path | str | None) -> dict[str, str]:
+    if socket_path is None:
+        return {"rpc_load": "", "rpc_params": ""}
+    return {"rpc_load": t.RPC_LOAD, "rpc_params": t.RPC_PARAMS.substitute(rpc_socket=str(socket_path))}
+
+
+def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socket: Path | None = None) -> str:
     """The kamailio.cfg text; its tables are read from base_dir."""
     sip, front = config.sip, config.front
     pattern = ua_pattern(front.blocked_user_agents)
@@ -159,7 +198,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "source": "the IVR YAML config",
         "debug": "2" if config.logging.level == "debug" else "0",
         "children": str(front.children),
-        "tcp": "" if "tcp" in sip.transports else "disable_tcp=yes",
+        "tcp": "" if "tcp" in sip.transports or front.tls.enabled else "disable_tcp=yes",
         "listen": _listen(config),
         "listen_host": _host(sip.listen_host),
         "fr_timer": str(FR_TIMER_MS),
@@ -175,7 +214,10 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "") -> str:
         "retry_after": str(sip.retry_after),
         "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
+        **_rpc_parts(rpc_socket or config.front.rpc_socket),
+        "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
+        **tls.cfg_parts(config, base_dir),
     }
     return t.MAIN.substitute(values)
 
@@ -234,13 +276,16 @@ class KamailioProcess:
     """Kamailio as a child process (managed mode): render into run_dir, start, stop."""
 
     def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
-                 stop_timeout: float = 5.0) -> None:
+                 stop_timeout: float = 5.0, config_dir: Path | None = None) -> None:
         self._config = config
+        self._config_dir = config_dir
         self._run_dir = run_dir.resolve()  # kamailio runs with its cwd there: relative paths would double
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._proc: asyncio.subprocess.Process | None = None
         self.log_path = run_dir / "kamailio.log"
+        self.rpc_socket = self._run_dir / RPC_NAME
+        self._private_dir: Path | None = None
 
     @property
     def running(self) -> bool:
@@ -259,7 +304,9 @@ class KamailioProcess:
         if self.running:
             raise FrontError("the front is already running")
         instance = secrets.token_hex(8)
-        files = render(self._config, self._run_dir, instance=instance)
+        self.rpc_socket = self._rpc_socket_path()
+        files = render(self._config, self._run_dir, instance=instance, rpc_socket=self.rpc_socket,
+                       config_dir=self._config_dir)
         args = [self._config.front.kamailio, "-DD", "-E", *memory_flags(self._config), "-f", str(files.cfg)]
         with self.log_path.open("wb") as out:
             try:
@@ -277,6 +324,15 @@ class KamailioProcess:
         sip = self._config.sip
         log.info("front.started", pid=self._proc.pid, listen=f"{sip.listen_host}:{sip.listen_port}",
                  workers=sip.workers)
+
+    def _rpc_socket_path(self) -> Path:
+        """run_dir/kamailio_rpc.sock, or a private 0700 directory under /tmp when that path does not fit in a
+        Unix socket address (108 bytes, e.g. a deep test directory)."""
+        path = self._run_dir / RPC_NAME
+        if len(os.fsencode(path)) < 100:
+            return path
+        self._private_dir = Path(tempfile.mkdtemp(prefix="ivr-front-"))
+        return self._private_dir / RPC_NAME
 
     async def _wait_ready(self, instance: str) -> None:
         sip = self._config.sip
@@ -315,6 +371,9 @@ class KamailioProcess:
                 _killpg(proc.pid)
                 await proc.wait()
         _killpg(proc.pid)  # children that outlived the main process (they share its new session)
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
         log.info("front.stopped", pid=proc.pid, returncode=proc.returncode)
 
 

@@ -172,7 +172,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         prm = pj.CallOpParam(True)
         prm.txOption.headers = sip_headers(headers)
         try:
-            self.xfer(uri, prm)
+            self.xfer(uri if uri.startswith("<") else f"<{uri}>", prm)  # name-addr: ';' and '?' stay in the URI
         except pj.Error as exc:
             log.warning("sip.call.transfer_failed", call=self.call_id, uri=uri, error=exc.info())
             self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))

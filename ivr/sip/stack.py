@@ -1,4 +1,11 @@
-"""The pjsua2 endpoint of one worker: library, transports, G.711 codecs and the one local account.
+"""The pjsua2 endpoint of one worker: library, transports, G.711 codecs and one local account per SRTP mode.
+
+SRTP per call: pjsua fixes a call's SRTP use from its account before the application sees the INVITE, and
+`CallSetting` has no SRTP field, so the stack holds three accounts (off, optional, mandatory) and
+`Endpoint.onSelectAccount` picks one per INVITE from `srtp.SrtpPolicy`. SDES only (no DTLS-SRTP);
+`srtpSecureSignaling = 0`: pjsua would otherwise demand TLS on the hop that carries the keys, and the
+front -> worker hop is plain UDP on the internal address. The TLS hop is the trunk's, ended at the front;
+the internal hop is trusted like the X-IVR-Trunk header is (loopback or a private network to the front).
 
 Threading and lifetimes follow /work/shared/PJSUA2_NOTES.md: no pjsip threads (`threadCnt=0`,
 `mainThreadOnly=True`), media on the SIP I/O queue (no media thread), the loop thread pumps
@@ -16,6 +23,8 @@ from typing import Any
 
 import pjsua2 as pj
 import structlog
+
+from ivr.sip.srtp import MODES, Mode, SrtpPolicy
 
 log = structlog.get_logger()
 
@@ -36,6 +45,7 @@ class StackConfig:
     media_address: str
     max_calls: int
     public_host: str = ""
+    srtp: SrtpPolicy = SrtpPolicy()
 
 
 @contextmanager
@@ -56,40 +66,74 @@ def _quiet_output() -> Iterator[None]:
             os.close(fd)
 
 
-class Account(pj.Account):  # type: ignore[misc]
-    """The local account: takes every INVITE (no registration) and hands it to `on_incoming`."""
+_SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+             "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
-    def __init__(self, on_incoming: Callable[[Any], None]) -> None:
+
+class Account(pj.Account):  # type: ignore[misc]
+    """A local account (no registration) of one SRTP mode: hands its INVITEs to `on_incoming(self, prm)`."""
+
+    def __init__(self, srtp: Mode, on_incoming: Callable[[Any, Any], None]) -> None:
         super().__init__()
+        self.srtp = srtp
         self._on_incoming = on_incoming
 
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 (pjsua2 override)
         try:
-            self._on_incoming(prm)
+            self._on_incoming(self, prm)
         except Exception:
             log.exception("sip.account.incoming_failed")
+
+
+class Endpoint(pj.Endpoint):  # type: ignore[misc]
+    """Routes each INVITE to the account of its SRTP mode; logs INVITEs pjsua refused on its own (488)."""
+
+    def __init__(self, policy: SrtpPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+        self.account_ids: dict[Mode, int] = {}
+
+    def onSelectAccount(self, prm: Any) -> None:  # noqa: N802 (pjsua2 override)
+        try:
+            msg = str(prm.rdata.wholeMsg)
+            if not msg.startswith("INVITE ") or not self.account_ids:
+                return
+            mode = self.policy.mode_for(str(prm.rdata.srcAddress), msg)
+            prm.accountIndex = self.account_ids[mode]
+        except Exception:
+            log.exception("sip.account.select_failed")
+
+    def onRejectedIncomingCall(self, prm: Any) -> None:  # noqa: N802 (pjsua2 override)
+        try:
+            log.info("sip.call.refused_by_stack", code=int(prm.statusCode), reason=str(prm.reason),
+                     source=str(prm.rdata.srcAddress))
+        except Exception:
+            log.exception("sip.call.refused_log_failed")
 
 
 class Stack:
     """Owns the endpoint and the account; `pump` blocks in pjsip's poll with the GIL released."""
 
-    def __init__(self, config: StackConfig, on_incoming: Callable[[Any], None]) -> None:
+    def __init__(self, config: StackConfig, on_incoming: Callable[[Any, Any], None]) -> None:
         self.config = config
         self.max_calls = min(config.max_calls, WHEEL_MAX_CALLS)
         if self.max_calls < config.max_calls:
             log.warning("sip.stack.max_calls_clamped", requested=config.max_calls, used=self.max_calls)
-        self.ep: Any = pj.Endpoint()
+        self.ep: Any = Endpoint(config.srtp)
         with _quiet_output():
             self.ep.libCreate()  # logs a few lines at the default level before libInit can set 0
-        self.account: Account | None = None
+        self.accounts: dict[Mode, Account] = {}
         try:
             self.ep.libInit(self._ep_config())
             self.ep.audDevManager().setNullDev()
             self._codecs()
             self._transports()
             self.ep.libStart()
-            self.account = Account(on_incoming)
-            self.account.create(self._account_config())
+            for mode in MODES:
+                account = Account(mode, on_incoming)
+                account.create(self._account_config(mode), mode == "off")
+                self.accounts[mode] = account
+                self.ep.account_ids[mode] = account.getId()
         except pj.Error:
             self.close()
             raise
@@ -127,10 +171,11 @@ class Stack:
                 tcfg.publicAddress = self.config.public_host
             self.ep.transportCreate(kind, tcfg)
 
-    def _account_config(self) -> Any:
+    def _account_config(self, srtp: Mode) -> Any:
         cfg = pj.AccountConfig()
         host = self.config.public_host or self.config.sip_host
-        cfg.idUri = f"sip:{self.config.name}@{host}:{self.config.sip_port}"
+        user = self.config.name if srtp == "off" else f"{self.config.name}-srtp-{srtp}"
+        cfg.idUri = f"sip:{user}@{host}:{self.config.sip_port}"
         cfg.regConfig.registerOnAdd = False
         media = cfg.mediaConfig.transportConfig
         media.port = self.config.rtp_port
@@ -138,6 +183,11 @@ class Stack:
         media.boundAddress = self.config.media_address
         media.publicAddress = self.config.media_address
         cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+        cfg.mediaConfig.srtpUse = _SRTP_USE[srtp]
+        cfg.mediaConfig.srtpSecureSignaling = 0
+        keyings = pj.IntVector()
+        keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
+        cfg.mediaConfig.srtpOpt.keyings = keyings
         return cfg
 
     def pump(self, timeout_ms: int) -> None:
@@ -148,9 +198,10 @@ class Stack:
         self.ep.hangupAllCalls()
 
     def close(self) -> None:
-        """Release the account, then the library. Calls and players must be gone already."""
-        if self.account is not None:
-            self.account.shutdown()
-            self.account = None
+        """Release the accounts, then the library. Calls and players must be gone already."""
+        for account in self.accounts.values():
+            account.shutdown()
+        self.accounts.clear()
+        self.ep.account_ids.clear()
         self.ep.libDestroy()
         self.ep = None

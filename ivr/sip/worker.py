@@ -32,6 +32,7 @@ from ivr.flow import commands, events
 from ivr.sip import control
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
+from ivr.sip.srtp import SrtpPolicy
 from ivr.sip.stack import Stack, StackConfig
 
 log = structlog.get_logger()
@@ -57,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
+    p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
+                   help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
+    p.add_argument("--srtp-source", action="append", default=[], metavar="CIDR=MODE",
+                   help="SRTP mode (off/optional/mandatory) of INVITEs from a trunk's source (repeat)")
     p.add_argument("--log-level", default="info", type=str.lower,
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--answer-timeout", type=float, default=5.0,
@@ -85,6 +90,7 @@ class Worker:
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
                 rtp_port_count=args.rtp_port_count, media_address=args.media_address,
                 max_calls=args.max_calls, public_host=args.public_host,
+                srtp=SrtpPolicy.from_args(args.srtp_trusted, args.srtp_source),
             ),
             self._on_incoming,
         )
@@ -111,10 +117,10 @@ class Worker:
 
     # --- incoming calls ------------------------------------------------------------------------------
 
-    def _on_incoming(self, prm: Any) -> None:
+    def _on_incoming(self, account: Any, prm: Any) -> None:
         self._counter += 1
         call_id = f"{self.args.name}-{self._counter}"
-        call = IvrCall(self.stack.account, prm.callId, call_id, self)
+        call = IvrCall(account, prm.callId, call_id, self)
         self.calls[call_id] = call
         now = time.monotonic()
         self._answer_by[call_id] = now + self.args.answer_timeout
@@ -128,7 +134,7 @@ class Worker:
             call.reject(503, retry_after=RETRY_AFTER_S, why="worker_stopping")
             return
         log.debug("sip.call.offered", call=call_id, source=offer.source, caller=offer.caller,
-                 dialed=offer.dialed, sip_call_id=offer.sip_call_id)
+                 dialed=offer.dialed, sip_call_id=offer.sip_call_id, srtp=account.srtp)
         self.emit(call_id, offer)
 
     # --- commands ------------------------------------------------------------------------------------

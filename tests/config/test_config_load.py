@@ -93,6 +93,7 @@ def test_a_password_of_digits_is_never_echoed(tmp_path: Path) -> None:
 def test_a_password_from_the_environment_gives_no_warning(tmp_path: Path) -> None:
     registration = "    registration: {registrar: 'sip:p', user: u, password: '%s'}\n"
     text = MINIMAL.replace("    sources: [127.0.0.1]\n", "    sources: [127.0.0.1]\n" + registration)
+    text += "front: {mode: external}\n"  # registration needs the front
     assert load(tmp_path, text % "${PW}", {"PW": "x"}).warnings == ()
     assert [w.path for w in load(tmp_path, text % "plain", {}).warnings] == ["trunks[0].registration.password"]
 

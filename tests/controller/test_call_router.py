@@ -135,3 +135,43 @@ async def test_a_hang_up_the_worker_never_confirms_is_still_recorded(sent: list[
         await asyncio.sleep(0.3)  # the worker never sends CallEnded
     assert [e["end_reason"] for e in logs if e["event"] == "call.ended"] == ["hangup_unconfirmed"]
     assert router.calls == {}
+
+
+async def test_round_robin_spans_calls_through_the_routers_cursor(sent: list[tuple[str, str, Any]]) -> None:
+    """The per-queue cursor lives in the router, not in the engine: consecutive calls start at the next target."""
+    from ivr.config.model import Queue
+    from ivr.config.steps import Flow, TransferStep
+
+    config = load_config(ROOT / "config" / "ivr.yaml").config
+    queue = Queue.model_validate({"targets": [{"uri": f"sip:a{i}@pbx.test"} for i in range(3)],
+                                  "strategy": "round_robin"})
+    flow = Flow(steps=(TransferStep(id="go", type="transfer", queue="agents"),))
+    config = config.model_copy(update={"queues": {**config.queues, "agents": queue},
+                                       "flows": {**config.flows, "rr": flow}, "numbers": {"*": "rr"}})
+    router = CallRouter(config, lambda w, c, m: sent.append((w, c, m)), Fetcher(), Metrics(), seed=1)
+    for n in range(6):
+        router.on_event("w000", f"c{n}", offer())
+        router.on_event("w000", f"c{n}", events.CallConnected())
+    uris = [m.uri for _, _, m in sent if isinstance(m, commands.Transfer)]
+    assert uris == [f"sip:a{i % 3}@pbx.test" for i in range(6)]
+
+
+async def test_a_variable_target_outside_the_allow_list_is_logged(sent: list[tuple[str, str, Any]]) -> None:
+    from ivr.config.steps import Flow, HangupStep, SetStep, TransferStep
+
+    config = load_config(ROOT / "config" / "ivr.yaml").config
+    flow = Flow(steps=(SetStep(id="set", type="set", values={"am": "sip:mallory@evil.test"}),
+                       TransferStep(id="go", type="transfer", queue="account_managers", target="{{am}}",
+                                    on_fail="bye"),
+                       HangupStep(id="bye", type="hangup")))
+    config = config.model_copy(update={"flows": {**config.flows, "am": flow}, "numbers": {"*": "am"}})
+    metrics = Metrics()
+    router = CallRouter(config, lambda w, c, m: sent.append((w, c, m)), Fetcher(), metrics)
+    with capture_logs() as logs:
+        router.on_event("w000", "c1", offer())
+        router.on_event("w000", "c1", events.CallConnected())
+        router.on_event("w000", "c1", events.CallEnded(reason="local_hangup"))
+    skipped = [e for e in logs if e["event"] == "transfer.target_skipped"]
+    assert [(e["queue"], e["uri"], e["reason"]) for e in skipped] == [
+        ("account_managers", "sip:mallory@evil.test", "disallowed")]
+    assert not any(isinstance(m, commands.Transfer) for _, _, m in sent)

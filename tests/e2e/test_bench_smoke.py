@@ -33,7 +33,7 @@ def test_bench_full_flow_calls_all_pass(tmp_path: Path) -> None:
         argv = ["sipp", f"127.0.0.1:{server.sip_port}", "-sf", str(ROOT / "sipp-scenarios/bench/full_flow.xml"),
                 "-inf", str(ports), "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(media),
                 "-rtp_echo", "-s", "100", "-m", str(CALLS), "-r", "2", "-l", "10", "-d", "300",
-                "-set", "caller", "+15559999999", "-set", "digits", "100001#", "-set", "expected_refer", GOLD,
+                "-set", "caller", "+15559999999", "-set", "digits", "100002#", "-set", "expected_refer", GOLD,
                 "-trace_stat", "-stf", str(tmp_path / "stat.csv"), "-fd", "1", "-trace_err",
                 "-nostdin", "-timeout", "25s", "-timeout_error"]
         done = subprocess.run(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=40)

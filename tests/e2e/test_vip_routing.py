@@ -28,7 +28,7 @@ def vip_call(server: IvrServer, workdir: Path, tag: str, caller: str, queue: str
 
 
 @pytest.mark.parametrize(("caller", "queue", "tier"), [
-    ("+15551000001", "gold", "gold"),
+    ("+15551000002", "gold", "gold"),  # +15551000001 has an account manager (test_queues.py)
     ("+15552000001", "platinum", "platinum"),
     ("+15553000001", "default", "silver"),
 ])

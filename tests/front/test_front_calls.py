@@ -117,9 +117,9 @@ async def test_a_trunk_with_registration_registers_with_the_front_as_contact(fro
     trace = tmp_path / "registrar.msg"
     registrar = subprocess.Popen(
         ["sipp", "-sf", str(SCENARIOS / "registrar.xml"), "-i", HOST, "-p", "16199", "-mp", "16150", "-m", "1",
-         "-key", "password", "s3cret", "-nostdin", "-timeout", "15s", "-timeout_error", "-trace_msg",
-         "-message_file", str(trace)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        text=True)
+         "-key", "password", "s3cret", "-key", "reg_expires", "300", "-nostdin", "-timeout", "15s", "-timeout_error",
+         "-trace_msg", "-message_file", str(trace)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True)
     try:
         carrier = {"name": "carrier", "sources": ["127.0.0.1/32"],
                    "registration": {"registrar": "sip:127.0.0.1:16199", "user": "acme", "password": "s3cret"}}

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from front_harness import KAMAILIO, make_config
 
-from ivr.front.kamailio import memory_flags, render, ua_pattern, workers
+from ivr.config.model import Registration
+from ivr.front.kamailio import memory_flags, render, ua_pattern, uacreg_table, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 render_cli = importlib.import_module("ivr.front.command")
@@ -25,6 +26,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tcp_only": {"workers": 2, "transports": ("tcp",)},
     "registration": {"workers": 2, "trunks": [{"name": "demo", "sources": ["127.0.0.1/32"]}, REG_TRUNK]},
     "no_blocked_agents": {"workers": 2, "front": {"blocked_user_agents": []}},
+    "rpc": {"workers": 2, "front": {"rpc_socket": "/tmp/ivr-render-check-rpc.sock"}},
 }
 
 
@@ -48,14 +50,21 @@ def test_tables(tmp_path: Path) -> None:
     rows = [line for line in files.dispatcher.read_text().splitlines() if not line.startswith("#")]
     assert rows == ["1 sip:127.0.0.1:16101 0 2 duid=w000;maxload=2", "1 sip:127.0.0.1:16102 0 1 duid=w001;maxload=2"]
     address = tmp_path / "trunks.address"
-    assert address.read_text().splitlines()[1:] == [
-        "1 127.0.0.1 32 0 demo", "1 192.0.2.0 24 0 carrier", "1 [2001:db8::1] 128 0 carrier"]
+    assert [line for line in address.read_text().splitlines() if not line.startswith("#")] == [
+        "1 127.0.0.1 32 0 demo", "1 192.0.2.0 24 0 carrier", "1 [2001:db8::1] 128 0 carrier",
+        "101 192.0.2.0 24 0 carrier", "101 [2001:db8::1] 128 0 carrier"]  # the Contact's own group
     uacreg = (tmp_path / "dbtext" / "uacreg").read_text().splitlines()[1]
     assert uacreg == ("1:reg-carrier:acme:sip.example.net\\:5060:acme:sip.example.net\\:5060:sip.example.net:acme:"
                       "s3\\:cr\\\\et::sip\\:sip.example.net\\:5060;transport=udp:600:0:0::")
     assert (tmp_path / "dbtext" / "uacreg").stat().st_mode & 0o077 == 0
     cfg = files.cfg.read_text()
     assert 'reg_contact_addr", "127.0.0.1:16000"' in cfg and '$rU == "reg-carrier"' in cfg
+    assert 'allow_source_address("101")' in cfg and '$avp(trunk) = "carrier"' in cfg
+    assert 'modparam("uac", "reg_retry_interval", 60)' in cfg and 'modparam("uac", "reg_timer_interval", 10)' in cfg
+    assert "jsonrpcs" not in cfg  # an external front without front.rpc_socket has no RPC
+    with_rpc = render(make_config(workers=2, front={"rpc_socket": "/run/ivr-rpc/front.sock"}), tmp_path / "r").cfg
+    assert 'modparam("jsonrpcs", "dgram_socket", "/run/ivr-rpc/front.sock")' in with_rpc.read_text()
+    assert 'modparam("statistics", "variable", "refused_403_nontrunk")' in cfg
     assert f"{tmp_path.absolute()}/trunks.address" in cfg
 
 
@@ -90,3 +99,9 @@ def test_cli_renders_the_default_config(tmp_path: Path, monkeypatch: pytest.Monk
     assert '"/etc/kamailio/ivr/dispatcher.list"' in cfg
     assert len((tmp_path / "dispatcher.list").read_text().splitlines()) == 2 + 3
     assert str(tmp_path / "kamailio.cfg") in capsys.readouterr().out
+
+
+def test_a_registration_contact_goes_into_its_record() -> None:
+    reg = Registration(registrar="sip:sip.example.net", user="acme", password="pw", contact="198.51.100.7:5080")
+    row = uacreg_table([("carrier", reg)]).splitlines()[1]
+    assert row.endswith(":300:0:0:198.51.100.7\\:5080:")  # contact_addr, then an empty socket
