@@ -1,7 +1,8 @@
 """Walks a flow: plays every distinct input class through the real `FlowSession` (ivr simulate's machinery)
 and keeps one call per distinct path, with the outcome the engine itself produced.
 
-Input classes: the callers the demo CRM knows (one per loyalty tier) and an unknown caller; for every menu
+Input classes: the callers the demo CRM knows (one per loyalty tier, with and without an account manager)
+and an unknown caller; for every menu
 each option, an invalid key and silence; for every gather each tier's account number, "0" when the pattern
 allows it, an account nobody has, invalid digits and silence; the CRM slow (no answer inside the budget)
 and down (503) for an unknown caller; each queue refusing its first REFER (603). Business hours: the flow
@@ -44,26 +45,24 @@ class Candidate:
 
 def callers(loaded: LoadedConfig) -> list[tuple[str, str]]:
     """(label, number): the first demo CRM customer of each loyalty tier, then an unknown number."""
-    found: list[tuple[str, str]] = []
-    demo = loaded.config.demo_crm
-    if demo.enabled:
-        seen: set[str] = set()
-        for customer in democrm.load_customers(loaded.root / demo.customers):
-            tier = customer.loyalty.tier or "no_tier"
-            if tier not in seen:
-                seen.add(tier)
-                found.append((tier, customer.phones[0]))
+    found = [(label, customer.phones[0]) for label, customer in _classes(loaded)]
     return [*found, ("unknown", UNKNOWN_CALLER)]
 
 
-def _accounts(loaded: LoadedConfig) -> list[tuple[str, str]]:
+def _classes(loaded: LoadedConfig) -> list[tuple[str, democrm.Customer]]:
+    """The first demo CRM customer of each class: loyalty tier, with or without an account manager."""
     demo = loaded.config.demo_crm
     if not demo.enabled:
         return []
-    by_tier: dict[str, str] = {}
+    found: dict[str, democrm.Customer] = {}
     for customer in democrm.load_customers(loaded.root / demo.customers):
-        by_tier.setdefault(customer.loyalty.tier or "no_tier", customer.account_number)
-    return list(by_tier.items())
+        label = (customer.loyalty.tier or "no_tier") + ("_managed" if customer.account_manager else "")
+        found.setdefault(label, customer)
+    return list(found.items())
+
+
+def _accounts(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    return [(label, customer.account_number) for label, customer in _classes(loaded)]
 
 
 def answers(loaded: LoadedConfig, flow: str) -> list[tuple[str, str]]:

@@ -50,7 +50,7 @@ def test_every_path_passes_then_a_broken_queue_fails_exactly_its_paths(tmp_path:
     verdicts = {(r["name"], r["method"]): r["verdict"] for r in rows}
     assert verdicts and set(verdicts.values()) == {"PASS"}, output
     names = {name for name, _ in verdicts}
-    assert {"vip_routing.gold", "vip_routing.unknown.account_platinum", "vip_routing.unknown.crm_down",
+    assert {"vip_routing.gold", "vip_routing.unknown.account_platinum_managed", "vip_routing.unknown.crm_down",
             "vip_routing.unknown.crm_slow", "vip_routing.gold.refused_gold", "support.press_1",
             "support.press_1.refused_sales", "support.invalid"} <= names
     assert ("vip_routing.unknown.account_gold", "rfc4733") in verdicts

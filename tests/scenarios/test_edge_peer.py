@@ -40,7 +40,10 @@ def test_generated_caller_tolerates_options_reinvite_and_a_bye_before_the_notify
     gold = next(p for p in command.generate(loaded, ["vip_routing"], at) if p.name == "vip_routing.gold")
     command.write([gold], tmp_path, loaded, 10_000)
     port = _free_udp()
+    headers = dict(gold.transfers[0].headers)
     uas = subprocess.Popen(["sipp", "-sf", str(HERE / "edge_ivr_uas.xml"), "-i", "127.0.0.1", "-p", str(port),
+                            "-set", "refer_to", gold.transfers[0].uri, "-set", "cid", headers["X-Customer-Id"],
+                            "-set", "tier", headers["X-Customer-Tier"],
                             "-mi", "127.0.0.1", "-mp", str(_free_udp()), "-m", "1", "-nostdin", "-timeout", "40s",
                             "-timeout_error", "-trace_err", "-error_file", str(tmp_path / "uas.err")],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -49,10 +49,10 @@ def test_every_input_class_of_vip_routing_is_a_path(open_paths: dict[str, CallPa
     platinum = "sip:platinum@127.0.0.1:5070"
     expected = {
         "vip_routing.gold": [(gold, 200)],
-        "vip_routing.platinum": [(platinum, 200)],
+        "vip_routing.platinum_managed": [(platinum, 200)],
         "vip_routing.silver": [(default, 200)],
         "vip_routing.unknown.account_gold": [(gold, 200)],
-        "vip_routing.unknown.account_platinum": [(platinum, 200)],
+        "vip_routing.unknown.account_platinum_managed": [(platinum, 200)],
         "vip_routing.unknown.zero": [(default, 200)],
         "vip_routing.unknown.not_found": [(default, 200)],
         "vip_routing.unknown.invalid": [(default, 200)],
@@ -65,11 +65,14 @@ def test_every_input_class_of_vip_routing_is_a_path(open_paths: dict[str, CallPa
     for name, transfers in expected.items():
         assert _uris(open_paths[name]) == transfers, name
     assert open_paths["vip_routing.silver.refused_default"].end_reason == "no_queue_available"
-    assert open_paths["vip_routing.unknown.account_platinum"].digits == "200001#"
+    assert open_paths["vip_routing.unknown.account_platinum_managed"].digits == "200001#"
     assert open_paths["vip_routing.unknown.zero"].digits == "0#"
     assert open_paths["vip_routing.gold"].digits == ""
-    assert dict(open_paths["vip_routing.gold"].transfers[0].headers) == {"X-Customer-Id": "C-1001",
+    assert dict(open_paths["vip_routing.gold"].transfers[0].headers) == {"X-Customer-Id": "C-1002",
                                                                           "X-Customer-Tier": "gold"}
+    # a gold customer with an account manager goes wherever the engine sends them (the manager's queue)
+    managed = open_paths["vip_routing.gold_managed"].transfers[0]
+    assert managed.uri != gold and managed.answer == 200
     # the slow CRM is heard: the filler prompt plays before the default queue
     assert "one_moment" in open_paths["vip_routing.unknown.crm_slow"].prompts
     assert open_paths["vip_routing.unknown.crm_slow"].fresh_caller
@@ -93,7 +96,7 @@ def test_expectations_come_from_the_config(tmp_path: Path) -> None:
         data["queues"]["platinum"]["uri"] = "sip:vip-desk@127.0.0.1:5071"
 
     paths = {p.name: p for p in command.generate(_config(tmp_path, moved), ["vip_routing"], OPEN)}
-    assert _uris(paths["vip_routing.platinum"]) == [("sip:vip-desk@127.0.0.1:5071", 200)]
+    assert _uris(paths["vip_routing.platinum_managed"]) == [("sip:vip-desk@127.0.0.1:5071", 200)]
 
 
 def test_unknown_flow_is_refused(tmp_path: Path) -> None:
@@ -143,7 +146,7 @@ def test_pcap_carries_the_digits_in_order_at_their_times() -> None:
 
 
 def test_verdict_reads_the_scenario_log(open_paths: dict[str, CallPath]) -> None:
-    path = open_paths["vip_routing.unknown.account_platinum"]
+    path = open_paths["vip_routing.unknown.account_platinum_managed"]
     log = "\n".join([
         "QA c1 start caller=+19990000000 tick=1",
         "QA c1 answered tick=100",
