@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from ivr.scenarios.model import CallPath
 
 _LINE = re.compile(r"^QA (\S+) (\S+)(.*)$")
-_FIELD = re.compile(r"(\S+)=(.*?)(?= \S+=|$)")
+_FIELD = re.compile(r"(?:^| )([\w.\-]+)=(.*?)(?= [\w.\-]+=|$)")
+"""key=value; a value may hold '=' and '&' (a Refer-To with URI headers) but no ' word='."""
 
 
 @dataclass(frozen=True, slots=True)

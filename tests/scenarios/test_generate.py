@@ -156,7 +156,10 @@ def test_verdict_reads_the_scenario_log(open_paths: dict[str, CallPath]) -> None
         "QA c2 answered tick=100",
         "QA c2 refer k=1 uri=sip:default@127.0.0.1:5070 tick=3000 sent=20 h.X-Customer-Id= h.X-Customer-Tier=",
         "QA c2 bye tick=3010"])
-    calls = parse(log)
+    calls = parse(log + "\nQA c3 refer k=1 uri=sip:m@h:5070?X-Customer-Id=C-1&X-Customer-Tier=gold tick=5 "
+                  "sent= h.X-A= v")
+    assert calls["c3"].refers[0].uri == "sip:m@h:5070?X-Customer-Id=C-1&X-Customer-Tier=gold"
+    assert calls["c3"].refers[0].headers == (("X-A", "v"),)
     assert judge(path, calls["c1"], "info") == []
     assert calls["c1"].refer_ms() == 9500
     problems = judge(path, calls["c2"], "info")
