@@ -1,4 +1,8 @@
-"""The admin HTTP endpoint: /healthz, /metrics (Prometheus text), /calls (live calls as JSON)."""
+"""The admin HTTP endpoint: /healthz, /metrics (Prometheus text), /calls (live calls as JSON), /console.
+
+Open on loopback by default; with a token (`admin.token_env`, required off loopback) every path needs it
+(`console/auth.py`: a bearer header, or the console's cookie).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ivr.console.auth import auth_middleware
+from ivr.console.views import ConsoleSources, add_routes
 from ivr.metrics import Metrics
 
 
 def make_app(metrics: Metrics, health: Callable[[], dict[str, object]],
              calls: Callable[[], list[dict[str, object]]],
-             http_stats: Callable[[], dict[str, dict[str, object]]]) -> web.Application:
+             http_stats: Callable[[], dict[str, dict[str, object]]], *,
+             console: ConsoleSources | None = None, token: str | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         state = health()
         return web.json_response(state, status=200 if state.get("ok") else 503)
@@ -26,8 +33,10 @@ def make_app(metrics: Metrics, health: Callable[[], dict[str, object]],
     async def live_calls(_: web.Request) -> web.Response:
         return web.json_response({"calls": calls()})
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(token)] if token else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/calls", live_calls)
+    if console is not None:
+        add_routes(app, console)
     return app

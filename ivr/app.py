@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import platform
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,9 +23,11 @@ from aiohttp import web
 
 from ivr import logs
 from ivr.admin import make_app
-from ivr.calls import CallRouter, RecordSink
+from ivr.calls import CallRouter
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
+from ivr.console.auth import admin_token
+from ivr.console.views import ConsoleSources
 from ivr.crm import HttpClient
 from ivr.errors import ConfigError, IvrError
 from ivr.front.monitor import FrontMonitor
@@ -32,6 +35,7 @@ from ivr.front.registrations import Registrations
 from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
+from ivr.records.store import RecordStore
 from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
@@ -85,14 +89,17 @@ class Server:
     async def run(self) -> None:
         cfg = self.loaded.config
         mode = front_mode(self.loaded)
+        token = admin_token(cfg.admin) if cfg.admin.enabled else None  # before anything starts: fail fast
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._demo_crm())
             http = await stack.enter_async_context(HttpClient(cfg.http))
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
             router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
-            router.on_record = await stack.enter_async_context(self._records())
-            pool = WorkerPool(worker_specs(cfg.sip, single=mode == "none"), prompts_dir=str(self.loaded.prompts_dir),
+            records = await stack.enter_async_context(self._records())
+            router.on_record = records.on_record
+            specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
+            pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
                               extra_args=srtp_args(cfg.trunks, trusted))
@@ -102,7 +109,7 @@ class Server:
                 await stack.enter_async_context(self._front())
             elif mode == "external" and cfg.front.rpc_socket:
                 await stack.enter_async_context(self._polled(Path(cfg.front.rpc_socket)))
-            await stack.enter_async_context(self._admin(router, pool, http))
+            await stack.enter_async_context(self._admin(router, pool, http, records.store, token))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
                      calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path))
@@ -165,12 +172,12 @@ class Server:
             await runner.cleanup()
 
     @contextlib.asynccontextmanager
-    async def _records(self) -> AsyncIterator[RecordSink]:
+    async def _records(self) -> AsyncIterator[Records]:
         """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
         records = Records(self.loaded.config, self.run_dir, self.metrics)
         await records.start()
         try:
-            yield records.on_record
+            yield records
         finally:
             await records.stop()
 
@@ -206,7 +213,8 @@ class Server:
                             registrations=registrations)
 
     @contextlib.asynccontextmanager
-    async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient) -> AsyncIterator[None]:
+    async def _admin(self, router: CallRouter, pool: WorkerPool, http: HttpClient,
+                     store: RecordStore | None, token: str | None) -> AsyncIterator[None]:
         admin = self.loaded.config.admin
         if not admin.enabled:
             yield
@@ -219,7 +227,14 @@ class Server:
                     "workers": len(pool.workers), "draining": router.draining, "live_calls": len(router.calls),
                     **({"front": front} if front else {})}
 
-        runner = web.AppRunner(make_app(self.metrics, health, router.snapshot, http.stats), access_log=None)
+        def status() -> dict[str, object]:
+            workers = [{"name": name, "pid": w.pid, "ready": w.ready.is_set(), "restarts": w.restarts}
+                       for name, w in pool.workers.items()]
+            return {"health": health(), "workers": workers, "http": http.stats(), "node": platform.node()}
+
+        console = ConsoleSources(config=lambda: self.loaded.config, live=router.snapshot, status=status, store=store)
+        app = make_app(self.metrics, health, router.snapshot, http.stats, console=console, token=token)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, admin.host, admin.port).start()
         try:

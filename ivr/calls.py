@@ -260,5 +260,6 @@ class CallRouter:
         """The live calls, for /calls (the path only: digits and variables stay in the record, masked)."""
         now = self._clock()
         return [{"worker": c.worker, "call_id": c.call_id, "trunk": c.info.trunk, "caller": c.info.caller,
-                 "dialed": c.info.dialed, "age_s": round(now - c.offered_at, 1), "step": c.session.current_step,
+                 "dialed": c.info.dialed, "age_s": round(now - c.offered_at, 1), "flow": c.session.current_flow,
+                 "step": c.session.current_step,
                  "path": list(c.session.path)} for c in self.calls.values()]

@@ -24,6 +24,7 @@ DELEGATED = (
     ("qa", "ivr.scenarios.qa", "call every path of the flows with SIPp against a live server; a verdict table"),
     ("calls", "ivr.records.cli", "list recent calls from the record store, filtered"),
     ("report", "ivr.report", "summarise a period's calls per flow, queue, tier and menu option"),
+    ("graph", "ivr.graph", "draw a flow as an SVG diagram (Graphviz)"),
 )
 
 

@@ -37,16 +37,20 @@ class WorkerSpec:
     sip_port: int
     rtp_port: int
     rtp_port_count: int
+    accept_from: tuple[str, ...] = ()
+    """Behind a front: the only source addresses whose SIP reaches the worker (ivr/sip/sockfilter.py)."""
 
 
-def worker_specs(sip: SipConfig, single: bool) -> list[WorkerSpec]:
-    """One spec per worker; in single-worker mode the worker takes the public address itself."""
+def worker_specs(sip: SipConfig, single: bool, front_hosts: tuple[str, ...] = ()) -> list[WorkerSpec]:
+    """One spec per worker; in single-worker mode the worker takes the public address itself. Behind a front
+    a worker accepts SIP only from `front_hosts` (the front's addresses)."""
     specs = []
     for i in range(sip.workers):
         host, port = (sip.listen_host, sip.listen_port) if single else (sip.worker_host, sip.worker_base_port + i)
         specs.append(WorkerSpec(name=f"w{i:03d}", sip_host=host, sip_port=port,
                                 rtp_port=sip.rtp_port_start + i * sip.rtp_ports_per_worker,
-                                rtp_port_count=sip.rtp_ports_per_worker))
+                                rtp_port_count=sip.rtp_ports_per_worker,
+                                accept_from=() if single else front_hosts))
     return specs
 
 
@@ -200,4 +204,6 @@ class WorkerPool:
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
                "--max-calls", str(self._sip.calls_per_worker), "--log-level", self._log_level,
                "--answer-timeout", str(self._sip.answer_timeout), *self._extra_args]
+        if spec.accept_from:
+            cmd += ["--accept-from", ",".join(spec.accept_from)]
         return cmd

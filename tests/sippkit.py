@@ -18,6 +18,26 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_port(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port for SIPp's `-mp`: SIPp binds it and the video port 2 above it (RTCP 1 above each); all four must
+    be free, or SIPp fails the run with "Unable to bind video RTP socket"."""
+    for _ in range(attempts):
+        base = free_udp_port(host)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no four consecutive free UDP ports for SIPp media")
+
+
 @dataclass
 class SippRun:
     returncode: int
@@ -32,13 +52,13 @@ class SippRun:
 def sipp(port: int, scenario: str, *, service: str, tag: str, workdir: Path, variables: dict[str, str] | None = None,
          keys: dict[str, str] | None = None, calls: int = 1, concurrency: int = 1, rate: float = 10.0,
          local_ip: str = "127.0.0.1", duration_ms: int | None = None, timeout: float = 60.0,
-         background: bool = False) -> SippRun | subprocess.Popen[str]:
+         background: bool = False, remote_host: str = "127.0.0.1") -> SippRun | subprocess.Popen[str]:
     """Place `calls` calls with `scenario` at 127.0.0.1:`port`; Call-IDs start with `tag` so the test can find
     the server's log line for each call."""
     binary = shutil.which("sipp")
     assert binary, "sipp is not installed: scripts/bootstrap installs Debian's sip-tester"
-    cmd = [binary, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-s", service,
-           "-i", local_ip, "-p", str(free_udp_port(local_ip)), "-mi", local_ip, "-mp", str(free_udp_port(local_ip)),
+    cmd = [binary, f"{remote_host}:{port}", "-sf", str(SCENARIOS / scenario), "-s", service,
+           "-i", local_ip, "-p", str(free_udp_port(local_ip)), "-mi", local_ip, "-mp", str(free_media_port(local_ip)),
            "-m", str(calls), "-l", str(concurrency), "-r", str(rate), "-cid_str", f"{tag}-%u-%p@%s",
            "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-trace_logs",
            "-log_file", str(workdir / f"{tag}.log"), "-trace_err", "-error_file", str(workdir / f"{tag}.err")]

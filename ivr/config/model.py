@@ -107,6 +107,10 @@ class FrontConfig(Strict):
         description="INVITEs/REGISTERs whose User-Agent contains one of these (case-insensitive) are "
         "dropped silently at the front.")
     pike: PikeConfig = Field(default_factory=PikeConfig, description="Flood detection per source IP.")
+    stranger_invite_reply: Literal["none", "403"] = Field(
+        "none", description="What an INVITE from an address that is no trunk gets. none: silence, like every "
+        "other request from a stranger (a scan learns nothing; the refusal is logged at debug level). 403: a "
+        "bare 403 Forbidden, handy while a provider's addresses are being set up.")
     tls: FrontTls = Field(default_factory=FrontTls, description="SIP over TLS on the front.")
     trusted_hosts: tuple[str, ...] = Field((), description="Addresses the front sends from, whose X-IVR-Trunk "
                                            "header workers trust (external mode, e.g. a container's address); "
@@ -330,9 +334,26 @@ class Schedule(Strict):
 
 
 class AdminConfig(Strict):
-    enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls.")
+    enabled: bool = Field(True, description="Serve /healthz, /metrics, /calls and the /console page.")
     host: str = Field("127.0.0.1", description="Admin HTTP address.")
     port: int = Field(8080, ge=1, le=65535, description="Admin HTTP port.")
+    token_env: str | None = Field(None, description="Environment variable holding the admin bearer token. "
+                                  "Required when `host` is not a loopback address (the server refuses to start "
+                                  "without it); when set, every admin path needs it, also on loopback.")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> AdminConfig:
+        if self.enabled and self.token_env is None and not is_loopback_host(self.host):
+            raise ValueError(f"host {self.host} is not loopback: set token_env (the admin port would be open)")
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost" (the admin port is open only there)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LoggingConfig(Strict):

@@ -175,6 +175,11 @@ class FlowSession:
         return self._step_id
 
     @property
+    def current_flow(self) -> str:
+        """The flow the current step belongs to (another than the call's after a goto to a flow)."""
+        return self._ctx.flow
+
+    @property
     def variables(self) -> dict[str, str]:
         """A copy of the call's variables, built-ins included."""
         return dict(self._ctx.variables)

@@ -1,23 +1,37 @@
 """The kamailio.cfg template of the front, filled by `kamailio.render` (string.Template with a `%%` delimiter,
-so Kamailio's own `$var` syntax passes through untouched).
+so Kamailio's own `$var` syntax passes through untouched). ivr/front/README.md explains the security design.
 
 Theory of operation, in the order a request meets it:
 1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
 2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
-   Max-Forwards (483);
-   sanity (400 and friends); any X-IVR-* header is removed.
-3. CANCEL, retransmissions, in-dialog requests (loose_route, both ways; BYE/CANCEL release the call's load).
-4. OPTIONS to the front: 200. INVITE: source must be a trunk (permissions address file; tag = trunk
-   name) else 403; an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own
-   sources (address group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1,
-   algorithm 10 (call load, maxload per worker); none free -> 503 + Retry-After.
+   Max-Forwards (483); sanity (400 and friends); any X-IVR-* header is removed. A source that is no trunk
+   gets silence to everything (INVITE, OPTIONS, REGISTER, MESSAGE, REFER, BYE, forged in-dialog requests):
+   it learns nothing; `front.stranger_invite_reply: "403"` gives its initial INVITEs a bare 403. The one
+   exception is the managed start's readiness probe, an OPTIONS whose Request-URI user is a random
+   per-start token (`probe`).
+3. CANCEL and retransmissions go to tm. In-dialog requests (To-tag) are relayed only for a dialog the front
+   created (`dialog` module, `dlg_manage()` on the trunk's INVITE) and only from its two parties: the trunk
+   source that sent the INVITE, or a worker. The front picks the next hop itself, never the Request-URI:
+   the dialog's worker for the trunk side, the caller's source address for the worker side. An unknown
+   or ended dialog gets 481, anyone else silence. BYE/CANCEL release the worker's load (algorithm 10).
+4. Initial requests: a preloaded Route is refused (403), as Kamailio's default config does. OPTIONS to
+   the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name);
+   an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own sources (address
+   group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10
+   (call load, maxload per worker); none free -> 503 + Retry-After. Any other initial method: 405.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
+6. A reply that belongs to no transaction of the front is dropped (no stateless forwarding of forged replies).
+7. Topology hiding (`topoh`): in everything sent to the outside, the workers' Via, Contact and Record-Route
+   are masked behind the front's address (decoded again when they come back), so a trunk learns no worker
+   address from SIP; only the SDP names where RTP goes (sip.media_address), as it must.
+No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
 
 Every refusal goes through `route[REFUSE]` (or `route[COUNT_REFUSAL]` where the reply is sent elsewhere):
-set `$var(refuse)` to the code (`403`, `pike`, `scanner`, ...) and `$var(reason)`, call the route. It counts
-`refused_<code>_<class>` with the statistics module (class: trunk, nontrunk, worker) and replies (numeric
-codes) or drops. The controller reads the counters over the jsonrpcs datagram socket (`ivr/front/rpc.py`).
+set `$var(refuse)` to the code (`403`, `481`, `pike`, `scanner`, `stranger`, ...) and `$var(reason)`, call
+the route. It counts `refused_<code>_<class>` with the statistics module (class: trunk, nontrunk, worker)
+and replies (numeric codes) or drops (`stranger`: anything from a source that is no trunk, silently). The
+controller reads the counters over the jsonrpcs datagram socket (`ivr/front/rpc.py`).
 """
 
 from __future__ import annotations
@@ -46,7 +60,6 @@ use_dns_cache=off
 dns_try_ipv6=off
 auto_aliases=no
 server_signature=no
-user_agent_header="User-Agent: ivr-front"
 sip_warning=0
 %%{listen}
 
@@ -55,6 +68,7 @@ sip_warning=0
 loadmodule "tmx.so"
 loadmodule "sl.so"
 loadmodule "rr.so"
+loadmodule "dialog.so"
 loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "textops.so"
@@ -65,12 +79,15 @@ loadmodule "pike.so"
 loadmodule "permissions.so"
 loadmodule "dispatcher.so"
 loadmodule "statistics.so"
+loadmodule "topoh.so"
 %%{rpc_load}%%{uac_load}
 modparam("tm", "fr_timer", %%{fr_timer})
 modparam("tm", "fr_inv_timer", %%{fr_inv_timer})
 modparam("tm", "auto_inv_100", 1)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
+modparam("dialog", "default_timeout", %%{dialog_timeout})
+modparam("dialog", "dlg_match_mode", 1)
 
 modparam("sanity", "autodrop", 0)  # a failed check returns false (after its reply) so the refusal is counted
 
@@ -96,6 +113,10 @@ modparam("dispatcher", "ds_ping_reply_codes", "class=2")
 modparam("dispatcher", "ds_ping_from", "sip:front@%%{listen_host}")
 %%{uac_params}
 %%{tls_params}
+modparam("topoh", "mask_key", "%%{mask_key}")
+modparam("topoh", "mask_ip", "%%{mask_ip}")
+modparam("topoh", "mask_callid", 0)
+
 ####### Routing #######
 request_route {
 \tif (ds_is_from_list("1", "2")) {
@@ -126,13 +147,20 @@ request_route {
 \t\texit;
 \t}
 
-\tif (is_method("OPTIONS") && uri==myself) {
-%%{options_extra}\t\tsl_send_reply("200", "OK");
-\t\texit;
-\t}
-
 \tif ($var(from_worker) == 1) {
 \t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t}
+
+\tif (is_present_hf("Route")) {
+\t\tif (is_method("ACK")) {
+\t\t\texit;
+\t\t}
+\t\t$var(refuse) = "403"; $var(reason) = "Preload Route denied"; route(REFUSE);
+\t}
+
+\tif (is_method("OPTIONS") && uri==myself) {
+\t\tsl_send_reply("200", "OK");
+\t\texit;
 \t}
 
 \tif (!is_method("INVITE")) {
@@ -157,32 +185,57 @@ route[OUTSIDE] {
 \t\t$var(refuse) = "400"; route(COUNT_REFUSAL); exit;  # sanity has replied itself
 \t}
 \tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
+%%{probe}\tif (allow_source_address("1")) {
+\t\treturn;
+\t}
+\t# No trunk: silence (front.stranger_invite_reply may give an initial INVITE a bare 403).
+%%{stranger_invite}\t$var(refuse) = "stranger"; route(REFUSE);
 }
 
 route[WITHINDLG] {
-\tif (loose_route()) {
-\t\tif (is_method("BYE")) {
-\t\t\tds_load_update();
+\tif (!is_known_dlg() || $dlg_var(ended) == "1") {
+\t\t# A non-2xx ACK belongs to a transaction, not a dialog; anything else is not ours, or has ended (the
+\t\t# dialog module keeps a dialog a few seconds after its BYE: the `ended` mark, set when the BYE is
+\t\t# answered, closes it at once).
+\t\tif (is_method("ACK")) {
+\t\t\tif (t_check_trans()) {
+\t\t\t\troute(RELAY);
+\t\t\t}
+\t\t\texit;
 \t\t}
-\t\troute(RELAY);
-\t\texit;
+\t\t$var(refuse) = "481"; $var(reason) = "Unknown Dialog"; route(REFUSE);
 \t}
-\tif (is_method("ACK")) {
-\t\tif (t_check_trans()) {
-\t\t\troute(RELAY);
+\tif ($var(from_worker) == 1) {
+\t\t$var(next) = $dlg_var(caller);
+\t} else if ($si == $dlg_var(caller_ip)) {
+\t\t$var(next) = $dlg_var(worker);
+\t} else {
+\t\t$var(refuse) = "stranger"; route(REFUSE);
+\t}
+\tif (!loose_route()) {
+\t\tif (is_method("ACK")) {
+\t\t\texit;
 \t\t}
-\t\texit;
+\t\t$var(refuse) = "403"; $var(reason) = "Not Routed Here"; route(REFUSE);
 \t}
-\t$var(refuse) = "404"; $var(reason) = "Not Here"; route(REFUSE);
+\tif (is_method("BYE")) {
+\t\tds_load_update();
+\t\tt_on_reply("BYE_ANSWERED");
+\t}
+\t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
+\t$du = $var(next);
+\troute(RELAY);
 }
 
 route[TRUNK] {
 \tif (!allow_source_address("1")) {
 \t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
-\tremove_hf("Route");
 %%{registered}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
+\tdlg_manage();
+\t$dlg_var(caller_ip) = $si;
+\t$dlg_var(caller) = $sut;
 %%{trunk_security}\trecord_route();
 }
 
@@ -190,6 +243,7 @@ route[DISPATCH] {
 \tif (!ds_select_dst("1", "10")) {
 \t\troute(FULL);
 \t}
+\t$dlg_var(worker) = $du;
 \tt_on_failure("FAILOVER");
 \tt_on_reply("WORKER_REPLY");
 \troute(RELAY);
@@ -230,6 +284,27 @@ route[RELAY] {
 \texit;
 }
 
+reply_route {
+\t# A reply that matches no transaction of ours is dropped: never forwarded statelessly along its Vias.
+\tif (!t_check_trans()) {
+\t\tdrop;
+\t}
+}
+
+event_route[topoh:msg-outgoing] {
+\t# Only what leaves for the outside is masked: the workers get plain SIP (their own Via/Contact back).
+\tif (ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")) {
+\t\tdrop;
+\t}
+}
+
+onreply_route[BYE_ANSWERED] {
+\t# Requests already in flight when the BYE was sent still pass; once it is answered the dialog is closed.
+\tif (status =~ "^2[0-9][0-9]$") {
+\t\t$dlg_var(ended) = "1";
+\t}
+}
+
 onreply_route[WORKER_REPLY] {
 \tif (is_method("INVITE") && status =~ "^2[0-9][0-9]$") {
 \t\tds_load_update();
@@ -248,6 +323,7 @@ failure_route[FAILOVER] {
 \t\texit;
 \t}
 \tif ($xavp(_dsdst_[1]=>uri) != $null && ds_next_dst()) {
+\t\t$dlg_var(worker) = $du;
 \t\tt_on_failure("FAILOVER");
 \t\tt_on_reply("WORKER_REPLY");
 \t\troute(RELAY);
@@ -261,8 +337,17 @@ failure_route[FAILOVER] {
 }
 """)
 
-OPTIONS_EXTRA = CfgTemplate("""\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r\\n");
+PROBE = CfgTemplate("""\tif (is_method("OPTIONS") && !has_totag() && $rU == "%%{instance}") {
+\t\tappend_to_reply("X-IVR-Front: %%{instance}\\r\\n");
+\t\tsl_send_reply("200", "OK");
+\t\texit;
+\t}
 """)
+
+STRANGER_403 = """\tif (is_method("INVITE") && !has_totag()) {
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t}
+"""
 
 UA_CHECK = CfgTemplate("""\tif ($(ua{s.tolower}) =~ "%%{pattern}") {
 \t\t$var(refuse) = "scanner"; route(REFUSE);

@@ -36,7 +36,7 @@ ADDRESS_NAME = "trunks.address"
 DBTEXT_DIR = "dbtext"
 FR_TIMER_MS = 1500
 RPC_NAME = "kamailio_rpc.sock"
-REFUSAL_CODES = ("400", "403", "404", "405", "483", "503", "pike", "scanner")
+REFUSAL_CODES = ("400", "403", "404", "405", "481", "483", "503", "pike", "scanner", "stranger")
 SOURCE_CLASSES = ("trunk", "nontrunk", "worker")
 REGISTRATION_GROUP = 100
 
@@ -64,11 +64,13 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
-    given, is echoed in the front's answer to OPTIONS (X-IVR-Front) so a managed start can tell its own
-    Kamailio from another listener on the port. `rpc_socket`: the jsonrpcs datagram socket (default
-    front.rpc_socket; neither: no RPC, the refusals are still counted). `config_dir`:
-    what certificate paths are relative to (the config file's directory; default the current directory).
-    `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run elsewhere).
+    given, is a random token: an OPTIONS to `sip:<instance>@front` (and only that) is answered with an
+    X-IVR-Front header, so a managed start can tell its own Kamailio from another listener on the port,
+    while a stranger, who cannot know the token, sees nothing that names the product. `rpc_socket`: the
+    jsonrpcs datagram socket (default front.rpc_socket; neither: no RPC, the refusals are still counted).
+    `config_dir`: what certificate paths are relative to (the config file's directory; default the current
+    directory). `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run
+    elsewhere).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
@@ -212,7 +214,11 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "hash_initexpire": str(int(sip.answer_timeout) + 60),
         "probe_interval": str(front.probe_interval),
         "retry_after": str(sip.retry_after),
-        "options_extra": t.OPTIONS_EXTRA.substitute(instance=instance) if instance else "",
+        "mask_key": secrets.token_hex(16),
+        "mask_ip": _mask_ip(config),
+        "stranger_invite": t.STRANGER_403 if front.stranger_invite_reply == "403" else "",
+        "probe": t.PROBE.substitute(instance=instance) if instance else "",
+        "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
@@ -220,6 +226,12 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         **tls.cfg_parts(config, base_dir),
     }
     return t.MAIN.substitute(values)
+
+
+def _mask_ip(config: IvrConfig) -> str:
+    """The address topoh puts where a worker's would be: the front's own (its public one on a wildcard)."""
+    host = config.sip.listen_host
+    return config.sip.media_address if host in ("0.0.0.0", "::") else host
 
 
 def memory_flags(config: IvrConfig) -> list[str]:
@@ -230,17 +242,18 @@ def memory_flags(config: IvrConfig) -> list[str]:
 # --- the managed process ----------------------------------------------------------------------------
 
 
-def _options(host: str, port: int, local: tuple[str, int], transport: str) -> bytes:
+def _options(host: str, port: int, local: tuple[str, int], transport: str, user: str) -> bytes:
     branch = "z9hG4bK" + secrets.token_hex(8)
-    return (f"OPTIONS sip:{_host(host)}:{port} SIP/2.0\r\n"
+    return (f"OPTIONS sip:{user}@{_host(host)}:{port} SIP/2.0\r\n"
             f"Via: SIP/2.0/{transport} {_host(local[0])}:{local[1]};branch={branch};rport\r\n"
             f"From: <sip:ivr-probe@{_host(local[0])}>;tag={secrets.token_hex(4)}\r\n"
             f"To: <sip:{_host(host)}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@ivr\r\nCSeq: 1 OPTIONS\r\n"
-            "Max-Forwards: 70\r\nUser-Agent: ivr-probe\r\nContent-Length: 0\r\n\r\n").encode()
+            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
 
 
-async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3) -> str | None:
-    """Send one OPTIONS to host:port; the response's text, or None on no answer within timeout."""
+async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3,
+                       user: str = "ping") -> str | None:
+    """Send one OPTIONS to sip:user@host:port; the response's text, or None on no answer within timeout."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if transport == "tcp":
         try:
@@ -248,7 +261,7 @@ async def options_ping(host: str, port: int, *, transport: str = "udp", timeout:
         except (OSError, TimeoutError):
             return None
         try:
-            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP"))
+            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP", user))
             data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             return data.decode("utf-8", "replace")
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -258,7 +271,7 @@ async def options_ping(host: str, port: int, *, transport: str = "udp", timeout:
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect((host, port))
-        sock.send(_options(host, port, sock.getsockname()[:2], "UDP"))
+        sock.send(_options(host, port, sock.getsockname()[:2], "UDP", user))
         try:
             data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), timeout)
         except (OSError, TimeoutError):
@@ -343,7 +356,8 @@ class KamailioProcess:
             await asyncio.sleep(0.05)
             if not self.running:
                 raise FrontError(f"kamailio exited with status {self.returncode}:\n{self.stderr_tail()}")
-            answer = await options_ping(host, sip.listen_port, transport=transport, timeout=0.25)
+            answer = await options_ping(host, sip.listen_port, transport=transport, timeout=0.25,
+                                        user=instance)
             if answer is not None and f"X-IVR-Front: {instance}" in answer:
                 return
         raise FrontError(f"kamailio did not answer OPTIONS on {host}:{sip.listen_port} within "

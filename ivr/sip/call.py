@@ -16,6 +16,7 @@ import structlog
 
 from ivr.flow import commands, events
 from ivr.prompts import wav_seconds
+from ivr.sip.transfer import ReferTransactions
 
 log = structlog.get_logger()
 
@@ -80,7 +81,7 @@ def sip_headers(pairs: tuple[tuple[str, str], ...]) -> Any:
 
 
 class IvrCall(pj.Call):  # type: ignore[misc]
-    """An incoming call; `call_id` is the worker's id for it ("w000-17")."""
+    """An incoming call; `call_id` is the worker's id for it ("w000-mi6x0k3z-17": worker, process start, counter)."""
 
     def __init__(self, account: Any, pj_call_id: int, call_id: str, host: CallHost) -> None:
         super().__init__(account, pj_call_id)
@@ -92,6 +93,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._ended = False
         self._playback: _Playback | None = None
         self._tokens = 0
+        self._refers = ReferTransactions()
+        self._superseding = False
 
     # --- callbacks (loop thread) -------------------------------------------------------------------
 
@@ -133,13 +136,41 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         except Exception:
             log.exception("sip.call.digit_failed", call=self.call_id)
 
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        try:
+            self._refers.observe(prm.e.body.tsxState.tsx)
+        except Exception:
+            log.exception("sip.call.tsx_state_failed", call=self.call_id)
+
     def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
         try:
             code, final, reason = int(prm.statusCode), bool(prm.finalNotify), str(prm.reason)
+            if self._superseding:  # an earlier REFER's subscription, ended by `transfer` (ivr/sip/transfer.py)
+                log.debug("sip.call.transfer_superseded", call=self.call_id, code=code)
+                return
+            if final and self._refers.take_timeout() and code == 500:
+                code, reason = 408, "Request Timeout"
             log.debug("sip.call.transfer_progress", call=self.call_id, code=code, final=final)
             self._host.emit(self.call_id, events.TransferProgress(code=code, final=final, reason=reason))
         except Exception:
             log.exception("sip.call.transfer_status_failed", call=self.call_id)
+
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+        """A REFER from the far end: refused, whatever it names (pjsua would otherwise call the Refer-To)."""
+        try:
+            prm.statusCode = 603
+            log.warning("sip.call.refer_refused", call=self.call_id)
+        except Exception:
+            log.exception("sip.call.refer_refuse_failed", call=self.call_id)
+
+    def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
+        """An INVITE with Replaces aimed at this call: refused (no outside request may take a call over)."""
+        try:
+            prm.statusCode = 603
+            prm.reason = "Declined"
+            log.warning("sip.call.replace_refused", call=self.call_id)
+        except Exception:
+            log.exception("sip.call.replace_refuse_failed", call=self.call_id)
 
     # --- commands (loop thread) --------------------------------------------------------------------
 
@@ -169,6 +200,14 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             self.reject(code, why="local_hangup")
 
     def transfer(self, uri: str, headers: tuple[tuple[str, str], ...]) -> None:
+        """REFER to `uri`; an earlier REFER of this call still in pjsip is ended first (see transfer.py)."""
+        self._superseding = True
+        try:
+            superseded = self._refers.supersede()
+        finally:
+            self._superseding = False
+        if superseded:
+            log.debug("sip.call.refer_superseded", call=self.call_id, transactions=superseded)
         prm = pj.CallOpParam(True)
         prm.txOption.headers = sip_headers(headers)
         try:

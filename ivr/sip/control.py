@@ -53,6 +53,7 @@ class Waker:
         family = socket.AF_INET6 if ":" in target else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
+        self._sock.bind((target, 0))  # from our own address, which the source filter lets in (sockfilter)
         self._sock.connect((target, port))
 
     def fileno(self) -> int:

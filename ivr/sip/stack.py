@@ -25,6 +25,7 @@ import pjsua2 as pj
 import structlog
 
 from ivr.sip.srtp import MODES, Mode, SrtpPolicy
+from ivr.sip.transfer import keep_calls_after_request_timeout
 
 log = structlog.get_logger()
 
@@ -125,6 +126,8 @@ class Stack:
         self.accounts: dict[Mode, Account] = {}
         try:
             self.ep.libInit(self._ep_config())
+            if not keep_calls_after_request_timeout():  # a REFER nobody answers must not end the call
+                log.warning("sip.stack.refer_timeout_ends_calls")
             self.ep.audDevManager().setNullDev()
             self._codecs()
             self._transports()
@@ -143,7 +146,7 @@ class Stack:
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
         cfg.uaConfig.maxCalls = self.max_calls
-        cfg.uaConfig.userAgent = "ivr-worker"
+        cfg.uaConfig.userAgent = ""  # no User-Agent/Server header: nothing to fingerprint
         level = int(os.environ.get("IVR_PJSIP_LOG_LEVEL", "0") or 0)  # debugging aid; 0 in production
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level

@@ -29,7 +29,7 @@ import structlog
 
 from ivr import logs
 from ivr.flow import commands, events
-from ivr.sip import control
+from ivr.sip import control, sockfilter
 from ivr.sip.call import IvrCall
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.srtp import SrtpPolicy
@@ -45,6 +45,18 @@ TEARDOWN_WAIT_S = 3.0
 RETRY_AFTER_S = 5
 
 
+def boot_id(epoch_ns: int) -> str:
+    """This process's start, epoch milliseconds in base 36 ("mi6x0k3z"): with the worker name and a counter
+    it makes call ids unique across restarts (a worker restarted by the supervisor starts its counter at 1
+    again, but never within the same millisecond as its predecessor: restarts are backed off)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    value, out = epoch_ns // 1_000_000, ""
+    while value:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out or "0"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The worker's command line (the controller builds exactly this)."""
     p = argparse.ArgumentParser(prog="python -m ivr.sip.worker", description=__doc__.splitlines()[0])
@@ -57,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--media-address", default="127.0.0.1", help="RTP address (bound and put in SDP)")
     p.add_argument("--prompts", type=Path, required=True, help="directory of <name>.wav prompts")
     p.add_argument("--max-calls", type=int, default=4, help="concurrent calls (the wheel allows 4)")
+    p.add_argument("--accept-from", default="",
+                   help="comma-separated IPv4 addresses of the front: SIP from any other source is dropped "
+                   "in the kernel (empty: no filter, single-worker mode); 0.0.0.0 = our own route source")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
     p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
                    help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
@@ -84,6 +99,7 @@ class Worker:
         self._play_by: dict[str, tuple[float, int]] = {}
         self._retired: deque[tuple[float, Any]] = deque()
         self._counter = 0
+        self._boot = boot_id(time.time_ns())
         self.stopping = False
         self.stack = Stack(
             StackConfig(
@@ -94,6 +110,9 @@ class Worker:
             ),
             self._on_incoming,
         )
+        if args.accept_from:
+            fronts = tuple(h for h in args.accept_from.split(",") if h)
+            sockfilter.restrict_port(args.sip_port, sockfilter.allowed_sources(fronts, args.sip_host, args.sip_port))
 
     # --- CallHost ------------------------------------------------------------------------------------
 
@@ -119,7 +138,7 @@ class Worker:
 
     def _on_incoming(self, account: Any, prm: Any) -> None:
         self._counter += 1
-        call_id = f"{self.args.name}-{self._counter}"
+        call_id = f"{self.args.name}-{self._boot}-{self._counter}"
         call = IvrCall(account, prm.callId, call_id, self)
         self.calls[call_id] = call
         now = time.monotonic()

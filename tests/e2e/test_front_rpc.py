@@ -35,7 +35,8 @@ def test_an_external_front_with_an_rpc_socket_is_polled(tmp_path: Path) -> None:
     short = Path(tempfile.mkdtemp(prefix="ivr-rpc-"))  # a Unix socket path must fit in 108 bytes
     try:
         cfg = e2e_config(workers=2)
-        cfg["front"] = {"mode": "external", "rpc_socket": str(short / "front.sock"), "poll_interval": "0.3s"}
+        cfg["front"] = {"mode": "external", "rpc_socket": str(short / "front.sock"), "poll_interval": "0.3s",
+                        "stranger_invite_reply": "403"}  # the outsider's INVITEs are answered (uac_403.xml)
         server = start_server(cfg, tmp_path / "srv")
         try:
             assert server.wait_for(lambda e: e.get("event") == "front.unreachable")  # not started yet: a state

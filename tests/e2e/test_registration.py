@@ -42,7 +42,8 @@ def server(refusing: subprocess.Popen[str], tmp_path_factory: pytest.TempPathFac
     cfg = e2e_config(workers=2)
     cfg["trunks"].append({"name": "carrier", "sources": [f"{PROVIDER}/32"], "registration": {
         "registrar": f"sip:{PROVIDER}:{REGISTRAR_PORT}", "user": "acme", "password": PASSWORD, "expiry": "60s"}})
-    cfg["front"].update(poll_interval="0.3s", registration_retry="4s", registration_retry_max="8s")
+    cfg["front"].update(poll_interval="0.3s", registration_retry="4s", registration_retry_max="8s",
+                        stranger_invite_reply="403")  # the outsider's INVITE is answered, so its refusal shows
     srv = start_server(cfg, tmp_path_factory.mktemp("registration"))
     yield srv
     srv.stop()

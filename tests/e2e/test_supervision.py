@@ -59,6 +59,9 @@ def test_worker_killed_mid_call_is_recorded_and_replaced(tmp_path: Path) -> None
                    variables={"caller": "+15553000005", "digits": "2", "expected_refer": f"sip:support@{QUEUE_HOST}"})
         assert isinstance(run, SippRun)
         assert run.returncode == 0, run.describe()
+        # the replacement starts its counter again, but its call ids carry its own start: no id is reused
+        assert server.call_ended("next-")["call_id"] not in lost["calls"]
+        assert line["call_id"] in lost["calls"]
         holder.kill()
         holder.wait()
     finally:

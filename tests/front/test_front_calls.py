@@ -62,8 +62,15 @@ async def test_a_worker_answering_503_is_failed_over(front: StartFront) -> None:
     assert [len(w.calls()) for w in uas] == [1, 1, 0]
 
 
-async def test_invite_from_a_non_trunk_address_gets_403_and_reaches_no_worker(front: StartFront) -> None:
+async def test_invite_from_a_non_trunk_address_gets_silence_and_reaches_no_worker(front: StartFront) -> None:
     _, uas = await front()
+    for method in ("INVITE", "OPTIONS", "REGISTER", "MESSAGE"):
+        assert sip_request(method, source="127.0.0.2", wait=0.5) is None, method
+    assert [w.calls() for w in uas] == [[], [], []]
+
+
+async def test_invite_from_a_non_trunk_address_gets_403_when_configured(front: StartFront) -> None:
+    _, uas = await front(front={"stranger_invite_reply": "403"})
     result = run_uac("uac_403.xml", source="127.0.0.2")
     assert result.returncode == 0, result.stdout[-2000:]
     answer = sip_request("INVITE", source="127.0.0.2")
@@ -98,10 +105,11 @@ async def test_refer_from_the_worker_and_notify_back_pass_the_front(front: Start
 
 
 async def test_pike_bans_a_flooding_source(front: StartFront) -> None:
-    await front(front={"pike": {"sampling_time": 2, "reqs_density": 5, "remove_latency": 5}})
-    answers = [sip_request("OPTIONS", source="127.0.0.3", wait=0.3) for _ in range(15)]
-    assert answers[0] is not None
-    assert answers[-1] is None and answers[-2] is None
+    await front(front={"pike": {"sampling_time": 2, "reqs_density": 5, "remove_latency": 5},
+                       "stranger_invite_reply": "403"})
+    answers = [sip_request("INVITE", source="127.0.0.3", wait=0.3) for _ in range(15)]
+    assert answers[0] is not None and answers[0].startswith("SIP/2.0 403 ")  # a stranger's INVITE: 403 ...
+    assert answers[-1] is None and answers[-2] is None  # ... until pike bans it
     assert sip_request("OPTIONS") is not None  # other sources are not affected
 
 

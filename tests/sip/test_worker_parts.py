@@ -9,7 +9,7 @@ import sys
 from sip_harness import SCENARIOS
 
 from ivr.sip.sipmsg import call_offered, uri_user
-from ivr.sip.worker import parse_args
+from ivr.sip.worker import boot_id, parse_args
 
 
 def _pcap_module():
@@ -68,3 +68,10 @@ def test_committed_pcaps_match_the_generator():
     gen = _pcap_module()
     for digits in ("1", "112#"):
         assert (SCENARIOS / "pcap" / gen.file_name(digits)).read_bytes() == gen.pcap_bytes(digits)
+
+
+def test_boot_ids_are_short_and_follow_the_clock():
+    """Call ids are `<worker>-<boot id>-<counter>`: a restarted worker (a later start) never repeats one."""
+    first, later = boot_id(1_796_094_743_096_000_000), boot_id(1_796_094_743_097_000_000)
+    assert first != later and len(first) == len(later) == 8 and first.isalnum()
+    assert int(first, 36) == 1_796_094_743_096 and int(later, 36) == 1_796_094_743_097
