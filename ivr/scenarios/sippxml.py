@@ -126,7 +126,8 @@ def _fail(why: str) -> str:
 
 def _refer_capture(k: int, transfer: ExpectedTransfer) -> str:
     """Actions of a REFER `<recv>`: Refer-To and the expected headers into variables, logged, checked."""
-    actions = [f'<ereg regexp="(sips?:[^&gt; ]*)" search_in="hdr" header="Refer-To:" check_it="true" '
+    actions = ['<ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" check_it="true" assign_to="refer_cseq"/>',
+               f'<ereg regexp="(sips?:[^&gt; ]*)" search_in="hdr" header="Refer-To:" check_it="true" '
                f'assign_to="whole,r{k}_uri"/>']
     logged = [f"refer k={k} uri=[$r{k}_uri] tick=[clock_tick] sent=[$sent]"]
     for i, (name, _) in enumerate(transfer.headers):
@@ -233,8 +234,9 @@ _LATE_NOTIFY_ANSWER = (
     '  <label id="done"/>',
     '  <nop display="done"/>')
 _UNREACHED = ("  <nop><action>" + "".join(f'<assignstr assign_to="{v}" value=""/>' for v in
-                                          ("whole", "cmp", "never", "why", "ru_uri", "sent"))
-              + '<log message="unreached [$whole] [$cmp] [$never] [$why] [$ru_uri] [$sent]"/></action></nop>')
+                                          ("whole", "cmp", "never", "why", "ru_uri", "sent", "refer_cseq"))
+              + '<log message="unreached [$whole] [$cmp] [$never] [$why] [$ru_uri] [$sent] [$refer_cseq]"/>'
+              + "</action></nop>")
 _CAPTURE_ANY = ('<action><ereg regexp="(sips?:[^&gt; ]*)" search_in="hdr" header="Refer-To:" '
                 'assign_to="whole,ru_uri"/></action>')
 
@@ -263,7 +265,8 @@ def _accept(doc: _Doc) -> None:
     """202, NOTIFY 100 (active), its 200, NOTIFY 200 (terminated), then the BYE and that NOTIFY's 200
     in either order."""
     doc.main.append(response(202, "Accepted"))
-    notify = "      Event: refer\n      Subscription-State: {state}\n      Content-Type: message/sipfrag;version=2.0\n"
+    notify = ("      Event: refer;id=[$refer_cseq]\n      Subscription-State: {state}\n"
+              "      Content-Type: message/sipfrag;version=2.0\n")
     doc.main.append(doc.request("NOTIFY", notify.format(state="active;expires=60"), "SIP/2.0 100 Trying"))
     doc.wait("notify_trying", '  <recv response="200"/>', 'timeout="5000"', late_ok=False)
     doc.main.append(doc.request("NOTIFY", notify.format(state="terminated;reason=noresource"), "SIP/2.0 200 OK"))
