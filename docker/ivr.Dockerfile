@@ -4,6 +4,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/ivr
+# flite, espeak-ng and sox: the offline text to speech of `say` steps (ivr/tts).
+RUN apt-get update && apt-get install -y --no-install-recommends flite espeak-ng sox && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY ivr ./ivr
 RUN pip install . && useradd --system --home-dir /srv/ivr ivr && mkdir -p /srv/ivr/run && chown ivr /srv/ivr/run

@@ -36,6 +36,8 @@ from ivr.front.rpc import KamailioRpc
 from ivr.metrics import Metrics
 from ivr.records.service import Records
 from ivr.records.store import RecordStore
+from ivr.tts.setup import open_speaker, warm_up
+from ivr.tts.speaker import Speaker
 from ivr.workers import WorkerPool, srtp_args, worker_specs
 
 log = structlog.get_logger()
@@ -84,6 +86,8 @@ class Server:
         self.metrics = Metrics()
         self._log_level = log_level
         self._stop = asyncio.Event()
+        self._speaker: Speaker | None = None
+        self._warming: asyncio.Task[None] | None = None
         self.front_monitor: FrontMonitor | None = None
 
     async def run(self) -> None:
@@ -95,8 +99,11 @@ class Server:
             http = await stack.enter_async_context(HttpClient(cfg.http))
             trusted = frozenset((cfg.sip.listen_host, *cfg.front.trusted_hosts)) if mode != "none" else frozenset()
             pool: WorkerPool
-            router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted)
-            records = await stack.enter_async_context(self._records())
+            speaker = await stack.enter_async_context(open_speaker(cfg, self.run_dir / "tts", self.loaded.prompts_dir))
+            self._speaker = speaker
+            router = CallRouter(cfg, lambda w, c, m: pool.send(w, c, m), http, self.metrics, front_hosts=trusted,
+                                speaker=speaker)
+            records = await stack.enter_async_context(self._records(router))
             router.on_record = records.on_record
             specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
             pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
@@ -137,6 +144,8 @@ class Server:
             return
         router.reconfigure(loaded.config)
         self.loaded = loaded
+        if self._speaker is not None:  # new static say texts: rendered before a caller reaches them
+            self._warming = asyncio.get_running_loop().create_task(warm_up(self._speaker, loaded.config))
         log.info("config.reloaded", changed=changed_sections(old, loaded.config), live_calls=len(router.calls))
 
     async def _drain(self, router: CallRouter) -> None:
@@ -172,9 +181,9 @@ class Server:
             await runner.cleanup()
 
     @contextlib.asynccontextmanager
-    async def _records(self) -> AsyncIterator[Records]:
+    async def _records(self, router: CallRouter) -> AsyncIterator[Records]:
         """Records are spooled from before the first call until after the workers stopped (LIFO stack)."""
-        records = Records(self.loaded.config, self.run_dir, self.metrics)
+        records = Records(self.loaded.config, self.run_dir, self.metrics, lambda: router.config)
         await records.start()
         try:
             yield records

@@ -41,6 +41,12 @@ class Fetcher(Protocol):
     async def fetch(self, cmd: commands.Fetch) -> events.FetchCompleted | events.FetchFailed: ...
 
 
+class Speaker(Protocol):
+    """Renders a flow's Speak into the worker's Play of files (ivr/tts/speaker.py)."""
+
+    async def play_for(self, speak: commands.Speak) -> commands.Play: ...
+
+
 Send = Callable[[str, str, commands.WorkerCommand], None]
 RecordSink = Callable[[CallRecord], None]
 
@@ -57,6 +63,8 @@ class LiveCall:
     awaiting_end: bool = False
     """The session hung up; the timer now bounds the wait for the worker's CallEnded."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    speaking: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    """Speak commands being rendered, by play_id: a StopPlayback or HangUp before they are sent cancels them."""
 
 
 class CallRouter:
@@ -64,8 +72,10 @@ class CallRouter:
 
     def __init__(self, config: IvrConfig, send: Send, fetcher: Fetcher, metrics: Metrics, *,
                  front_hosts: frozenset[str] = frozenset(), clock: Callable[[], float] = time.time,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, speaker: Speaker | None = None) -> None:
+        """`speaker`: text to speech of say steps; without it a Speak plays nothing (PlaybackFinished at once)."""
         self.draining = False
+        self.speaker = speaker
         self.calls: dict[tuple[str, str], LiveCall] = {}
         self._send = send
         self._fetcher = fetcher
@@ -189,7 +199,11 @@ class CallRouter:
                 task = asyncio.get_running_loop().create_task(self._fetch(call, cmd))
                 call.tasks.add(task)
                 task.add_done_callback(call.tasks.discard)
+            elif isinstance(cmd, commands.Speak):
+                self._speak(call, cmd)
             else:
+                if isinstance(cmd, commands.StopPlayback | commands.HangUp):
+                    self._silence(call, cmd)
                 self._send(call.worker, call.call_id, cmd)
         if call.session.finished:
             self._finish(call)
@@ -203,6 +217,33 @@ class CallRouter:
         self._metrics.inc("ivr_fetch_total", endpoint=cmd.endpoint, outcome=outcome)
         if not call.session.finished:
             self._feed(call, result)
+
+    def _speak(self, call: LiveCall, cmd: commands.Speak) -> None:
+        """Render the speech off the event loop's critical path; the worker gets a Play of files when ready."""
+        if self.speaker is None:
+            log.error("tts.not_configured", call_id=call.call_id)
+            self._send(call.worker, call.call_id, commands.Play(cmd.play_id, (), interruptible=cmd.interruptible))
+            return
+        task = asyncio.get_running_loop().create_task(self._render(call, cmd, self.speaker))
+        call.speaking[cmd.play_id] = task
+        call.tasks.add(task)
+        task.add_done_callback(call.tasks.discard)
+
+    async def _render(self, call: LiveCall, cmd: commands.Speak, speaker: Speaker) -> None:
+        try:
+            play = await speaker.play_for(cmd)
+        finally:
+            call.speaking.pop(cmd.play_id, None)
+        if not call.session.finished:
+            self._send(call.worker, call.call_id, play)
+
+    def _silence(self, call: LiveCall, cmd: commands.StopPlayback | commands.HangUp) -> None:
+        """A playback stopped (or the call hung up) before its speech was rendered: it is never sent."""
+        ids = [cmd.play_id] if isinstance(cmd, commands.StopPlayback) else list(call.speaking)
+        for play_id in ids:
+            task = call.speaking.pop(play_id, None)
+            if task is not None:
+                task.cancel()
 
     def _arm(self, call: LiveCall) -> None:
         """One timer per call, for the session's deadline. A session without one has hung up and waits for the
@@ -240,8 +281,13 @@ class CallRouter:
             task.cancel()
         if end_reason is not None:
             call.session.abort(end_reason, self._clock())
-        record = call.session.record()
         self._metrics.set("ivr_calls_active", len(self.calls))
+        try:
+            record = call.session.record()
+        except Exception:  # a bug: the call is over all the same; never let it escape into the worker's reader
+            log.exception("call.record_failed", worker=call.worker, call_id=call.call_id)
+            self._metrics.inc("ivr_internal_errors_total")
+            return
         self._metrics.inc("ivr_calls_total", outcome=record.outcome.kind, end_reason=str(record.end_reason))
         self._transfer_attempts(call, record)
         log.info("call.ended", **record.as_dict())

@@ -65,6 +65,10 @@ class Customer(_Model):
     id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,32}$")
     account_number: str = Field(pattern=r"^[0-9]{6,8}$")
     name: str = Field(min_length=1)
+    first_name: str | None = Field(None, min_length=1)
+    """How a greeting addresses the customer (a `say` step: "Welcome back, {{first_name}}")."""
+    language: str | None = Field(None, pattern=r"^[a-z]{2}$")
+    """The customer's preferred language (ISO 639-1), mapped to the call's `lang`."""
     phones: tuple[str, ...] = Field(min_length=1)
     loyalty: Loyalty = Field(default_factory=Loyalty)
     account_manager: Manager | None = None

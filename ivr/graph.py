@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ivr.config.model import IvrConfig
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     Condition,
@@ -35,12 +36,14 @@ from ivr.errors import IvrError
 SHAPES: dict[str, str] = {
     "play": "note", "menu": "diamond", "gather": "parallelogram", "fetch": "cylinder", "branch": "hexagon",
     "hours": "octagon", "set": "box", "transfer": "house", "hangup": "doubleoctagon", "goto": "cds",
+    "say": "note",
 }
 """Node shape by step kind (the legend in the README's Console section)."""
 
 FILLS: dict[str, str] = {
     "play": "#eef4ff", "menu": "#fff4d6", "gather": "#fff4d6", "fetch": "#e8f7ee", "branch": "#f3ecff",
     "hours": "#f3ecff", "set": "#f4f4f4", "transfer": "#dff3ff", "hangup": "#ffe4e4", "goto": "#f4f4f4",
+    "say": "#eef4ff",
 }
 RENDER_TIMEOUT_S = 20.0
 
@@ -80,6 +83,9 @@ def _detail(step: Step) -> str:
             return step.reason
         case PlayStep() | MenuStep() | BranchStep() | GotoStep():
             return ""
+        case SayStep():
+            text = step.text if isinstance(step.text, str) else next(iter(step.text.values()))
+            return text[:40] + ("..." if len(text) > 40 else "")
 
 
 def _edges(step: Step, following: str) -> list[Edge]:
@@ -101,7 +107,7 @@ def _edges(step: Step, following: str) -> list[Edge]:
             return [("", f"end:{step.reason}")]
         case GotoStep():
             return [("goto", f"flow:{step.flow}" if step.flow else str(step.step))]
-        case PlayStep() | SetStep():
+        case PlayStep() | SetStep() | SayStep():
             return [("next", step.next or following)]
 
 

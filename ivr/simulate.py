@@ -42,7 +42,7 @@ from pathlib import Path
 
 from ivr.config.model import IvrConfig
 from ivr.errors import ConfigError
-from ivr.flow.commands import Answer, Fetch, FlowCommand, HangUp, Play, Reject, StopPlayback, Transfer
+from ivr.flow.commands import Answer, Fetch, FlowCommand, HangUp, Play, Reject, Speak, StopPlayback, Transfer
 from ivr.flow.events import (
     CallConnected,
     CallEnded,
@@ -55,7 +55,7 @@ from ivr.flow.events import (
 )
 from ivr.flow.session import CallInfo, FlowSession
 from ivr.flow.targets import QueueCursors
-from ivr.prompts import wav_seconds
+from ivr.prompts import prompt_path, speech_seconds, wav_seconds
 from ivr.records.model import CallRecord
 from ivr.sim_fixtures import Fetcher, Fixtures, TransferFixture, fixture_fetcher, load_fixtures
 
@@ -166,7 +166,8 @@ class _Simulator:
         match event:
             case DigitReceived(digit=digit):
                 self.key_pending = False
-                self._log(now, "digit", f"caller presses {digit}", digit=digit)
+                shown = "*" if self.session.collecting_secret else digit
+                self._log(now, "digit", f"caller presses {shown}", digit=shown)
             case FetchCompleted(status=status, elapsed_ms=ms, cached=cached):
                 self._log(now, "http", f"HTTP {status} in {ms:.0f} ms{' (cached)' if cached else ''}",
                           status=status, elapsed_ms=round(ms, 1), cached=cached)
@@ -203,13 +204,20 @@ class _Simulator:
                 case Answer():
                     self._log(now, "answer", "answer")
                     self._at(0.0, now, CallConnected())
-                case Play(play_id=play_id, prompts=prompts, loop=loop):
-                    seconds = sum(self._duration(p) for p in prompts)
+                case Play(play_id=play_id, prompts=prompts, loop=loop, lang=lang):
+                    seconds = sum(self._duration(p, lang) for p in prompts)
                     how = "looping" if loop else f"{seconds:.2f} s"
-                    self._step_log(now, "play", f"play {', '.join(prompts)} ({how})", prompts=list(prompts),
-                              play_id=play_id)
+                    self._step_log(now, "play", f"play {', '.join(prompts)} [{lang or '-'}] ({how})",
+                                   prompts=list(prompts), play_id=play_id)
                     if not loop:
                         self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
+                case Speak(play_id=play_id, parts=parts, lang=lang):
+                    said = " ".join(text if kind.startswith("say") else f"[{text}]" for kind, text in parts)
+                    seconds = sum(speech_seconds(t) if k.startswith("say") else self._duration(t, lang)
+                                  for k, t in parts)
+                    self._step_log(now, "say", f"say ({lang}) \"{said}\" (~{seconds:.2f} s)", said=said, lang=lang,
+                                   play_id=play_id)
+                    self.plays[play_id] = self._at(seconds, now, PlaybackFinished(play_id))
                 case StopPlayback(play_id=play_id):
                     self._step_log(now, "stop", f"stop playback {play_id}", play_id=play_id)
                     self.cancelled.add(self.plays.pop(play_id, -1))
@@ -257,10 +265,11 @@ class _Simulator:
         self.key_pending = True
         self._at(KEY_DELAY, now, DigitReceived(key))
 
-    def _duration(self, prompt: str) -> float:
-        if prompt not in self.durations:
-            self.durations[prompt] = wav_seconds(self.s.prompts_dir / f"{prompt}.wav", MISSING_PROMPT_S)
-        return self.durations[prompt]
+    def _duration(self, prompt: str, lang: str = "") -> float:
+        key = f"{lang}/{prompt}"
+        if key not in self.durations:
+            self.durations[key] = wav_seconds(prompt_path(self.s.prompts_dir, prompt, lang), MISSING_PROMPT_S)
+        return self.durations[key]
 
 
 async def simulate(scenario: Scenario, fetcher: Fetcher) -> SimResult:

@@ -2,11 +2,13 @@
 
 As root the server must run as another user: the data directory is made in /tmp (pytest's tmp dirs are
 root-only) and owned by `postgres`, and the postmaster is exec'd as that user with a session of its own, so
-`kill()` can SIGKILL the postmaster and all its backends at once, like a crash of the database host.
+`kill()` can SIGKILL the postmaster and all its children at once, like a crash of the database host (each
+PostgreSQL child calls setsid(), so a process-group kill would miss them: they are found through /proc).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
@@ -21,6 +23,12 @@ import psycopg
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"
+
+
+def _die_with_parent() -> None:
+    """In the child (after the switch to the postgres user): SIGKILL it if the test process dies first, so a
+    killed pytest leaves no server behind (the children follow a dead postmaster by themselves)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def free_tcp_port() -> int:
@@ -58,7 +66,7 @@ class PgServer:
         self.proc = subprocess.Popen(  # type: ignore[call-overload]
             [str(BIN / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", str(self.dir), "-c", "fsync=on", "-c", "max_connections=50"],
-            stdout=log, stderr=log, start_new_session=True, **self._kwargs())
+            stdout=log, stderr=log, start_new_session=True, preexec_fn=_die_with_parent, **self._kwargs())
         end = time.monotonic() + timeout
         while True:
             try:
@@ -66,13 +74,34 @@ class PgServer:
                     return self
             except psycopg.OperationalError:
                 if time.monotonic() > end or self.proc.poll() is not None:
+                    self.kill()  # never leave a half-started server behind
                     raise AssertionError(f"postgres did not start: {self.log_tail()}") from None
                 time.sleep(0.2)
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster and every backend (a crash, not a shutdown)."""
+    def family(self) -> list[int]:
+        """The postmaster's pid and its children's (backends, checkpointer, walwriter, ...)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def signal_all(self, sig: signal.Signals) -> None:
+        for pid in self.family():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and all its children at once (a crash, not a shutdown)."""
+        assert self.proc is not None
+        self.signal_all(signal.SIGKILL)
         self.proc.wait()
 
     def stop(self) -> None:

@@ -76,8 +76,9 @@ def test_unknown_caller_account_path_and_variables(tmp_path: Path, capsys: pytes
     code, out = run(tmp_path, capsys, str(CONFIG), "--to", "100", "--from", "+15559999999", "--digits",
                     "100001#", "--at", MONDAY, fixtures=CRM)
     assert out["path"] == ["greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
-                           "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
-                           "route_by_tier:to_gold", "to_gold:ok"]
+                           "wants_person:lookup_account", "lookup_account:ok", "known_by_account:crm_language",
+        "crm_language:greet_by_name",
+                           "greet_by_name:route_by_tier", "route_by_tier:to_gold", "to_gold:ok"]
     assert out["variables"] == {"account": "100001", "customer_id": "C-1001", "tier": "gold"}
     assert [e["digit"] for e in out["timeline"] if e["kind"] == "digit"] == list("100001#")
 
@@ -215,6 +216,20 @@ def test_real_crm_down_goes_to_default() -> None:
     result = _real("+15551000001", crm_up=False)
     assert result.record.as_dict()["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
     assert result.record.as_dict()["path"][1] == "lookup_phone:connect_error"  # type: ignore[index]
+
+
+def test_a_sensitive_gather_is_masked_in_the_timeline_and_record(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = yaml.safe_load((ROOT / "tests" / "config" / "good" / "minimal.yaml").read_text())
+    cfg["prompts_dir"] = str(ROOT / "prompts")
+    cfg["flows"]["main"]["steps"][0] = {"id": "ask_pin", "type": "gather", "prompts": ["enter_account"],
+                                        "variable": "code", "sensitive": True, "on_exhausted": "to_default"}
+    path = tmp_path / "pin.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out = run(tmp_path, capsys, str(path), "--to", "100", "--from", "+15551234", "--digits", "908172#")
+    assert code == 0 and out["outcome"] == transferred("default", "sip:default@127.0.0.1:5070")
+    assert "908172" not in json.dumps(out)
+    assert [e["text"] for e in out["timeline"] if e["kind"] == "digit"][:2] == ["caller presses *"] * 2
 
 
 QUEUES = Path(__file__).parent / "config" / "good" / "queues.yaml"

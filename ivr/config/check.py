@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.config.check_queues import queue_issues
+from ivr.config.check_speech import language_prompt_issues, speech_issues, voice_issues
 from ivr.config.model import IvrConfig
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -43,7 +45,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     """Every cross-reference problem of `config` at once: errors, then warnings (see the module doc)."""
     ctx = _Ctx(config, source)
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
-              _unused_endpoints, _secrets, _holidays, _transports]
+              _unused_endpoints, _secrets, _holidays, _transports, _records, _speech]
     if check_files:
         checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
     for check in checks:
@@ -86,7 +88,7 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
     """The step ids a step names, each with its path relative to the step."""
     refs: list[tuple[YamlPath, str | None]]
     match step:
-        case PlayStep() | SetStep():
+        case PlayStep() | SetStep() | SayStep():
             refs = [(("next",), step.next)]
         case GatherStep():
             refs = [(("next",), step.next), (("on_exhausted",), step.on_exhausted)]
@@ -109,7 +111,7 @@ def step_targets(step: Step) -> list[tuple[YamlPath, str]]:
 
 def falls_through(step: Step) -> bool:
     """The step continues with the following step in the list when it has no `next`."""
-    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep) and step.next is None
+    return isinstance(step, PlayStep | SetStep | GatherStep | FetchStep | SayStep) and step.next is None
 
 
 def _successors(ctx: _Ctx, node: Node) -> list[Node]:
@@ -218,6 +220,8 @@ def set_variables(config: IvrConfig) -> set[str]:
                     names |= set(step.map)
                 case GatherStep() | MenuStep() if step.variable:
                     names.add(step.variable)
+                case HoursStep():
+                    names |= {"opens_time", "opens_day", "opens_date"}
     return names
 
 
@@ -236,6 +240,11 @@ def _variables(ctx: _Ctx) -> None:
                     where = path + ("cases", i, "when") + ((j,) if isinstance(case.when, tuple) else ()) + ("var",)
                     if cond.var not in known:
                         ctx.warn(where, f"variable '{cond.var}' is never set ({hint})")
+
+
+def _speech(ctx: _Ctx) -> None:
+    for path, message, severity in speech_issues(ctx.config, set_variables(ctx.config)):
+        (ctx.error if severity == "error" else ctx.warn)(path, message)
 
 
 def _reachability(ctx: _Ctx) -> None:
@@ -361,6 +370,17 @@ def _secrets(ctx: _Ctx) -> None:
                 ctx.warn(path, f"{header} written in plain text: take it from the environment, e.g. ${{CRM_TOKEN}}")
 
 
+def _records(ctx: _Ctx) -> None:
+    records = ctx.config.records
+    dsn = records.dsn or ""
+    if re.search(r"://[^/@:]*:[^/@]+@|\bpassword\s*=", dsn) and ("records", "dsn") not in ctx.source.from_env:
+        ctx.warn(("records", "dsn"), "password in the DSN: use ~/.pgpass, PGPASSWORD or ${ENV} instead")
+    for w, webhook in enumerate(records.webhooks):
+        for i, flow in enumerate(webhook.flows):
+            if flow not in ctx.config.flows:
+                ctx.error(("records", "webhooks", w, "flows", i), f"unknown flow '{flow}'{_known(ctx.config.flows)}")
+
+
 def _holidays(ctx: _Ctx) -> None:
     import holidays
 
@@ -380,7 +400,7 @@ def _holidays(ctx: _Ctx) -> None:
 def _prompt_refs(ctx: _Ctx) -> Iterator[tuple[YamlPath, str]]:
     for _, _, step, path in ctx.steps():
         for key in ("prompts", "invalid_prompts", "no_input_prompts"):
-            yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())))
+            yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())) if isinstance(p, str))
         if isinstance(step, FetchStep) and step.filler is not None:
             yield from ((path + ("filler", "prompts", i), p) for i, p in enumerate(step.filler.prompts))
 
@@ -394,6 +414,12 @@ def _prompt_files(prompts_dir: Path) -> _Check:
         for path, prompt in _prompt_refs(ctx):
             if not (prompts_dir / f"{prompt}.wav").is_file():
                 ctx.error(path, f"prompt file not found: {written}/{prompt}.wav")
+        refs = [*_prompt_refs(ctx), *((("tts", "fallback_prompts", i), p)
+                                      for i, p in enumerate(ctx.config.tts.fallback_prompts))]
+        for path, message, _ in language_prompt_issues(ctx.config, prompts_dir, written, refs):
+            ctx.warn(path, message)
+        for path, message, _ in voice_issues(ctx.config):
+            ctx.error(path, message)
 
     return check
 

@@ -7,7 +7,7 @@ from ivr.config.model import IvrConfig
 HOT_SECTIONS = ("trunks", "numbers", "queues", "schedules", "flows")
 """Taken by new calls at once on SIGHUP; calls already up finish on the config they started with."""
 
-RESTART_SECTIONS = ("sip", "front", "http", "demo_crm", "admin", "logging", "prompts_dir", "records")
+RESTART_SECTIONS = ("sip", "front", "http", "demo_crm", "admin", "logging", "prompts_dir", "records", "tts")
 """Bound to processes, sockets or clients made at start-up: changing them needs `ivr run` restarted."""
 
 

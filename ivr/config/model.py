@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ivr.config.base import Strict
 from ivr.config.records import RecordsConfig
+from ivr.config.speech import TtsConfig
 from ivr.config.steps import Flow
 from ivr.config.types import Duration, Name, SipUri
 
@@ -380,6 +381,7 @@ class IvrConfig(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
     records: RecordsConfig = Field(default_factory=RecordsConfig, description="Call records: database, spool, "
                                    "retention, webhook.")
+    tts: TtsConfig = Field(default_factory=TtsConfig, description="Text to speech of `say` steps; languages.")
 
     @field_validator("numbers")
     @classmethod

@@ -1,4 +1,4 @@
-"""The `records:` section: where call records go (SQLite or PostgreSQL), the spool, retention, the webhook."""
+"""The `records:` section: where call records go (SQLite or PostgreSQL), the spool, retention, webhooks."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ivr.config.base import Strict
-from ivr.config.types import Duration
+from ivr.config.types import Duration, Name
 
 
 class WebhookConfig(Strict):
+    name: Name = Field(description="Names the webhook's spool directory (spool_dir/webhook/NAME): keep it "
+                       "stable, records waiting there go to this webhook after a restart.")
     url: str = Field(pattern=r"^https?://", description="Endpoint the record is POSTed to as JSON at the end "
                      "of each call.")
     timeout: Duration = Field(5.0, gt=0, description="Time allowed for one POST.")
@@ -36,7 +38,8 @@ class RecordsConfig(Strict):
     batch_wait: Duration = Field(0.2, gt=0, le=10, description="Records are committed in batches at most this "
                                  "often (and the spool fsynced), so an OS crash loses at most this much.")
     batch_size: int = Field(200, ge=1, le=10000, description="Most records per commit.")
-    webhook: WebhookConfig | None = Field(None, description="Optional end-of-call webhook.")
+    webhooks: tuple[WebhookConfig, ...] = Field((), description="End-of-call webhooks: each gets the record of "
+                                                "every call of its flows (all flows when none are listed).")
     tiers: tuple[str, ...] = Field(("platinum", "gold", "silver", "standard"), description="Values of the flow "
                                    "variable `tier` used as metrics labels; any other value is counted as "
                                    "'other' (labels never carry caller data).")
@@ -45,4 +48,8 @@ class RecordsConfig(Strict):
     def _dsn_for_postgresql(self) -> RecordsConfig:
         if self.store == "postgresql" and not self.dsn:
             raise ValueError("store postgresql needs a dsn")
+        names = [w.name for w in self.webhooks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"webhook names must be unique: {', '.join(dupes)}")
         return self

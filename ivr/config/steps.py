@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ivr.config.base import Strict
+from ivr.config.speech import Prompt, SayStep
 from ivr.config.types import Digit, Duration, Name, PromptName
 
 # --- Steps: a closed tagged union (house rule 6) -------------------------------------------------------
@@ -19,7 +20,7 @@ class StepBase(Strict):
 
 class PlayStep(StepBase):
     type: Literal["play"] = Field(description="Step kind: play.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts played in order.")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="Prompts played in order.")
     interruptible: bool = Field(True, description="A digit stops the prompt; the digit is kept for the "
                                 "next menu or gather (type-ahead).")
     next: Name | None = Field(None, description="Next step; default: the following step in the list.")
@@ -27,19 +28,19 @@ class PlayStep(StepBase):
 
 class MenuStep(StepBase):
     type: Literal["menu"] = Field(description="Step kind: menu.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="The menu's prompts (barge-in on).")
     options: dict[Digit, Name] = Field(min_length=1, description="Digit -> step id.")
     timeout: Duration = Field(5.0, gt=0, description="Wait for a digit after the prompts end.")
     attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
-    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after a digit with no option.")
-    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after a timeout.")
+    invalid_prompts: tuple[Prompt, ...] = Field((), description="Played after a digit with no option.")
+    no_input_prompts: tuple[Prompt, ...] = Field((), description="Played after a timeout.")
     on_exhausted: Name = Field(description="Step taken when the attempts run out.")
     variable: Name | None = Field(None, description="Variable that stores the chosen digit.")
 
 
 class GatherStep(StepBase):
     type: Literal["gather"] = Field(description="Step kind: gather.")
-    prompts: tuple[PromptName, ...] = Field(min_length=1, description="Prompts asking for the digits.")
+    prompts: tuple[Prompt, ...] = Field(min_length=1, description="Prompts asking for the digits.")
     variable: Name = Field(description="Variable that receives the digits (terminator excluded).")
     min_digits: int = Field(1, ge=1, le=64, description="Fewest digits accepted.")
     max_digits: int = Field(16, ge=1, le=64, description="Input ends when this many digits are in.")
@@ -51,8 +52,8 @@ class GatherStep(StepBase):
     sensitive: bool = Field(False, description="The digits are a secret (PIN, card number): masked in every "
                             "log line, record, webhook and /calls; the variable too, and any set from it.")
     attempts: int = Field(3, ge=1, le=10, description="Tries before on_exhausted.")
-    invalid_prompts: tuple[PromptName, ...] = Field((), description="Played after invalid input.")
-    no_input_prompts: tuple[PromptName, ...] = Field((), description="Played after no input.")
+    invalid_prompts: tuple[Prompt, ...] = Field((), description="Played after invalid input.")
+    no_input_prompts: tuple[Prompt, ...] = Field((), description="Played after no input.")
     next: Name | None = Field(None, description="Step after valid input; default: the following step.")
     on_exhausted: Name = Field(description="Step taken when the attempts run out.")
 
@@ -173,7 +174,7 @@ class TransferStep(StepBase):
 
 class HangupStep(StepBase):
     type: Literal["hangup"] = Field(description="Step kind: hangup.")
-    prompts: tuple[PromptName, ...] = Field((), description="Played (not interruptible) before hanging up.")
+    prompts: tuple[Prompt, ...] = Field((), description="Played (not interruptible) before hanging up.")
     reason: str = Field("flow_hangup", description="End reason recorded in the call's log line.")
 
 
@@ -191,7 +192,8 @@ class GotoStep(StepBase):
 
 Step = Annotated[
     PlayStep | MenuStep | GatherStep | FetchStep | BranchStep | HoursStep | SetStep | TransferStep
-    | HangupStep | GotoStep,
+    | HangupStep | GotoStep
+    | SayStep,
     Field(discriminator="type"),
 ]
 

@@ -34,6 +34,22 @@ class Play:
     """A digit stops the playback (barge-in)."""
     loop: bool = False
     """Start again at the end until stopped (hold music, "one moment" filler); no PlaybackFinished."""
+    lang: str = ""
+    """The caller's language: a prompt is `<prompts>/<lang>/<name>.wav` when that file exists, else the flat one."""
+    files: tuple[str, ...] = ()
+    """Absolute WAV paths played after the prompts (speech rendered by the controller's TTS cache)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Speak:
+    """Speak `parts` in order: ("prompt", name) plays a prompt, ("say", text) text to speech in `lang`'s voice,
+    ("say:es", text) in another language's voice.
+    The controller renders the speech (cache, budget, fallback) and sends the worker a `Play` with the same id."""
+
+    play_id: int
+    parts: tuple[tuple[str, str], ...]
+    lang: str
+    interruptible: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,13 @@ class Fetch:
     """JSON body, or None for no body."""
     budget_s: float = 2.0
     """One deadline for connect, retries and body."""
+    log_path: str | None = None
+    """The path as logs may show it: secret variables masked (None: `path` holds none)."""
+
+    @property
+    def shown_path(self) -> str:
+        """What a log line may carry of the path (never the query)."""
+        return (self.log_path if self.log_path is not None else self.path).split("?", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +102,6 @@ class HangUp:
     code: int = 200
 
 
-FlowCommand = Answer | Reject | Play | StopPlayback | Fetch | Transfer | HangUp
+FlowCommand = Answer | Reject | Play | Speak | StopPlayback | Fetch | Transfer | HangUp
 WorkerCommand = Answer | Reject | Play | StopPlayback | Transfer | HangUp
 """Commands a SIP worker executes."""

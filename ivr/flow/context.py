@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ivr.config.model import IvrConfig, Trunk
-from ivr.flow.commands import FlowCommand, Play, StopPlayback
+from ivr.config.speech import Prompt
+from ivr.flow.commands import FlowCommand, Play, Speak, StopPlayback
 from ivr.flow.events import FetchCompleted, FetchFailed, TransferProgress
+from ivr.flow.spoken import render_speech, text_for
 from ivr.flow.targets import QueueCursors
-from ivr.records.model import DigitInput, FetchEntry, TransferAttempt
+from ivr.records.model import MASK, DigitInput, FetchEntry, TransferAttempt, is_secret_name
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
 """Variables every call starts with."""
@@ -86,14 +88,46 @@ class CallContext:
     marks: dict[str, float] = field(default_factory=dict)
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
     cursors: QueueCursors = field(default_factory=QueueCursors)
+    said: list[str] = field(default_factory=list)
+    """Texts spoken by say steps, in order (for `ivr simulate`)."""
     """Per-queue transfer counters and the random seed, owned by the controller and shared by its calls."""
     _last_play_id: int = 0
     _last_request_id: int = 0
 
-    def play(self, prompts: tuple[str, ...], *, interruptible: bool, loop: bool = False) -> Play:
+    def play(self, prompts: tuple[Prompt, ...], *, interruptible: bool, loop: bool = False) -> Play | Speak:
+        """Play prompt files; with a `{say: ...}` among them, a Speak of the files and the rendered texts."""
+        if not all(isinstance(p, str) for p in prompts):
+            return self.speak(self._parts(prompts), interruptible=interruptible)
+        names = tuple(p for p in prompts if isinstance(p, str))
         self._last_play_id += 1
         self.playing = self._last_play_id
-        return Play(self._last_play_id, prompts, interruptible=interruptible, loop=loop)
+        chosen = self.variables.get("lang", "")  # unset: the flat (default) prompt set
+        lang = chosen if chosen in self.config.tts.voices else ""
+        return Play(self._last_play_id, names, interruptible=interruptible, loop=loop, lang=lang)
+
+    def _parts(self, prompts: tuple[Prompt, ...]) -> tuple[tuple[str, str], ...]:
+        parts: list[tuple[str, str]] = []
+        for prompt in prompts:
+            if isinstance(prompt, str):
+                parts.append(("prompt", prompt))
+                continue
+            lang = prompt.lang or self.lang
+            text = render_speech(text_for(prompt.say, lang, self.config.tts.default_lang), self.variables, lang)
+            if text:
+                parts.append(("say" if prompt.lang is None else f"say:{lang}", text))
+                self.said.append(text)
+        return tuple(parts)
+
+    @property
+    def lang(self) -> str:
+        """The call's language: the `lang` variable when a voice exists for it, else the TTS default."""
+        lang = self.variables.get("lang", "")
+        return lang if lang in self.config.tts.voices else self.config.tts.default_lang
+
+    def speak(self, parts: tuple[tuple[str, str], ...], *, interruptible: bool) -> Speak:
+        self._last_play_id += 1
+        self.playing = self._last_play_id
+        return Speak(self._last_play_id, parts, self.lang, interruptible=interruptible)
 
     def stop_playback(self) -> list[FlowCommand]:
         """StopPlayback for the running playback, if any."""
@@ -114,6 +148,11 @@ class CallContext:
     def mark(self, name: str, now: float) -> None:
         self.marks.setdefault(name, now)
 
+    def masked_variables(self) -> dict[str, str]:
+        """The variables with every secret replaced by MASK: what records and logs may show."""
+        return {name: MASK if name in self.secrets or is_secret_name(name) else value
+                for name, value in self.variables.items()}
+
     def took(self, step_id: str, digit: str, sensitive: bool) -> None:
         """A menu or gather took `digit`: append it to that step's input (a new entry when the step changed)."""
         last = self.inputs[-1] if self.inputs else None
@@ -129,6 +168,9 @@ class CallContext:
 
 class Activity:
     """A step waiting for events. By default digits go to the type-ahead buffer and the rest is ignored."""
+
+    sensitive = False
+    """True for a step whose digits are a secret (a sensitive gather)."""
 
     def __init__(self, step_id: str, ctx: CallContext) -> None:
         self.step_id = step_id

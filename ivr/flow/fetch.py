@@ -62,6 +62,7 @@ class FetchActivity(Activity):
             headers=tuple((name, render_header(t, variables)) for name, t in self.step.headers.items()),
             body=None if self.step.body is None else render_body(self.step.body, variables),
             budget_s=budget,
+            log_path=render_path(self.step.path, self.ctx.masked_variables()),
         )
         return Reply([command])
 

@@ -10,7 +10,7 @@ import holidays
 
 from ivr.config.model import HolidayCalendar, Schedule, Weekday
 
-_WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @lru_cache(maxsize=64)
@@ -56,4 +56,4 @@ def is_open(schedule: Schedule, now: float) -> bool:
     if iso not in schedule.open_dates:
         if iso in schedule.closed_dates or is_holiday(schedule.holidays, day):
             return False
-    return in_spans(schedule.hours.get(_WEEKDAYS[day.weekday()], ()), local)
+    return in_spans(schedule.hours.get(WEEKDAYS[day.weekday()], ()), local)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from ivr.config.speech import Prompt
 from ivr.config.steps import GatherStep, MenuStep
 from ivr.flow.context import Activity, CallContext, Next, Reply
-from ivr.records.model import is_secret_name
+from ivr.records.model import MASK, is_secret_name
 
 Phase = Literal["prompts", "waiting", "retry"]
 
@@ -73,7 +74,7 @@ class _Input(Activity):
         self.until = None
         return self._timeout(now)
 
-    def _retry(self, result: str, prompts: tuple[str, ...], now: float) -> Reply:
+    def _retry(self, result: str, prompts: tuple[Prompt, ...], now: float) -> Reply:
         self.failures += 1
         self.until = None
         self.ctx.note(self.step_id, result)
@@ -109,14 +110,15 @@ class MenuActivity(_Input):
 
     def _digit(self, digit: str, now: float) -> Reply:
         variable = self.step.variable
-        self.ctx.took(self.step_id, digit, variable is not None and is_secret_name(variable))
+        secret = variable is not None and is_secret_name(variable)
+        self.ctx.took(self.step_id, digit, secret)
         target = self.step.options.get(digit)
         if target is None:
             return self._retry("invalid", self.step.invalid_prompts, now)
         if self.step.variable is not None:
             self.ctx.variables[self.step.variable] = digit
         self.until = None
-        return Reply(then=Next(digit, target))
+        return Reply(then=Next(MASK if secret else digit, target))
 
     def _timeout(self, now: float) -> Reply:
         return self._retry("no_input", self.step.no_input_prompts, now)

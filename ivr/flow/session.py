@@ -55,7 +55,7 @@ from ivr.flow.events import (
 )
 from ivr.flow.steps import enter
 from ivr.flow.targets import QueueCursors
-from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings, is_secret_name
+from ivr.records.model import MASK, CallRecord, DigitInput, Outcome, Timings
 
 __all__ = ["CallInfo", "FlowSession", "LOOP_LIMIT"]
 
@@ -170,6 +170,11 @@ class FlowSession:
         return not self._hung_up and self._activity is not None and self._activity.awaiting_digits
 
     @property
+    def collecting_secret(self) -> bool:
+        """True while a sensitive gather takes digits: a driver must not show them (`ivr simulate`)."""
+        return self._activity is not None and self._activity.sensitive
+
+    @property
     def current_step(self) -> str | None:
         """The id of the step the call is in (None before CallConnected)."""
         return self._step_id
@@ -201,9 +206,7 @@ class FlowSession:
     def record(self) -> CallRecord:
         """The call's record so far (complete once `finished`), secrets masked."""
         ctx, call = self._ctx, self._ctx.call
-        secret = ctx.secrets
-        variables = tuple((name, MASK if name in secret or is_secret_name(name) else value)
-                          for name, value in ctx.variables.items() if name not in BUILTINS)
+        variables = tuple((name, value) for name, value in ctx.masked_variables().items() if name not in BUILTINS)
         inputs = [DigitInput(i.step, MASK, True) if i.masked else i for i in ctx.inputs]
         if ctx.type_ahead:
             inputs.append(DigitInput("", MASK, True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from ivr.config.speech import SayStep
 from ivr.config.steps import (
     BranchStep,
     FetchStep,
@@ -27,6 +28,8 @@ from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
+from ivr.flow.opening import opening_variables
+from ivr.flow.speech import SayActivity
 from ivr.flow.template import references, render
 from ivr.flow.transfer import TransferActivity
 
@@ -59,6 +62,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = TransferActivity(step, ctx)
         case HangupStep():
             activity = HangupActivity(step, ctx)
+        case SayStep():
+            activity = SayActivity(step, ctx)
         case _:
             assert_never(step)
     return activity, activity.start(now)
@@ -75,7 +80,10 @@ def _hours(step: HoursStep, ctx: CallContext, now: float) -> Next:
     schedule = ctx.config.schedules.get(step.schedule)
     if schedule is None:
         return Next("unknown_schedule", step.closed)
-    return Next("open", step.open) if is_open(schedule, now) else Next("closed", step.closed)
+    if is_open(schedule, now):
+        return Next("open", step.open)
+    ctx.variables.update(opening_variables(schedule, now))  # for "We open at {{opens_time|time}} ..."
+    return Next("closed", step.closed)
 
 
 class PlayActivity(Activity):

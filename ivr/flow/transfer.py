@@ -9,6 +9,7 @@ only when none is left does the step take `on_fail`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ivr.config.model import Queue
@@ -28,6 +29,8 @@ class TransferActivity(Activity):
         super().__init__(step.id, ctx)
         self.step = step
         self.uri = ""
+        self.shown_uri = ""
+        """The URI as records show it: a URI parameter rendered from a secret variable is masked."""
         self.until: float | None = None
         self.pending: list[str] = []
         self.index: int | None = None
@@ -56,7 +59,8 @@ class TransferActivity(Activity):
         if self.step.target is not None:
             chosen = variable_target(self.step.target, self.ctx.variables, queue)
             if chosen.uri is None:
-                self._entry(chosen.rendered, chosen.reason, None)
+                shown = variable_target(self.step.target, self.ctx.masked_variables(), queue).rendered
+                self._entry(shown, chosen.reason, None)
                 self.last_failure = f"target_{chosen.reason}"
             else:
                 found.append(chosen.uri)
@@ -70,11 +74,11 @@ class TransferActivity(Activity):
         if not self.pending:
             return self._give_up()
         target = self.pending.pop(0)
-        params = {name: render_uri_param(t, self.ctx.variables) for name, t in queue.uri_params.items()}
-        self.uri = with_uri_params(target, {name: value for name, value in params.items() if value})
+        self.uri = _with_params(target, queue, self.ctx.variables)
+        self.shown_uri = _with_params(target, queue, self.ctx.masked_variables())
         on_refer = self.headers if queue.header_mode in ("refer", "both") else ()
         in_uri = self.headers if queue.header_mode in ("refer_to", "both") else ()
-        self.index = self._entry(self.uri, "pending", None, now)
+        self.index = self._entry(self.shown_uri, "pending", None, now)
         self.until = now + self.step.notify_timeout
         self.ctx.mark("first_transfer", now)
         self.ctx.marks["transfer_sent"] = now
@@ -102,7 +106,7 @@ class TransferActivity(Activity):
             self.until = None
             self._update(result="ok", code=event.code)
             self.ctx.mark("transferred", now)
-            return Reply(then=Done("ok", "transferred", (self.step.queue, self.uri)))
+            return Reply(then=Done("ok", "transferred", (self.step.queue, self.shown_uri)))
         return self._failed(f"rejected_{event.code}", event.code, now)
 
     def on_timer(self, now: float) -> Reply:
@@ -135,3 +139,9 @@ class TransferActivity(Activity):
         if self.index is not None:
             self._update(result=why)
         super().abandon(now, why)
+
+
+def _with_params(target: str, queue: Queue, variables: Mapping[str, str]) -> str:
+    """The target with the queue's URI parameters rendered from `variables` (empty ones left out)."""
+    params = {name: render_uri_param(t, variables) for name, t in queue.uri_params.items()}
+    return with_uri_params(target, {name: value for name, value in params.items() if value})

@@ -128,7 +128,7 @@ class HttpClient:
     def _failed(self, ep: _Endpoint, cmd: Fetch, reason: str, started: float, attempts: int) -> FetchFailed:
         ep.counts.failures[reason] += 1
         elapsed = _ms_since(started)
-        log.info("crm.fetch.failed", endpoint=ep.name, method=cmd.method, path=cmd.path.split("?", 1)[0],
+        log.info("crm.fetch.failed", endpoint=ep.name, method=cmd.method, path=cmd.shown_path,
                  reason=reason, elapsed_ms=elapsed, attempts=attempts, budget_s=cmd.budget_s)
         return FetchFailed(cmd.request_id, reason, elapsed)
 
@@ -174,7 +174,7 @@ class HttpClient:
             return
         if outcome.reason is not None:
             ep.counts.refresh_failures += 1
-            log.warning("crm.refresh.failed", endpoint=ep.name, path=cmd.path.split("?", 1)[0],
+            log.warning("crm.refresh.failed", endpoint=ep.name, path=cmd.shown_path,
                         reason=outcome.reason, attempts=attempts)
 
 

@@ -60,7 +60,7 @@ def read_records(args: argparse.Namespace, where: CallFilter) -> tuple[IvrConfig
         raise IvrError("records.store is none: no records are kept")
 
     async def run() -> list[dict[str, object]]:
-        await store.open()
+        await store.open(migrate=False)
         try:
             return await store.query(where)
         finally:
@@ -109,6 +109,7 @@ def command(args: argparse.Namespace) -> int:
         write_csv([summary(r) for r in records], COLUMNS)
     else:
         write_table([summary(r) for r in records], COLUMNS)
+        sys.stdout.flush()
         print(f"{len(records)} call(s)", file=sys.stderr)
     return 0
 

@@ -8,8 +8,10 @@ to know what is secret. Pure data: no I/O, no clock (the flow engine builds it).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 MASK = "***"
 """What a secret value is replaced by (fixed length: not even the number of digits leaves the process)."""
@@ -152,26 +154,31 @@ def _lists(value: object) -> object:
     return value
 
 
+def _build(kind: type[T], data: object) -> T:
+    """`kind` from a dict, ignoring keys it does not know (a record written by a newer version)."""
+    assert isinstance(data, dict)
+    known = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+    return kind(**{key: value for key, value in data.items() if key in known})
+
+
 def record_from_dict(data: dict[str, object]) -> CallRecord:
-    """The inverse of `as_dict` (reading a stored row or a spool line back)."""
-    def many(key: str, kind: type) -> tuple[object, ...]:
+    """The inverse of `as_dict` (reading a stored row or a spool line back); unknown keys are ignored."""
+    def many(key: str, kind: type[T]) -> tuple[T, ...]:
         items = data.get(key) or []
         assert isinstance(items, list)
-        return tuple(kind(**item) for item in items)
+        return tuple(_build(kind, item) for item in items)
 
-    raw = dict(data)
-    transfers = tuple(TransferAttempt(**{**t, "progress": tuple(t.get("progress") or ())})
-                      for t in raw.pop("transfers", None) or [])  # type: ignore[attr-defined]
-    variables = raw.pop("variables", None) or {}
+    transfers = tuple(replace(t, progress=tuple(t.progress)) for t in many("transfers", TransferAttempt))
+    variables = data.get("variables") or {}
     assert isinstance(variables, dict)
-    return CallRecord(**{  # type: ignore[arg-type]
-        **raw,
-        "outcome": Outcome(**raw["outcome"]),  # type: ignore[arg-type]
-        "path": tuple(raw.get("path") or ()),  # type: ignore[arg-type]
+    return _build(CallRecord, {
+        **data,
+        "outcome": _build(Outcome, data["outcome"]),
+        "path": tuple(data.get("path") or ()),  # type: ignore[arg-type]
         "inputs": many("inputs", DigitInput),
         "variables": tuple(variables.items()),
         "fetches": many("fetches", FetchEntry),
         "transfers": transfers,
         "legs": many("legs", Leg),
-        "timings": Timings(**raw.get("timings") or {}),  # type: ignore[arg-type]
+        "timings": _build(Timings, data.get("timings") or {}),
     })

@@ -9,7 +9,10 @@ not race.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
+import socket
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -23,8 +26,9 @@ CONNECT_TIMEOUT_S = 3
 
 
 class PgStore:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, timeout: float = 10.0) -> None:
         self.dsn = dsn
+        self.timeout = timeout
         self.name = "postgresql"
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._migrated = False
@@ -36,8 +40,10 @@ class PgStore:
             self._conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
         return self._conn
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         conn = await self._connection()
+        if not migrate:
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             await conn.execute(VERSION_TABLE)
@@ -53,19 +59,46 @@ class PgStore:
         self._migrated = True
 
     async def deliver(self, batch: list[dict[str, object]]) -> None:
+        """Insert within `timeout`. A hung server (host frozen, network black hole) is not cancelled the
+        asyncio way: psycopg would then wait for the server to confirm the cancel. The socket is shut down
+        under the stuck statement instead, which fails it at once; the connection is then dropped."""
         rows = [(*values[:-1], Jsonb(data)) for values, data in ((row(d), d) for d in batch)]
+        task = asyncio.ensure_future(self._insert(rows))
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if not done:
+            self._sever()
+            await asyncio.wait({task}, timeout=CONNECT_TIMEOUT_S)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: logged by the outbox
+            raise TimeoutError(f"PostgreSQL did not answer within {self.timeout:g} s")
+        task.result()
+
+    async def _insert(self, rows: list[tuple[object, ...]]) -> None:
         try:
             if not self._migrated:
                 await self.open()  # the database was down when the server started
             conn = await self._connection()
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(_INSERT, rows)
-        except BaseException:  # psycopg errors, and a timeout that cancelled us mid-transaction
+        except BaseException:
             self._abandon()
             raise
 
+    def _sever(self) -> None:
+        """Shut the connection's socket down (not close: the event loop still watches that descriptor)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        try:
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        except OSError:
+            pass
+
     def _abandon(self) -> None:
-        """Forget the connection without awaiting (we may be cancelled): close its socket now."""
+        """Forget the connection without awaiting: close its socket now."""
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             conn.pgconn.finish()

@@ -1,9 +1,9 @@
-"""The records pipeline of a running server: each finished call's record to the store and the webhook.
+"""The records pipeline of a running server: each finished call's record to the store and the webhooks.
 
-`Records.on_record` is the CallRouter's sink: it counts the call in the metrics and spools the record for the
-store and (if configured for its flow) the webhook, each through its own `Outbox`. Started before the
-workers (a full disk or read-only spool stops the server at start), stopped after them so every call's
-record is spooled. Retention: records older than `records.retention` are deleted at start and hourly.
+`Records.on_record` is the CallRouter's sink: it counts the call in the metrics and spools the record for
+the store and for each webhook configured for its flow, each through its own `Outbox` and spool directory.
+Started before the workers (a full disk or read-only spool stops the server at start), stopped after them
+so every call's record is spooled. Retention: records older than `records.retention` are deleted at start and hourly.
 """
 
 from __future__ import annotations
@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from ivr.config.model import IvrConfig
+from ivr.errors import IvrError
 from ivr.metrics import Metrics
 from ivr.records.model import CallRecord
 from ivr.records.outbox import Outbox
 from ivr.records.spool import Spool
 from ivr.records.stats import count_call
 from ivr.records.store import RecordStore, make_store
+from ivr.records.webhook import WebhookSink
 
 log = structlog.get_logger()
 
@@ -30,35 +33,40 @@ STOP_FLUSH_S = 10.0
 
 
 class Records:
-    def __init__(self, config: IvrConfig, run_dir: Path, metrics: Metrics) -> None:
+    def __init__(self, config: IvrConfig, run_dir: Path, metrics: Metrics,
+                 current: Callable[[], IvrConfig] | None = None) -> None:
         self._config = config
+        self._current = current or (lambda: config)
+        """The config new calls use (after a SIGHUP reload): its flows and queues are the metrics labels."""
         cfg = config.records
         self._metrics = metrics
         self.store: RecordStore | None = make_store(cfg, run_dir)
         spool_root = run_dir / cfg.spool_dir
         self.outbox: Outbox | None = None
-        self.webhook: Outbox | None = None
         if self.store is not None:
             spool = Spool(spool_root / "store", min_free_mb=cfg.min_free_mb, name="store")
             self.outbox = Outbox(spool, self.store, metrics, batch_wait=cfg.batch_wait, batch_size=cfg.batch_size)
-        if cfg.webhook is not None:
-            from ivr.records.webhook import WebhookSink
-
-            spool = Spool(spool_root / "webhook", min_free_mb=cfg.min_free_mb, name="webhook")
-            self.webhook = Outbox(spool, WebhookSink(cfg.webhook), metrics, batch_wait=cfg.batch_wait,
-                                  batch_size=cfg.batch_size, timeout=cfg.webhook.timeout * 4,
-                                  retry_max=cfg.webhook.retry_max)
+        self.webhooks: list[tuple[frozenset[str], Outbox]] = []
+        for hook in cfg.webhooks:
+            spool = Spool(spool_root / "webhook" / hook.name, min_free_mb=cfg.min_free_mb, name=f"webhook-{hook.name}")
+            outbox = Outbox(spool, WebhookSink(hook), metrics, batch_wait=cfg.batch_wait, batch_size=cfg.batch_size,
+                            timeout=hook.timeout * cfg.batch_size + 1, retry_max=hook.retry_max)
+            self.webhooks.append((frozenset(hook.flows), outbox))
         self._purger: asyncio.Task[None] | None = None
 
     def on_record(self, record: CallRecord) -> None:
-        """A call ended: count it, spool it for the store and the webhook. Never blocks."""
-        count_call(self._metrics, self._config, record)
+        """A call ended: count it, spool it for the store and the webhooks. Never blocks."""
+        count_call(self._metrics, self._current(), record)
         data = record.as_dict()
         if self.outbox is not None:
             self.outbox.submit(data)
-        webhook = self._config.records.webhook
-        if self.webhook is not None and webhook is not None and (not webhook.flows or record.flow in webhook.flows):
-            self.webhook.submit(data)
+        for flows, outbox in self.webhooks:
+            if not flows or record.flow in flows:
+                outbox.submit(data)
+
+    @property
+    def outboxes(self) -> list[Outbox]:
+        return ([self.outbox] if self.outbox is not None else []) + [outbox for _, outbox in self.webhooks]
 
     async def start(self) -> None:
         if self.store is not None:
@@ -66,26 +74,22 @@ class Records:
                 await self.store.open()
             except Exception as exc:
                 if self._config.records.store == "sqlite":
-                    raise
+                    raise IvrError(f"record store {self.store.name}: {exc}") from exc
                 log.warning("records.store_unavailable_at_start", store=self.store.name, error=str(exc))
             self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
-        for outbox in (self.outbox, self.webhook):
-            if outbox is not None:
-                outbox.start()
-        log.info("records.ready", store=self._config.records.store,
-                 spooled=sum(len(o.spool.pending()) for o in (self.outbox, self.webhook) if o is not None))
+        for outbox in self.outboxes:
+            outbox.start()
+        log.info("records.ready", store=self._config.records.store, webhooks=len(self.webhooks),
+                 spooled=sum(len(o.spool.pending()) for o in self.outboxes))
 
     async def stop(self) -> None:
         if self._purger is not None:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
-        for outbox in (self.outbox, self.webhook):
-            if outbox is not None:
-                await outbox.stop(STOP_FLUSH_S)
-        for outbox in (self.outbox, self.webhook):
-            if outbox is not None:
-                await outbox.sink.close()
+        await asyncio.gather(*(outbox.stop(STOP_FLUSH_S) for outbox in self.outboxes))  # at most 10 s in all
+        for outbox in self.outboxes:
+            await outbox.sink.close()
 
     async def _purge_loop(self) -> None:
         assert self.store is not None

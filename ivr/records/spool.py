@@ -3,9 +3,10 @@
 Durability policy:
 * `append` is one write(2) of one line to a segment opened O_APPEND: once it returns, the record survives a
   crash of this process (SIGKILL included) because the kernel holds it. It does not fsync.
-* `seal` closes the current segment after an fsync of the file and of the directory; only sealed segments
-  are delivered, and a segment is deleted only after its delivery committed. So an OS crash or power loss can
-  lose at most the records appended since the last seal (`records.batch_wait`, 0.2 s by default).
+* `seal` (`detach` + `finish`, the latter on a thread in the outbox) closes the current segment after an
+  fsync of the file and of the directory; only sealed segments are delivered, and a segment is deleted
+  only after its delivery committed. So an OS crash or power loss can lose at most the records appended
+  since the last seal (`records.batch_wait`, 0.2 s by default).
 * At start every segment left by an earlier run is pending (sealed at once): a crash replays them.
 * Delivery is idempotent (the store's unique key is the record's uid), so a segment delivered twice after a
   crash between commit and delete stores each record once.
@@ -84,16 +85,26 @@ class Spool:
         self.appended += 1
         return True
 
-    def seal(self) -> None:
-        """Close the current segment (fsync file and directory); the next append starts a new one."""
-        if self._fd is None:
-            return
+    def detach(self) -> int | None:
+        """Stop appending to the current segment (the next append starts a new one); its descriptor, for
+        `finish`, which may run on a thread so that the event loop never waits for an fsync."""
         fd, self._fd, self._current = self._fd, None, None
+        return fd
+
+    def finish(self, fd: int) -> None:
+        """Seal a detached segment: fsync the file and the directory, close it."""
         try:
             os.fsync(fd)
+            self._sync_dir()
+        except OSError as exc:  # an I/O error: what the kernel holds is still delivered, just not durable
+            log.error("records.spool_sync_failed", spool=self.name, error=str(exc))
         finally:
             os.close(fd)
-        self._sync_dir()
+
+    def seal(self) -> None:
+        fd = self.detach()
+        if fd is not None:
+            self.finish(fd)
 
     def pending(self) -> list[Path]:
         """Sealed segments not yet delivered, oldest first (the open one is never listed)."""
@@ -112,8 +123,12 @@ class Spool:
                     yield item
 
     def remove(self, segment: Path) -> None:
-        segment.unlink(missing_ok=True)
-        self._sync_dir()
+        """Delete a delivered segment (a failure is logged: it would only be delivered again, harmlessly)."""
+        try:
+            segment.unlink(missing_ok=True)
+            self._sync_dir()
+        except OSError as exc:
+            log.error("records.spool_remove_failed", spool=self.name, segment=segment.name, error=str(exc))
 
     def close(self) -> None:
         self.seal()

@@ -38,8 +38,12 @@ class SqliteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         def connect() -> None:
+            if not migrate:  # a reader (ivr calls, ivr report) never writes to a live server's database
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0,
+                                           check_same_thread=False)
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")

@@ -18,6 +18,9 @@ TIER_VARIABLE = "tier"
 """The flow variable holding the caller's tier (the records' `tier` column, a metrics label)."""
 OTHER = "other"
 NONE = "none"
+_TRANSFER_RESULTS = frozenset({"ok", "pending", "no_notify", "unknown_queue", "refer_not_supported", "abandoned",
+                               "max_duration", "empty", "invalid", "disallowed"})
+"""Transfer attempt results kept as labels; rejected_<code> counts as "rejected", anything else as "other"."""
 _MENU_RESULTS = frozenset({"invalid", "no_input", "exhausted", "abandoned", "max_duration", "loop_detected"})
 
 
@@ -51,6 +54,12 @@ def menu_choices(config: IvrConfig, flow: str, path: list[str] | tuple[str, ...]
             yield f"{step_flow}/{step_id}", option
 
 
+def transfer_result_label(result: str) -> str:
+    if result.startswith("rejected_"):
+        return "rejected"
+    return result if result in _TRANSFER_RESULTS else OTHER
+
+
 def is_fallback(record: CallRecord) -> bool:
     """The call needed a fallback: a lookup failed or a transfer attempt did not land."""
     return any(f.outcome != "ok" for f in record.fetches) or any(t.result != "ok" for t in record.transfers)
@@ -67,6 +76,6 @@ def count_call(metrics: Metrics, config: IvrConfig, record: CallRecord) -> None:
         metrics.inc("ivr_menu_choices_total", menu=menu, option=option)
     for attempt in record.transfers:
         metrics.inc("ivr_transfer_attempts_total", queue=queue_label(config, attempt.queue),
-                    result="ok" if attempt.result == "ok" else attempt.result.split("_")[0])
+                    result=transfer_result_label(attempt.result))
     if record.timings.to_transferred_ms is not None:
         metrics.observe("ivr_time_to_transfer_ms", record.timings.to_transferred_ms, flow=flow, queue=queue)

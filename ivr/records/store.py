@@ -14,8 +14,9 @@ class RecordStore(Protocol):
 
     name: str
 
-    async def open(self) -> None:
-        """Connect and apply migrations; raises if the database cannot be reached."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect and apply migrations (`migrate=False`: read only, for `ivr calls`/`ivr report`); raises if
+        the database cannot be reached."""
 
     async def deliver(self, batch: list[dict[str, object]]) -> None:
         """Insert records (`CallRecord.as_dict()` form) in one transaction; existing uids are skipped."""

@@ -15,7 +15,7 @@ import pjsua2 as pj
 import structlog
 
 from ivr.flow import commands, events
-from ivr.prompts import wav_seconds
+from ivr.prompts import prompt_path, wav_seconds
 from ivr.sip.transfer import ReferTransactions
 
 log = structlog.get_logger()
@@ -213,13 +213,13 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         try:
             self.xfer(uri if uri.startswith("<") else f"<{uri}>", prm)  # name-addr: ';' and '?' stay in the URI
         except pj.Error as exc:
-            log.warning("sip.call.transfer_failed", call=self.call_id, uri=uri, error=exc.info())
+            log.warning("sip.call.transfer_failed", call=self.call_id, error=exc.info())  # no URI: it may hold a secret
             self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))
 
     def play(self, play: commands.Play) -> None:
         """Replace the current playback with `play`; a missing prompt ends it at once."""
         self._stop_playback()
-        files = [str(self._host.prompts / f"{name}.wav") for name in play.prompts]
+        files = [str(prompt_path(self._host.prompts, name, play.lang)) for name in play.prompts] + list(play.files)
         missing = [f for f in files if not Path(f).is_file()]
         if missing or not files:
             log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)

@@ -191,7 +191,8 @@ class Worker:
             case commands.StopPlayback(play_id):
                 call.stop_playback(play_id)
             case commands.Transfer(queue, uri, headers):
-                log.debug("sip.call.transfer", call=call.call_id, queue=queue, uri=uri)
+                # Not the URI: its parameters may carry a caller's secret (the record shows it masked).
+                log.debug("sip.call.transfer", call=call.call_id, queue=queue)
                 call.transfer(uri, headers)
             case commands.HangUp(reason, code):
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)

@@ -35,7 +35,8 @@ EVERY_KIND = Flow.model_validate({"description": "one step of every kind", "step
     {"id": "to_gold", "type": "transfer", "queue": "gold", "target": "{{manager}}", "on_fail": "to_default"},
     {"id": "to_default", "type": "transfer", "queue": "default"},
     {"id": "closed_msg", "type": "play", "prompts": ["closed"]},
-    {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"}]})
+    {"id": "bye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"},
+    {"id": "greeting", "type": "say", "text": {"en": "Welcome back, {{name}}.", "es": "Hola."}, "next": "bye"}]})
 
 
 def _edges(dot: str) -> set[tuple[str, str, str]]:
@@ -52,6 +53,7 @@ def test_every_step_is_a_node_shaped_by_its_kind() -> None:
                          re.M), step.id
     assert 'id="step-hello"' in dot and 'class="step kind-play"' in dot
     assert '"to_gold" [label="to_gold\\ntransfer: queue gold\\nfirst {{manager}}"' in dot
+    assert '"greeting" [label="greeting\\nsay: Welcome back, {{name}}."' in dot
 
 
 def test_edges_are_labelled_with_the_results_that_take_them() -> None:
@@ -65,6 +67,7 @@ def test_edges_are_labelled_with_the_results_that_take_them() -> None:
             ("again", "menu", "goto"), ("elsewhere", "flow:support", "goto"),
             ("to_gold", "queue:gold", "transferred"), ("to_gold", "to_default", "on_fail"),
             ("to_default", "queue:default", "transferred"), ("to_default", "end:transfer_failed", "on_fail"),
+            ("greeting", "bye", "next"),
             ("closed_msg", "bye", "next"), ("bye", "end:menu_exhausted", "")} == edges
 
 

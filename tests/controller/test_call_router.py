@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from ivr.calls import CallRouter
@@ -135,6 +136,26 @@ async def test_a_hang_up_the_worker_never_confirms_is_still_recorded(sent: list[
         await asyncio.sleep(0.3)  # the worker never sends CallEnded
     assert [e["end_reason"] for e in logs if e["event"] == "call.ended"] == ["hangup_unconfirmed"]
     assert router.calls == {}
+
+
+async def test_the_record_is_logged_and_handed_on_and_lines_carry_the_call_id(
+        sent: list[tuple[str, str, Any]]) -> None:
+    router = make_router(sent)
+    records: list[Any] = []
+    router.on_record = records.append
+    router.on_event("w000", "c1", offer())
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        router.on_event("w000", "c1", events.CallConnected())
+        await asyncio.sleep(0)  # the CRM lookup task runs and fails (connect_error)
+        await asyncio.sleep(0)
+        router.on_event("w000", "c1", events.CallEnded("caller_hangup"))
+    [record] = records
+    assert record.call_id == "c1" and record.worker == "w000" and len(record.uid) == 32
+    assert record.outcome.kind == "abandoned" and record.end_reason == "caller_hangup"
+    ended = [line for line in logs if line["event"] == "call.ended"]
+    assert len(ended) == 1 and {k: v for k, v in ended[0].items() if k not in ("event", "log_level")} == \
+        record.as_dict()
+    assert all(line.get("call_id") == "c1" for line in logs), logs
 
 
 async def test_round_robin_spans_calls_through_the_routers_cursor(sent: list[tuple[str, str, Any]]) -> None:

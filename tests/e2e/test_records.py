@@ -4,6 +4,7 @@ no record; an unusable spool stops the server at start."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import threading
@@ -16,22 +17,22 @@ from typing import Any
 
 import pytest
 from conftest import QUEUE_HOST, e2e_config, start_server
-from ivrkit import IVR, ROOT, IvrServer
+from ivrkit import IVR, ROOT, IvrServer, free_port
 from pgkit import PgServer, free_tcp_port
 from recordkit import LOG_KEYS, assert_rows_match_lines, sqlite_rows, transferred
-from sippkit import collect, sipp
+from sippkit import SippRun, collect, sipp
 
 pytestmark = pytest.mark.sip
 
 PIN = "908172"
 PIN_FLOW: dict[str, Any] = {
-    "description": "A PIN into a sensitive gather, a copy of it, hold music, then sales.",
+    "description": "A PIN into a sensitive gather, a copy of it, hold music, then a queue that is sent the PIN.",
     "steps": [
         {"id": "ask_pin", "type": "gather", "prompts": ["enter_account"], "variable": "code", "max_digits": 8,
          "terminator": "#", "sensitive": True, "on_exhausted": "bye"},
         {"id": "copy", "type": "set", "values": {"echo": "code {{code}}"}},
         {"id": "hold", "type": "play", "prompts": ["hold_music", "hold_music"], "interruptible": False},
-        {"id": "to_sales", "type": "transfer", "queue": "sales", "on_fail": "bye"},
+        {"id": "to_vault", "type": "transfer", "queue": "vault", "on_fail": "bye"},
         {"id": "bye", "type": "hangup", "prompts": ["goodbye"]}],
 }
 
@@ -76,13 +77,15 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
     cfg = e2e_config()
     cfg["flows"]["pin"] = PIN_FLOW
     cfg["numbers"]["600"] = "pin"
+    cfg["queues"]["vault"] = {"uri": f"sip:vault@{QUEUE_HOST}", "uri_params": {"code": "{{code}}"}}
     cfg["logging"] = {"level": "debug", "format": "json"}
-    cfg["records"] = {"webhook": {"url": webhook, "flows": ["pin"]}}
+    cfg["records"] = {"webhooks": [{"name": "crm", "url": webhook, "flows": ["pin"]},
+                                   {"name": "other", "url": webhook, "flows": ["menu"]}]}
     server = start_server(cfg, tmp_path / "srv")
     try:
         caller = sipp(server.sip_port, "dtmf_info_refer.xml", service="600", tag="pin", workdir=tmp_path,
                       background=True, variables={"caller": "+15557000001", "digits": f"{PIN}#",
-                                                  "expected_refer": f"sip:sales@{QUEUE_HOST}"})
+                                                  "expected_refer": f"sip:vault@{QUEUE_HOST};code={PIN}"})
         assert isinstance(caller, subprocess.Popen)
         snapshots: list[str] = []
 
@@ -99,12 +102,12 @@ def test_a_pin_typed_into_a_sensitive_gather_leaves_no_trace(tmp_path: Path, web
         metrics = admin(server, "/metrics")
     finally:
         assert server.stop() == 0
-    assert line["outcome"] == transferred("sales", f"sip:sales@{QUEUE_HOST}")
+    assert line["outcome"] == transferred("vault", f"sip:vault@{QUEUE_HOST};code=%2A%2A%2A")  # SIPp got the PIN
     assert line["inputs"] == [{"step": "ask_pin", "digits": "***", "masked": True}]
     assert line["variables"] == {"code": "***", "echo": "***"}
     assert any(e.get("event") == "sip.call.digit" for e in server.lines)  # debug lines were on
     assert all(PIN not in text for text in snapshots) and PIN not in metrics
-    assert 'ivr_call_records_total{flow="pin",outcome="transfer",queue="sales",tier="none"} 1' in metrics
+    assert 'ivr_call_records_total{flow="pin",outcome="transfer",queue="vault",tier="none"} 1' in metrics
     assert PIN not in "".join(server.raw)
     run_dir = tmp_path / "srv" / "run"
     [row] = sqlite_rows(run_dir / "records.sqlite3")
@@ -149,6 +152,33 @@ def test_postgresql_killed_and_restarted_during_a_load_run_loses_no_record(tmp_p
         assert not list((tmp_path / "srv" / "run" / "spool" / "store").glob("*.jsonl"))
     finally:
         pg.cleanup()
+
+
+def test_records_spooled_when_the_server_is_killed_are_stored_at_its_next_start(tmp_path: Path) -> None:
+    cfg = e2e_config()
+    cfg["records"] = {"batch_wait": "10s"}  # the records wait in the spool, not yet sealed nor committed
+    first = start_server(cfg, tmp_path / "srv")
+    run = sipp(first.sip_port, "dtmf_info_refer.xml", service="300", tag="crash", workdir=tmp_path, calls=4,
+               concurrency=4, rate=20, variables={"caller": "+15553000001", "digits": "1",
+                                                  "expected_refer": f"sip:sales@{QUEUE_HOST}"})
+    assert isinstance(run, SippRun)
+    assert run.returncode == 0, run.describe()
+    lines = [first.call_ended(f"crash-{i}-") for i in range(1, 5)]
+    assert first.proc is not None
+    first.proc.kill()  # SIGKILL: no flush, no shutdown
+    first.proc.wait()
+    run_dir = tmp_path / "srv" / "run"
+    assert sqlite_rows(run_dir / "records.sqlite3") == []
+    assert list((run_dir / "spool" / "store").glob("*.jsonl"))
+    again = copy.deepcopy(cfg)  # the same run directory; fresh ports in case the old worker lingers
+    again["sip"].update(listen_port=free_port(), rtp_port_start=cfg["sip"]["rtp_port_start"] + 2000)
+    again["admin"]["port"] = free_port()
+    again["demo_crm"]["port"] = port = free_port()
+    again["http"]["crm"]["base_url"] = f"http://127.0.0.1:{port}"
+    second = start_server(again, tmp_path / "srv")
+    assert second.wait_for(lambda e: e.get("event") == "records.ready")["spooled"] >= 1
+    assert second.stop(check_records=False) == 0
+    assert_rows_match_lines(sqlite_rows(run_dir / "records.sqlite3"), lines)
 
 
 def test_an_unwritable_spool_stops_the_server_at_start(tmp_path: Path) -> None:

@@ -32,8 +32,16 @@ def test_fetch_command_is_rendered() -> None:
     assert commands == [Fetch(
         request_id=1, endpoint="crm", method="POST", path="/customers/%2B1%20555%2F0",
         query=(("phone", "+1 555/0"), ("x", "a b")), headers=(("X-Trace", "c1Evil: 1"),),
-        body={"who": "+1 555/0", "n": 1}, budget_s=2.0)]
+        body={"who": "+1 555/0", "n": 1}, budget_s=2.0, log_path="/customers/%2B1%20555%2F0")]
     assert session.deadline == T0 + 2.5
+
+
+def test_a_secret_in_the_path_is_masked_for_the_logs() -> None:
+    flow = [{"id": "s", "type": "set", "values": {"pin": "4711"}}, fetch(path="/verify/{{pin}}"), *FLOW_TAIL]
+    _, commands = connect(make_config(flow))
+    [command] = commands
+    assert isinstance(command, Fetch)
+    assert command.path == "/verify/4711" and command.shown_path == "/verify/%2A%2A%2A"
 
 
 def test_step_timeout_overrides_endpoint_budget() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from flowkit import T0, call, connect, make_config
 
-from ivr.flow.events import CallConnected, DigitReceived, PlaybackFinished
+from ivr.flow.commands import Transfer
+from ivr.flow.events import CallConnected, DigitReceived, PlaybackFinished, TransferProgress
 from ivr.flow.session import FlowSession
 from ivr.records.model import MASK, DigitInput, record_from_dict
 
@@ -73,3 +74,31 @@ def test_record_round_trips_through_json() -> None:
     digits(session, "1" + PIN, T0 + 1)
     record = session.record()
     assert record_from_dict(json.loads(json.dumps(record.as_dict()))) == record
+
+
+def test_a_record_from_a_newer_version_reads_back() -> None:
+    session, _ = connect(make_config(FLOW))
+    data = session.record().as_dict()
+    newer = {**data, "console_hint": 1, "outcome": {**data["outcome"], "target": "agent-7"}}  # type: ignore[dict-item]
+    assert record_from_dict(newer) == session.record()
+
+
+def test_a_menu_into_a_secret_variable_keeps_the_digit_out_of_the_path() -> None:
+    flow = [{"id": "m", "type": "menu", "prompts": ["main"], "options": {"7": "bye"}, "on_exhausted": "bye",
+             "variable": "pin_digit"}, FLOW[-1]]
+    session, _ = connect(make_config(flow))
+    digits(session, "7", T0 + 1)
+    assert session.path == ("m:***", "bye:hangup")
+    assert "7" not in json.dumps(session.record().as_dict()["inputs"])
+
+
+def test_a_secret_in_a_transfer_uri_reaches_the_worker_but_not_the_record() -> None:
+    queues = {"bank": {"uri": "sip:bank@pbx.test", "uri_params": {"code": "{{code}}", "who": "{{caller}}"}}}
+    flow = [gather(), {"id": "xfer", "type": "transfer", "queue": "bank"}]
+    session, _ = connect(make_config(flow, queues=queues))
+    digits(session, PIN[:-1], T0 + 1)
+    [*_, command] = session.handle(DigitReceived(PIN[-1], "info"), T0 + 1)
+    assert isinstance(command, Transfer) and f"code={PIN}" in command.uri
+    session.handle(TransferProgress(200, True), T0 + 2)
+    data = json.dumps(session.record().as_dict())
+    assert PIN not in data and "code=%2A%2A%2A" in data

@@ -9,7 +9,7 @@ from flowkit import T0, call, connect, make_config
 from recordkit import hung_up
 
 from ivr.config.model import IvrConfig
-from ivr.flow.commands import Answer, Fetch, HangUp, Play, StopPlayback, Transfer
+from ivr.flow.commands import Answer, Fetch, HangUp, Play, Speak, StopPlayback, Transfer
 from ivr.flow.events import CallConnected, CallEnded, DigitReceived, FetchCompleted, PlaybackFinished
 from ivr.flow.session import FlowSession
 
@@ -160,14 +160,16 @@ def test_default_vip_routing_unknown_caller_by_account(default_config: IvrConfig
         Transfer("gold", "sip:gold@127.0.0.1:5070", (("X-Customer-Id", "C9"), ("X-Customer-Tier", "gold")))]
     assert session.record().as_dict()["path"] == [
         "greet:played", "lookup_phone:ok", "known_by_phone:ask_account", "ask_account:ok",
-        "wants_person:lookup_account", "lookup_account:ok", "known_by_account:route_by_tier",
-        "route_by_tier:to_gold"]
+        "wants_person:lookup_account", "lookup_account:ok", "known_by_account:crm_language",
+        "crm_language:greet_by_name",
+        "greet_by_name:route_by_tier", "route_by_tier:to_gold"]
 
 
 def test_default_support_flow_closed_on_holiday(default_config: IvrConfig) -> None:
     christmas = 1798196400.0  # 2026-12-25 10:00 UTC
     session, commands = connect(default_config, "support", now=christmas)
-    assert commands == [Play(1, ("closed",), interruptible=False)]
+    assert commands == [Speak(1, (("prompt", "closed"), ("say", "We open at 8 a.m. on Tuesday.")), "en",
+                              interruptible=False)]
     assert session.handle(PlaybackFinished(1), christmas + 3) == [HangUp("closed")]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,41 @@ def test_an_unwritable_spool_is_a_start_up_error(tmp_path: Path) -> None:
 def test_a_full_disk_is_a_start_up_error(tmp_path: Path) -> None:
     with pytest.raises(SpoolError, match="MB free"):
         Spool(tmp_path / "spool", min_free_mb=1 << 40)
+
+
+async def test_a_stalled_postgresql_is_timed_out_and_retried(tmp_path: Path, pg: PgServer) -> None:
+    """SIGSTOP: the server accepts nothing and answers nothing (a hung database host)."""
+    store = PgStore(pg.dsn, timeout=1.0)
+    await store.open()
+    outbox = Outbox(Spool(tmp_path / "spool"), store, Metrics(), batch_wait=0.02, batch_size=20, retry_max=0.5)
+    outbox.start()
+    assert pg.proc is not None
+    pg.signal_all(signal.SIGSTOP)
+    try:
+        for i in range(20):
+            outbox.submit(sample(f"s{i}", started_at=7000.0 + i))
+        await until(lambda: outbox.down_since is not None, timeout=30)
+    finally:
+        pg.signal_all(signal.SIGCONT)
+    await until(lambda: outbox.delivered >= 20 and not outbox.spool.pending(), timeout=60)
+    await outbox.stop(5)
+    assert sorted(r["uid"] for r in pg.rows() if str(r["uid"]).startswith("s")) == sorted(f"s{i}" for i in range(20))
+    await store.close()
+
+
+async def test_a_spool_that_fills_up_mid_run_falls_back_to_memory(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "r.sqlite3")
+    await store.open()
+    spool = Spool(tmp_path / "spool")
+    spool._fd = os.open("/dev/full", os.O_WRONLY)  # every write now fails with ENOSPC, like a full disk
+    spool._current = tmp_path / "spool" / "full.jsonl"
+    metrics = Metrics()
+    outbox = Outbox(spool, store, metrics, batch_wait=0.02, batch_size=10)
+    outbox.start()
+    for i in range(5):
+        outbox.submit(sample(f"f{i}", started_at=1000.0 + i))
+    await until(lambda: outbox.delivered == 5)
+    await outbox.stop(5)
+    assert sorted(r["uid"] for r in await store.query(ALL)) == [f"f{i}" for i in range(5)]
+    assert 'ivr_records_spool_errors_total{sink="records"} 5' in metrics.render()
+    await store.close()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from pathlib import Path
+
 import psycopg
 import pytest
+import yaml
 from pgkit import PgServer
 from recordkit import sample
 
+from ivr.cli import main
 from ivr.records.pg import PgStore
 from ivr.records.schema import CallFilter
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_migrations_are_versioned_and_idempotent(pg: PgServer) -> None:
@@ -50,3 +59,23 @@ async def test_deliver_raises_while_the_server_is_down_and_works_after(pg: PgSer
     await store.deliver([sample("down-1", started_at=2000.0)])
     assert [r["uid"] for r in await store.query(CallFilter(since=2000.0, until=2001.0))] == ["down-1"]
     await store.close()
+
+
+async def test_ivr_calls_and_report_read_postgresql(pg: PgServer, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    store = PgStore(pg.dsn)
+    await store.open()
+    now = time.time()
+    await store.deliver([sample("cli-1", caller="+15558880001", started_at=now - 60, queue="sales"),
+                         sample("cli-2", caller="+15558880002", started_at=now - 30, queue=None)])
+    await store.close()
+    cfg = yaml.safe_load((ROOT / "config" / "ivr.yaml").read_text())
+    cfg["records"] = {"store": "postgresql", "dsn": pg.dsn}
+    config = tmp_path / "ivr.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    args = [str(config), "--run-dir", str(tmp_path), "--since", "5m", "--json"]
+    assert await asyncio.to_thread(main, ["calls", *args, "--caller", "+15558880001"]) == 0
+    assert [r["uid"] for r in json.loads(capsys.readouterr().out)] == ["cli-1"]
+    assert await asyncio.to_thread(main, ["report", *args]) == 0
+    rows = {(r["dimension"], r["key"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[("all", "all")]["calls"] == 2 and rows[("queue", "sales")]["transferred"] == 1

@@ -9,7 +9,7 @@ from recordkit import sample
 from ivr.config.load import load_config
 from ivr.metrics import Metrics
 from ivr.records.model import record_from_dict
-from ivr.records.stats import count_call
+from ivr.records.stats import count_call, transfer_result_label
 
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "config" / "ivr.yaml", check_files=False).config
 
@@ -26,3 +26,8 @@ def test_labels_are_bounded_by_the_config() -> None:
     assert 'ivr_menu_choices_total{menu="support/main_menu",option="other"} 1' in text
     assert 'ivr_menu_choices_total{menu="support/main_menu",option="2"} 1' in text
     assert 'ivr_time_to_transfer_ms_count{flow="support",queue="sales"} 1' in text
+
+
+def test_transfer_results_are_a_fixed_set_of_labels() -> None:
+    assert [transfer_result_label(r) for r in ("ok", "rejected_486", "no_notify", "disallowed", "weird_thing")] == [
+        "ok", "rejected", "no_notify", "disallowed", "other"]

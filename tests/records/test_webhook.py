@@ -44,7 +44,7 @@ async def test_records_wait_in_the_spool_until_the_endpoint_recovers(
     app.router.add_post("/calls", receiver.handle)
     server = await aiohttp_server(app, host="127.0.0.1")
     monkeypatch.setenv("IVR_TEST_WEBHOOK_TOKEN", "s3cret")
-    sink = WebhookSink(WebhookConfig(url=f"http://127.0.0.1:{server.port}/calls", timeout=2, retry_max=0.2,
+    sink = WebhookSink(WebhookConfig(name="crm", url=f"http://127.0.0.1:{server.port}/calls", timeout=2, retry_max=0.2,
                                      bearer_env="IVR_TEST_WEBHOOK_TOKEN"))
     outbox = Outbox(Spool(tmp_path / "webhook", name="webhook"), sink, Metrics(), batch_wait=0.02, batch_size=5,
                     retry_max=0.2)
