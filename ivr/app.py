@@ -26,6 +26,7 @@ from ivr.admin import make_app
 from ivr.calls import CallRouter
 from ivr.config.diff import changed_sections, restart_needed
 from ivr.config.load import LoadedConfig, load_config
+from ivr.config.model import SipConfig
 from ivr.console.auth import admin_token
 from ivr.console.views import ConsoleSources
 from ivr.crm import HttpClient
@@ -67,6 +68,11 @@ def command(args: argparse.Namespace) -> int:
         log.error("ivr.start_failed", error=str(exc), kind=type(exc).__name__)
         return 1
     return 0
+
+
+def worker_route_args(sip: SipConfig, mode: str) -> tuple[str, ...]:
+    """Behind a front, workers' own calls (bridged legs) leave through it: the only address strangers see."""
+    return () if mode == "none" else ("--outbound-proxy", f"sip:{sip.listen_host}:{sip.listen_port};lr")
 
 
 def front_mode(loaded: LoadedConfig) -> FrontMode:
@@ -114,7 +120,7 @@ class Server:
             pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
                               sip=cfg.sip, on_event=router.on_event,
                               on_lost=router.on_worker_lost, log_level=self._log_level,
-                              extra_args=(*srtp_args(cfg.trunks, trusted),
+                              extra_args=(*srtp_args(cfg.trunks, trusted), *worker_route_args(cfg.sip, mode),
                                           "--recordings", str(self.recordings_dir)))
             stack.push_async_callback(pool.stop)
             await pool.start()

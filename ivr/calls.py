@@ -38,6 +38,11 @@ HANGUP_CONFIRM_S = 40.0
 """How long after HangUp the worker may take to report CallEnded (a BYE transaction times out after 32 s)."""
 
 
+def bridge_slots(trunk: Trunk | None) -> int:
+    """Worker call slots a call on `trunk` reserves: its own, plus the bridged leg when the trunk refuses REFER."""
+    return 2 if trunk is not None and not trunk.refer else 1
+
+
 class Fetcher(Protocol):
     async def fetch(self, cmd: commands.Fetch) -> events.FetchCompleted | events.FetchFailed: ...
 
@@ -66,6 +71,8 @@ class LiveCall:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     speaking: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     """Speak commands being rendered, by play_id: a StopPlayback or HangUp before they are sent cancels them."""
+    slots: int = 1
+    """pjsua call slots this call may hold on its worker: 2 on a trunk without REFER (a bridged leg)."""
 
 
 class CallRouter:
@@ -107,7 +114,7 @@ class CallRouter:
         call = self.calls.get((worker, call_id))
         if call is None:
             if not isinstance(event, events.CallEnded):
-                log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, event=type(event).__name__)
+                log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, type=type(event).__name__)
             return
         self._feed(call, event)
 
@@ -130,7 +137,8 @@ class CallRouter:
         self._metrics.inc("ivr_calls_offered_total")
         trunk = self._trunk_for(offer)
         flow = self.config.flow_for(offer.dialed)
-        refusal = self._refusal(trunk, flow)
+        slots = bridge_slots(trunk)
+        refusal = self._refusal(trunk, flow) or self._full(worker, slots)
         if refusal is not None:
             code, reason = refusal
             retry = self.config.sip.retry_after if code == 503 else 0
@@ -146,7 +154,7 @@ class CallRouter:
                         sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
                         node=platform.node())
         session = FlowSession(self.config, flow, info, now, self.cursors, self.switches)
-        call = LiveCall(worker=worker, call_id=call_id, session=session, info=info, offered_at=now)
+        call = LiveCall(worker=worker, call_id=call_id, session=session, info=info, offered_at=now, slots=slots)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))
         self._run(call, lambda: call.session.start(now))
@@ -158,6 +166,14 @@ class CallRouter:
             return 403, "Forbidden"
         if flow is None:
             return 404, "Not Found"
+        return None
+
+    def _full(self, worker: str, slots: int) -> tuple[int, str] | None:
+        """503 when the worker cannot hold this call's worst case: a call on a trunk without REFER may bridge
+        a second leg, so it reserves two of the worker's slots (the front then fails over to another worker)."""
+        held = sum(c.slots for (w, _), c in self.calls.items() if w == worker)
+        if held + slots > self.config.sip.calls_per_worker:
+            return 503, "Service Unavailable"
         return None
 
     def _trunk_for(self, offer: events.CallOffered) -> Trunk | None:

@@ -44,6 +44,7 @@ from ivr.config.model import IvrConfig
 from ivr.errors import ConfigError
 from ivr.flow.commands import (
     Answer,
+    Bridge,
     Fetch,
     FlowCommand,
     HangUp,
@@ -57,6 +58,7 @@ from ivr.flow.commands import (
     Transfer,
 )
 from ivr.flow.events import (
+    BridgeProgress,
     CallConnected,
     CallEnded,
     DigitReceived,
@@ -251,6 +253,10 @@ class _Simulator:
                     self._step_log(now, "transfer", f"REFER to {queue} <{uri}>", queue=queue, uri=uri,
                               headers=dict(headers))
                     self._transfer(queue, uri, now)
+                case Bridge(queue=queue, uri=uri, headers=headers):
+                    self._step_log(now, "transfer", f"bridge to {queue} <{uri}>", queue=queue, uri=uri,
+                                   headers=dict(headers))
+                    self._bridge(queue, uri, now)
                 case HangUp(reason=reason):
                     self._step_log(now, "hangup", f"hang up ({reason})", reason=reason)
                     self._at(0.0, now, CallEnded("local_hangup"))
@@ -291,6 +297,15 @@ class _Simulator:
         self._at(NOTIFY_TRYING_S, now, TransferProgress(100, False, "Trying"))
         if result != "no_notify":
             self._at(NOTIFY_FINAL_S, now, TransferProgress(result, True))
+
+    def _bridge(self, queue: str, uri: str, now: float) -> None:
+        """The target rings, then answers (or fails with the fixture's code); a bridged call then stays up."""
+        fixture = next((f for f in self.s.transfers
+                        if f.transfer == queue and (f.uri is None or uri.startswith(f.uri))), None)
+        result = fixture.result if fixture is not None else 200
+        self._at(NOTIFY_TRYING_S, now, BridgeProgress(180, False, "Ringing"))
+        if result != "no_notify":
+            self._at(NOTIFY_FINAL_S, now, BridgeProgress(result, True))
 
     def _caller(self, now: float) -> None:
         """Press the next key when the flow waits for input (see the module docstring)."""

@@ -159,7 +159,9 @@ class Trunk(Strict):
     sources: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
         min_length=1, description="Source IP addresses or CIDR networks INVITEs from this trunk come from.")
     dtmf: Literal["rfc4733", "info", "both"] = Field("both", description="DTMF methods accepted.")
-    refer: bool = Field(True, description="The trunk accepts REFER; if not, transfer steps take on_fail.")
+    refer: bool = Field(True, description="The trunk accepts REFER. If not, a transfer step bridges: the worker "
+                        "calls the queue's target itself and joins the two legs (each such call holds two of a "
+                        "worker's call slots).")
     registration: Registration | None = Field(None, description="Outbound registration, when the provider "
                                           "needs one.")
     transport: Literal["any", "udp", "tcp", "tls"] = Field(

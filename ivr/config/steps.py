@@ -190,9 +190,12 @@ class TransferStep(StepBase):
                                "queue's `allow` patterns, skipped (and logged) otherwise.")
     notify_timeout: Duration = Field(10.0, gt=0, description="The transfer fails if no final NOTIFY "
                                      "arrives by then.")
+    ring_timeout: Duration = Field(20.0, gt=0, description="Bridged transfer (a trunk with `refer: false`): "
+                                   "how long the queue's target may ring before the step fails (no_answer).")
     on_fail: Name | None = Field(None, description="Step taken when every target failed (REFER rejected, final "
-                                 "NOTIFY >= 300, or none in time; a variable target outside the allow-list); "
-                                 "none: hang up.")
+                                 "NOTIFY >= 300, or none in time; a variable target outside the allow-list; "
+                                 "bridged, for a trunk with `refer: false`: busy, no answer, any failure of the "
+                                 "leg); none: hang up.")
 
 
 class HangupStep(StepBase):

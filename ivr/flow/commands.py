@@ -95,6 +95,22 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class Bridge:
+    """Call the queue's target from the worker and bridge it to this call (trunks that refuse REFER).
+
+    The caller hears ringback until the target answers; `BridgeProgress` events report the outgoing leg's
+    INVITE and `BridgeEnded` its end. Either side hanging up ends both legs (the worker does it)."""
+
+    queue: str
+    uri: str
+    """Request-URI of the outgoing leg: always a configured queue's target."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers on the outgoing INVITE (the queue's caller data)."""
+    ring_timeout: float = 20.0
+    """Seconds the target may ring before the leg is cancelled and reported as 408 (no answer)."""
+
+
+@dataclass(frozen=True, slots=True)
 class HangUp:
     """End the call (BYE, or a final response if it was never answered)."""
 
@@ -127,8 +143,8 @@ class PlayRecording:
     recording_id: int
 
 
-FlowCommand = (Answer | Reject | Play | Speak | StopPlayback | Fetch | Transfer | HangUp
+FlowCommand = (Answer | Reject | Play | Speak | StopPlayback | Fetch | Transfer | Bridge | HangUp
                | StartRecording | StopRecording | PlayRecording)
-WorkerCommand = (Answer | Reject | Play | StopPlayback | Transfer | HangUp
+WorkerCommand = (Answer | Reject | Play | StopPlayback | Transfer | Bridge | HangUp
                  | StartRecording | StopRecording | PlayRecording)
 """Commands a SIP worker executes."""

@@ -9,10 +9,17 @@ from typing import ClassVar
 from ivr.config.model import IvrConfig, Trunk
 from ivr.config.speech import Prompt
 from ivr.flow.commands import FlowCommand, Play, PlayRecording, Speak, StopPlayback
-from ivr.flow.events import FetchCompleted, FetchFailed, RecordingFinished, TransferProgress
+from ivr.flow.events import (
+    BridgeEnded,
+    BridgeProgress,
+    FetchCompleted,
+    FetchFailed,
+    RecordingFinished,
+    TransferProgress,
+)
 from ivr.flow.spoken import render_speech, text_for
 from ivr.flow.targets import QueueCursors
-from ivr.records.model import MASK, DigitInput, FetchEntry, TransferAttempt, is_secret_name
+from ivr.records.model import MASK, DigitInput, FetchEntry, Leg, Outcome, TransferAttempt, is_secret_name
 
 BUILTINS = ("caller", "dialed", "trunk", "call_id")
 """Variables every call starts with."""
@@ -102,6 +109,8 @@ class CallContext:
     """Variables holding a secret (a sensitive gather's, or set from one); masked with the secret names."""
     fetches: list[FetchEntry] = field(default_factory=list)
     transfers: list[TransferAttempt] = field(default_factory=list)
+    legs: list[Leg] = field(default_factory=list)
+    """Calls the server placed itself (bridged transfers), one per attempt."""
     marks: dict[str, float] = field(default_factory=dict)
     """Instants for the timings: started, connected, first_transfer, transferred, hangup, ended."""
     cursors: QueueCursors = field(default_factory=QueueCursors)
@@ -236,6 +245,15 @@ class Activity:
 
     def on_transfer(self, event: TransferProgress, now: float) -> Reply:
         return Reply()
+
+    def on_bridge(self, event: BridgeProgress | BridgeEnded, now: float) -> Reply:
+        """The bridged leg's progress or end (bridged transfers only)."""
+        return Reply()
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The call's outcome if it ends while in this step (a bridged call: its transfer)."""
+        return None
 
     def on_timer(self, now: float) -> Reply:
         return Reply()

@@ -80,6 +80,27 @@ class TransferProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeProgress:
+    """The bridged leg's INVITE: 1xx (ringing), a final 2xx (answered and bridged) or a final failure
+    (486 busy, 408 ring timeout, 503 no free slot on the worker, ...)."""
+
+    code: int
+    final: bool
+    reason: str = ""
+    sip_call_id: str = ""
+    """The outgoing leg's own SIP Call-ID."""
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeEnded:
+    """The answered bridged leg is over; the worker ends the caller's leg too."""
+
+    reason: str
+    """"agent_hangup" (the target sent BYE), "caller_hangup", "failed", ..."""
+    code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call is over (caller hung up, BYE after a transfer, worker lost). Nothing more is sent."""
 
@@ -115,13 +136,15 @@ class RecordingFinished:
 
 
 FlowEvent = (
-    CallConnected | DigitReceived | PlaybackFinished | FetchCompleted | FetchFailed | TransferProgress | CallEnded
+    CallConnected | DigitReceived | PlaybackFinished | FetchCompleted | FetchFailed | TransferProgress
+    | BridgeProgress | BridgeEnded | CallEnded
     | RecordingFinished
 )
 """Events a `FlowSession` handles."""
 
 WorkerEvent = (
-    CallOffered | CallConnected | DigitReceived | PlaybackFinished | TransferProgress | CallEnded | WorkerReady
+    CallOffered | CallConnected | DigitReceived | PlaybackFinished | TransferProgress | BridgeProgress
+    | BridgeEnded | CallEnded | WorkerReady
     | RecordingFinished
 )
 """Events a SIP worker sends."""

@@ -46,6 +46,8 @@ from ivr.config.steps import Step
 from ivr.flow.commands import Answer, FlowCommand, HangUp
 from ivr.flow.context import BUILTINS, Activity, CallContext, CallInfo, Done, Frame, Next, Reply
 from ivr.flow.events import (
+    BridgeEnded,
+    BridgeProgress,
     CallConnected,
     CallEnded,
     DigitReceived,
@@ -149,6 +151,8 @@ class FlowSession:
                 return self._follow(activity.on_transfer(event, now), now)
             case RecordingFinished():
                 return self._follow(activity.on_recording(event, now), now)
+            case BridgeProgress() | BridgeEnded():
+                return self._follow(activity.on_bridge(event, now), now)
         return []
 
     def handle_timer(self, now: float) -> list[FlowCommand]:
@@ -157,6 +161,7 @@ class FlowSession:
             return []
         if now >= self._max_at:
             if self._activity is not None:
+                self._outcome = self._outcome or self._activity.outcome
                 self._activity.abandon(now, "max_duration")
             return self._hang_up("max_duration", now)
         if self._activity is None:
@@ -227,6 +232,7 @@ class FlowSession:
             ended_at=ctx.marks.get("ended"), end_reason=self._end_reason,
             outcome=self._outcome or Outcome("none", ""), path=tuple(ctx.path), inputs=tuple(inputs),
             variables=variables, fetches=tuple(ctx.fetches), transfers=tuple(ctx.transfers),
+            legs=tuple(ctx.legs),
             timings=self._timings(), node=call.node)
 
     # --- moving between steps ---------------------------------------------------------------------
@@ -335,6 +341,7 @@ class FlowSession:
 
     def _ended(self, event: CallEnded, now: float) -> None:
         if self._activity is not None and not self._hung_up:
+            self._outcome = self._outcome or self._activity.outcome
             self._activity.abandon(now, "abandoned")
         self._activity = None
         self._finished = True

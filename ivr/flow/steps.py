@@ -25,6 +25,7 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
+from ivr.flow.bridge import BridgeActivity
 from ivr.flow.conditions import all_hold
 from ivr.flow.context import Activity, CallContext, Done, Next, Reply
 from ivr.flow.fetch import FetchActivity
@@ -64,6 +65,8 @@ def enter(step: Step, ctx: CallContext, now: float) -> tuple[Activity | None, Re
             activity = GatherActivity(step, ctx)
         case FetchStep():
             activity = FetchActivity(step, ctx)
+        case TransferStep() if not ctx.trunk.refer:
+            activity = BridgeActivity(step, ctx)
         case TransferStep():
             activity = TransferActivity(step, ctx)
         case HangupStep():

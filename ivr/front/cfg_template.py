@@ -25,6 +25,8 @@ Theory of operation, in the order a request meets it:
 7. Topology hiding (`topoh`): in everything sent to the outside, the workers' Via, Contact and Record-Route
    are masked behind the front's address (decoded again when they come back), so a trunk learns no worker
    address from SIP; only the SDP names where RTP goes (sip.media_address), as it must.
+8. A worker's own initial INVITE (bridged transfer leg, sent with the front as outbound proxy) is relayed,
+   record-routed, only to a configured queue target (host:port of a queue URI); anything else from a worker 403.
 No reply or request the front originates names a product (`server_signature=no`, no User-Agent).
 
 Every refusal goes through `route[REFUSE]` (or `route[COUNT_REFUSAL]` where the reply is sent elsewhere):
@@ -148,7 +150,8 @@ request_route {
 \t}
 
 \tif ($var(from_worker) == 1) {
-\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t\troute(WORKER_OUT);
+\t\texit;
 \t}
 
 \tif (is_present_hf("Route")) {
@@ -224,6 +227,23 @@ route[WITHINDLG] {
 \t}
 \t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
 \t$du = $var(next);
+\troute(RELAY);
+}
+
+# A worker's own call (a bridged transfer's second leg): an initial INVITE to a configured queue target only.
+route[WORKER_OUT] {
+\t$var(target) = $rd + ":" + $rp;
+\tif (!is_method("INVITE") || !($var(target) =~ "%%{queue_targets}")) {
+\t\txlog("L_WARN", "front.worker_out_refused $rm $ru\\n");
+\t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
+\t}
+\tremove_hf("Route");
+\t# The dialog's two parties for the in-dialog rules: this worker, and the queue target it calls.
+\tdlg_manage();
+\t$dlg_var(worker) = $sut;
+\t$dlg_var(caller_ip) = $rd;
+\t$dlg_var(caller) = "sip:" + $rd + ":" + $rp;
+\trecord_route();
 \troute(RELAY);
 }
 

@@ -108,6 +108,22 @@ def dispatcher_list(config: IvrConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def queue_targets(config: IvrConfig) -> str:
+    """Kamailio regex of the `host:port` a worker's own call may go to: each queue target's and allow-list
+    pattern's (port 5060 when absent, which `$rp` may show as empty)."""
+    alternatives = []
+    for queue in config.queues.values():
+        uris = [target.uri for target in queue.all_targets] + list(queue.allow)
+        for uri in uris:
+            host, sep, port = registrar_domain(uri).rpartition(":")
+            if not sep or not port.isdigit():
+                host, port = registrar_domain(uri), ""
+            suffix = f":{port}" if port and port != "5060" else "(:5060|:)?"
+            # an allow-list pattern's '*' stands for one or more characters of a host label
+            alternatives.append(re.escape(host.lower()).replace(r"\*", "[^:;@]+") + suffix)
+    return "^(" + "|".join(sorted(set(alternatives))) + ")$"
+
+
 def address_file(config: IvrConfig) -> str:
     """Permissions address file: group 1, every trunk source with its mask, any port, tag = trunk name."""
     lines = ["# group address mask port tag (rendered by ivr.front): trunk sources (group 1), and a registering",
@@ -220,6 +236,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "probe": t.PROBE.substitute(instance=instance) if instance else "",
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
+        "queue_targets": queue_targets(config),
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),

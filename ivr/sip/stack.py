@@ -46,6 +46,8 @@ class StackConfig:
     media_address: str
     max_calls: int
     public_host: str = ""
+    outbound_proxy: str = ""
+    """Route set of calls this worker places (bridged legs); incoming calls follow their Record-Route."""
     srtp: SrtpPolicy = SrtpPolicy()
 
 
@@ -186,6 +188,8 @@ class Stack:
         media.boundAddress = self.config.media_address
         media.publicAddress = self.config.media_address
         cfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+        if self.config.outbound_proxy:
+            cfg.sipConfig.proxies.append(self.config.outbound_proxy)
         cfg.mediaConfig.srtpUse = _SRTP_USE[srtp]
         cfg.mediaConfig.srtpSecureSignaling = 0
         keyings = pj.IntVector()

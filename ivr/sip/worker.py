@@ -30,6 +30,7 @@ import structlog
 from ivr import logs
 from ivr.flow import commands, events
 from ivr.sip import control, sockfilter
+from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
 from ivr.sip.recorder import POLL_S
 from ivr.sip.sipmsg import call_offered
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated IPv4 addresses of the front: SIP from any other source is dropped "
                    "in the kernel (empty: no filter, single-worker mode); 0.0.0.0 = our own route source")
     p.add_argument("--public-host", default="", help="SIP address to advertise (Via/Contact)")
+    p.add_argument("--outbound-proxy", default="", help="route of the worker's own calls (bridged legs): the "
+                   "front, e.g. 'sip:127.0.0.1:5060;lr'; empty: straight to the target")
     p.add_argument("--srtp-trusted", action="append", default=[], metavar="HOST",
                    help="front address whose X-IVR-Srtp header picks the call's SRTP mode (repeat)")
     p.add_argument("--srtp-source", action="append", default=[], metavar="CIDR=MODE",
@@ -107,11 +110,12 @@ class Worker:
         self._counter = 0
         self._boot = boot_id(time.time_ns())
         self.stopping = False
+        self.bridges = Bridges(self)
         self.stack = Stack(
             StackConfig(
                 name=args.name, sip_host=args.sip_host, sip_port=args.sip_port, rtp_port=args.rtp_port,
                 rtp_port_count=args.rtp_port_count, media_address=args.media_address,
-                max_calls=args.max_calls, public_host=args.public_host,
+                max_calls=args.max_calls, public_host=args.public_host, outbound_proxy=args.outbound_proxy,
                 srtp=SrtpPolicy.from_args(args.srtp_trusted, args.srtp_source),
             ),
             self._on_incoming,
@@ -137,8 +141,16 @@ class Worker:
     def watch_recording(self, call_id: str) -> None:
         self._record_poll[call_id] = time.monotonic() + POLL_S
 
+    def free_slots(self) -> int:
+        """pjsua call slots left: incoming calls and bridged legs each hold one."""
+        return self.stack.max_calls - len(self.calls) - len(self.bridges)
+
+    def account(self) -> Any:
+        return self.stack.accounts["off"]  # a bridged leg offers plain RTP (the agents' side is the PBX's LAN)
+
     def ended(self, call_id: str) -> None:
         self._record_poll.pop(call_id, None)
+        self.bridges.caller_gone(call_id)
         self.calls.pop(call_id, None)
         self._answer_by.pop(call_id, None)
         self._end_by.pop(call_id, None)
@@ -204,6 +216,8 @@ class Worker:
                 # Not the URI: its parameters may carry a caller's secret (the record shows it masked).
                 log.debug("sip.call.transfer", call=call.call_id, queue=queue)
                 call.transfer(uri, headers)
+            case commands.Bridge():
+                self.bridges.start(call, command, time.monotonic())
             case commands.HangUp(reason, code):
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
                 self._answer_by.pop(call.call_id, None)
@@ -228,7 +242,7 @@ class Worker:
 
     def _block_ms(self) -> int:
         deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values()),
-                     *self._record_poll.values()]
+                     *self._record_poll.values(), *self.bridges.deadlines()]
         if self._retired:
             deadlines.append(self._retired[0][0])
         if not deadlines:
@@ -263,6 +277,7 @@ class Worker:
                     self._record_poll[call_id] = now + POLL_S
             except pj.Error as exc:
                 log.warning("sip.record.poll_failed", call=call_id, error=exc.info())
+        self.bridges.fire(now)
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 
@@ -280,7 +295,7 @@ class Worker:
         """Hang up every call, wait for DISCONNECTED (bounded), then release players, calls, account, lib."""
         self.stopping = True
         self._hang_up_all()
-        self._pump_until(lambda: not self.calls, TEARDOWN_WAIT_S)
+        self._pump_until(lambda: not self.calls and not len(self.bridges), TEARDOWN_WAIT_S)
         self._drain()
         last = max((at for at, _ in self._retired), default=0.0)
         self._pump_until(lambda: time.monotonic() >= last, PLAYER_GRACE_S + 0.5)

@@ -173,6 +173,7 @@ async def test_round_robin_spans_calls_through_the_routers_cursor(sent: list[tup
     for n in range(6):
         router.on_event("w000", f"c{n}", offer())
         router.on_event("w000", f"c{n}", events.CallConnected())
+        router.on_event("w000", f"c{n}", events.CallEnded("local_hangup"))  # a worker holds at most 4 calls
     uris = [m.uri for _, _, m in sent if isinstance(m, commands.Transfer)]
     assert uris == [f"sip:a{i % 3}@pbx.test" for i in range(6)]
 

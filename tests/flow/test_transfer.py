@@ -1,4 +1,4 @@
-"""Transfer: REFER to a configured queue, NOTIFY outcomes, refer: false, uri_params and headers."""
+"""Transfer: REFER to a configured queue, NOTIFY outcomes, uri_params and headers (refer: false: test_bridge.py)."""
 
 from __future__ import annotations
 
@@ -73,12 +73,6 @@ def test_no_notify_goes_to_on_fail() -> None:
     assert session.handle_timer(T0 + 10) == [Play(1, ("sorry",), interruptible=False)]
     assert session.record().as_dict()["transfers"][0]["result"] == "no_notify"  # type: ignore[index]
     assert session.handle(TransferProgress(200, True), T0 + 11) == []   # too late: ignored
-
-
-def test_refer_false_goes_straight_to_on_fail() -> None:
-    session, commands = start(refer=False)
-    assert commands == [Play(1, ("sorry",), interruptible=False)]
-    assert session.record().as_dict()["path"] == ["set:set", "to_gold:refer_not_supported"]
 
 
 def test_failure_without_on_fail_hangs_up() -> None:
