@@ -10,6 +10,7 @@ line per trunk source, tag = trunk name, group 1; a registering trunk's sources 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ CFG_NAME = "kamailio.cfg"
 DISPATCHER_NAME = "dispatcher.list"
 ADDRESS_NAME = "trunks.address"
 DBTEXT_DIR = "dbtext"
+_PR_SET_PDEATHSIG = 1
 FR_TIMER_MS = 1500
 RPC_NAME = "kamailio_rpc.sock"
 REFUSAL_CODES = ("400", "403", "404", "405", "481", "483", "503", "pike", "scanner", "stranger")
@@ -342,7 +345,7 @@ class KamailioProcess:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
                     *args, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, cwd=self._run_dir,
-                    start_new_session=True)
+                    start_new_session=True, preexec_fn=_die_with(os.getpid()))
             except OSError as exc:
                 raise FrontError(f"cannot start {args[0]}: {exc}") from exc
         log.info("front.starting", pid=self._proc.pid, cfg=str(files.cfg))
@@ -406,6 +409,19 @@ class KamailioProcess:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
         log.info("front.stopped", pid=proc.pid, returncode=proc.returncode)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """Pre-exec hook: Kamailio gets SIGTERM when the controller dies, even by SIGKILL (Linux PDEATHSIG), so a
+    crashed `ivr run` never leaves a front holding the public port for the next start."""
+
+    def hook() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the controller died between fork and prctl
+            os._exit(1)
+
+    return hook
 
 
 def _killpg(pgid: int) -> None:

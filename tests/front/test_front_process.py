@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,38 @@ async def test_a_relative_run_dir_works(tmp_path: Path, monkeypatch: pytest.Monk
         assert process.running
     finally:
         await process.stop()
+
+
+CONTROLLER = """
+import asyncio, sys
+from pathlib import Path
+sys.path.insert(0, {harness!r})
+from front_harness import make_config
+from ivr.front.kamailio import KamailioProcess
+
+async def main() -> None:
+    front = KamailioProcess(make_config(workers=2, listen_port={port}), Path({run_dir!r}))
+    await front.start()
+    print("front-pid", front.pid, flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_controller_takes_its_front_with_it(tmp_path: Path) -> None:
+    """SIGKILL of the process that started Kamailio (a crashed `ivr run`) must not leave an orphan front holding
+    the public port: the next start would fail with the port in use."""
+    need_tools()
+    script = CONTROLLER.format(harness=str(Path(__file__).parent), port=PORT, run_dir=str(tmp_path))
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as controller:
+        assert controller.stdout is not None
+        lines = iter(controller.stdout.readline, "")
+        pid = next(int(line.split()[1]) for line in lines if line.startswith("front-pid "))
+        assert group_members(pid), "kamailio did not start"
+        controller.kill()
+        controller.wait(10)
+    deadline = time.monotonic() + 10
+    while group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(pid) == [], "kamailio outlived the controller that started it"
