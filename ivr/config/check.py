@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ivr.config.check_files import demo_crm_file, prompt_files, tls_files
 from ivr.config.check_logic import called_flows, logic_issues
 from ivr.config.check_queues import queue_issues
-from ivr.config.check_speech import language_prompt_issues, speech_issues, voice_issues
+from ivr.config.check_speech import speech_issues
 from ivr.config.logic_steps import CallStep, CounterStep, ReturnStep
 from ivr.config.model import IvrConfig
 from ivr.config.record_steps import RecordStep
@@ -30,7 +31,7 @@ from ivr.config.steps import (
     Step,
     TransferStep,
 )
-from ivr.config.tls_check import file_problems, transport_problems
+from ivr.config.tls_check import transport_problems
 from ivr.errors import Issue
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def check_config(config: IvrConfig, source: Source, *, root: Path, prompts_dir: 
     checks: list[_Check] = [_step_refs, _config_refs, _variables, _reachability, _loops, _trunks, _ports, _queues,
               _logic, _unused_endpoints, _secrets, _holidays, _transports, _records, _speech]
     if check_files:
-        checks += [_prompt_files(prompts_dir), _demo_crm_file(root), _tls_files(root)]
+        checks += [prompt_files(prompts_dir), demo_crm_file(root), tls_files(root)]
     for check in checks:
         check(ctx)
     return ctx.issues
@@ -347,14 +348,6 @@ def _transports(ctx: _Ctx) -> None:
         (ctx.error if severity == "error" else ctx.warn)(path, message)
 
 
-def _tls_files(root: Path) -> _Check:
-    def check(ctx: _Ctx) -> None:
-        for path, message, severity in file_problems(ctx.config, root):
-            (ctx.error if severity == "error" else ctx.warn)(path, message)
-
-    return check
-
-
 def _span(ports: range) -> str:
     return f"{ports.start}-{ports.stop - 1}" if len(ports) > 1 else str(ports.start)
 
@@ -414,51 +407,3 @@ def _holidays(ctx: _Ctx) -> None:
                 else "country"
             value = cal.subdivision if where == "subdivision" else cal.country
             ctx.error(("schedules", name, "holidays", where), f"no holiday calendar for {where} '{value}'")
-
-
-def _prompt_refs(ctx: _Ctx) -> Iterator[tuple[YamlPath, str]]:
-    for _, _, step, path in ctx.steps():
-        for key in ("prompts", "invalid_prompts", "no_input_prompts", "review_prompts"):
-            yield from ((path + (key, i), p) for i, p in enumerate(getattr(step, key, ())) if isinstance(p, str))
-        if isinstance(step, RecordStep) and step.beep is not None:
-            yield path + ("beep",), step.beep
-        if isinstance(step, FetchStep) and step.filler is not None:
-            yield from ((path + ("filler", "prompts", i), p) for i, p in enumerate(step.filler.prompts))
-
-
-def _prompt_files(prompts_dir: Path) -> _Check:
-    def check(ctx: _Ctx) -> None:
-        written = ctx.config.prompts_dir.rstrip("/")
-        if not prompts_dir.is_dir():
-            ctx.error(("prompts_dir",), f"prompts directory not found: {written}")
-            return
-        for path, prompt in _prompt_refs(ctx):
-            if not (prompts_dir / f"{prompt}.wav").is_file():
-                ctx.error(path, f"prompt file not found: {written}/{prompt}.wav")
-        refs = [*_prompt_refs(ctx), *((("tts", "fallback_prompts", i), p)
-                                      for i, p in enumerate(ctx.config.tts.fallback_prompts))]
-        for path, message, _ in language_prompt_issues(ctx.config, prompts_dir, written, refs):
-            ctx.warn(path, message)
-        for path, message, _ in voice_issues(ctx.config):
-            ctx.error(path, message)
-
-    return check
-
-
-def _demo_crm_file(root: Path) -> _Check:
-    def check(ctx: _Ctx) -> None:
-        demo = ctx.config.demo_crm
-        if not demo.enabled:
-            return
-        if not (root / demo.customers).is_file():
-            ctx.error(("demo_crm", "customers"), f"demo CRM customers file not found: {demo.customers}")
-            return
-        from ivr.democrm import CustomerDataError, load_customers  # aiohttp: only when the demo CRM is on
-
-        try:
-            load_customers(root / demo.customers)
-        except CustomerDataError as exc:
-            problems = str(exc).removeprefix(f"{root / demo.customers}: ")
-            ctx.error(("demo_crm", "customers"), f"demo CRM customers file {demo.customers} unusable: {problems}")
-
-    return check

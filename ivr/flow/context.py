@@ -264,3 +264,25 @@ class Activity:
     def abandon(self, now: float, why: str) -> None:
         """The call ended ("abandoned") or hit its maximum duration ("max_duration") in this step."""
         self.ctx.note(self.step_id, why)
+
+
+class PromptActivity(Activity):
+    """Audio played to its end (a play or say step): an interruptible one is left at the first digit, which is kept
+    as type-ahead for the next menu or gather; a non-interruptible one keeps the digit and plays on."""
+
+    def __init__(self, step_id: str, ctx: CallContext, *, interruptible: bool, next_step: str | None,
+                 finished: str) -> None:
+        super().__init__(step_id, ctx)
+        self.interruptible = interruptible
+        self.next_step = next_step
+        self.finished = finished
+        """The path result when the audio ends ("played", "said")."""
+
+    def on_digit(self, digit: str, now: float) -> Reply:
+        self.ctx.buffer_digit(digit)
+        if not self.interruptible:
+            return Reply()
+        return Reply(self.ctx.stop_playback(), Next("barged_in", self.next_step))
+
+    def on_playback_finished(self, now: float) -> Reply:
+        return Reply(then=Next(self.finished, self.next_step))

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from ivr.config.model import IvrConfig
 from ivr.config.speech import SayPrompt, SayStep
 from ivr.config.steps import Step
-from ivr.flow.context import Activity, CallContext, Next, Reply
+from ivr.flow.context import CallContext, Next, PromptActivity, Reply
 from ivr.flow.readers import READERS
 from ivr.flow.spoken import FIELD, render_speech, text_for
 
@@ -47,11 +47,11 @@ def _static(text: str | dict[str, str], lang: str, voices: Mapping[str, str]) ->
             yield render_speech(one, {}, lang), lang
 
 
-class SayActivity(Activity):
+class SayActivity(PromptActivity):
     """Speaks the rendered text; like a play step, a digit barges in when it is interruptible."""
 
     def __init__(self, step: SayStep, ctx: CallContext) -> None:
-        super().__init__(step.id, ctx)
+        super().__init__(step.id, ctx, interruptible=step.interruptible, next_step=step.next, finished="said")
         self.step = step
 
     def start(self, now: float) -> Reply:
@@ -63,12 +63,3 @@ class SayActivity(Activity):
             return Reply(then=Next("empty", self.step.next))
         self.ctx.said.append(text)
         return Reply([self.ctx.speak((("say", text),), interruptible=self.step.interruptible)])
-
-    def on_digit(self, digit: str, now: float) -> Reply:
-        self.ctx.buffer_digit(digit)
-        if not self.step.interruptible:
-            return Reply()
-        return Reply(self.ctx.stop_playback(), Next("barged_in", self.step.next))
-
-    def on_playback_finished(self, now: float) -> Reply:
-        return Reply(then=Next("said", self.step.next))

@@ -27,7 +27,7 @@ from ivr.config.steps import (
 )
 from ivr.flow.bridge import BridgeActivity
 from ivr.flow.conditions import all_hold
-from ivr.flow.context import Activity, CallContext, Done, Next, Reply
+from ivr.flow.context import Activity, CallContext, Done, Next, PromptActivity, Reply
 from ivr.flow.fetch import FetchActivity
 from ivr.flow.hours import is_open
 from ivr.flow.input import GatherActivity, MenuActivity
@@ -97,26 +97,17 @@ def _hours(step: HoursStep, ctx: CallContext, now: float) -> Next:
     return Next("closed", step.closed)
 
 
-class PlayActivity(Activity):
+class PlayActivity(PromptActivity):
     """Prompts; an interruptible one is skipped or stopped by a digit, which is kept for the next input."""
 
     def __init__(self, step: PlayStep, ctx: CallContext) -> None:
-        super().__init__(step.id, ctx)
+        super().__init__(step.id, ctx, interruptible=step.interruptible, next_step=step.next, finished="played")
         self.step = step
 
     def start(self, now: float) -> Reply:
         if self.step.interruptible and self.ctx.type_ahead:
             return Reply(then=Next("skipped", self.step.next))
         return Reply([self.ctx.play(self.step.prompts, interruptible=self.step.interruptible)])
-
-    def on_digit(self, digit: str, now: float) -> Reply:
-        self.ctx.buffer_digit(digit)
-        if not self.step.interruptible:
-            return Reply()
-        return Reply(self.ctx.stop_playback(), Next("barged_in", self.step.next))
-
-    def on_playback_finished(self, now: float) -> Reply:
-        return Reply(then=Next("played", self.step.next))
 
 
 class HangupActivity(Activity):

@@ -84,11 +84,11 @@ def test_support_menu_paths_follow_the_clock(open_paths: dict[str, CallPath], tm
     assert _uris(open_paths["support.press_0"]) == [("sip:default@127.0.0.1:5070", 200)]
     assert open_paths["support.invalid"].end == "hangup"
     assert open_paths["support.press_1"].reachable_now
-    later = open_paths["support.closed.later"]
-    assert (later.end_reason, later.reachable_now) == ("closed", False)
+    later = open_paths["support.press_1.later"]  # after hours: the closed message, then "1" leaves a voicemail
+    assert (later.end_reason, later.reachable_now) == ("voicemail", False)
     closed = {p.name: p for p in command.generate(_config(tmp_path), ["support"], CLOSED)}
-    assert closed["support.closed"].end_reason == "closed" and closed["support.closed"].reachable_now
-    assert not closed["support.press_1.later"].reachable_now
+    assert closed["support.press_1"].end_reason == "voicemail" and closed["support.press_1"].reachable_now
+    assert not closed["support.press_2.later"].reachable_now
 
 
 def test_expectations_come_from_the_config(tmp_path: Path) -> None:
