@@ -232,7 +232,8 @@ def summarize_calls(lines: list[dict[str, Any]]) -> dict[str, Any]:
         key += f"/{line.get('end_reason')}"
         outcomes[key] = outcomes.get(key, 0) + 1
         for name, value in (line.get("timings") or {}).items():
-            timings.setdefault(name, []).append(float(value))
+            if value is not None:  # a call that never reached that point (no answer, no REFER) has no timing
+                timings.setdefault(name, []).append(float(value))
         for fetch in line.get("fetches") or []:
             if "elapsed_ms" in fetch:
                 fetch_ms.append(float(fetch["elapsed_ms"]))
