@@ -32,10 +32,14 @@ from ivr.config.load import LoadedConfig, load_config
 from ivr.errors import ConfigError
 from ivr.scenarios import command as scenarios
 from ivr.scenarios.model import CallPath
+from ivr.scenarios.ports import PortPool, Ports
 from ivr.scenarios.verdict import ObservedCall, judge, parse
 from ivr.simulate import DEFAULT_CONFIG, parse_at
 
 MAX_CALLS = 1000
+BIND_RETRIES = 3
+"""SIPp runs that could not bind a local port (taken by another process since it was found free) are started
+again on other ports, this many times; no call was placed by such a run."""
 CRM_FAULTS: dict[str, dict[str, object]] = {"slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
 
 
@@ -148,6 +152,7 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
     ordinary: list[Job] = []
     faults: list[Job] = []
     can_control = control is not None and _behaviour(control, {})
+    ports = PortPool(args.local_ip)
     for path in paths:
         for method in scenarios.variants(path):
             if args.dtmf not in ("both", method):
@@ -159,13 +164,13 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
                 rows.append(_skip(job, "needs demo CRM control (POST /_demo/behaviour) on the target's CRM"))
             else:
                 (ordinary if path.crm == "ok" else faults).append(job)
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        rows += list(pool.map(lambda job: _run_job(job, directory, args, args.calls), ordinary))
+    with ThreadPoolExecutor(max_workers=args.parallel) as executor:
+        rows += list(executor.map(lambda job: _run_job(job, directory, args, args.calls, ports), ordinary))
     for job in faults:
         assert control is not None
         _behaviour(control, CRM_FAULTS[job.path.crm])
         try:
-            rows.append(_run_job(job, directory, args, 1))
+            rows.append(_run_job(job, directory, args, 1, ports))
         finally:
             _behaviour(control, {})
     order = {p.name: i for i, p in enumerate(paths)}
@@ -187,19 +192,26 @@ def _skip(job: Job, why: str) -> Row:
     return Row(job.path.name, job.method, job.path.expected, "-", "SKIP", "-", why)
 
 
-def _free_udp(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, pool: PortPool) -> Row:
+    for _ in range(BIND_RETRIES):
+        ports = pool.reserve()
+        try:
+            row, unbound = _run_sipp(job, directory, args, calls, ports)
+        finally:
+            pool.release(ports)
+        if not unbound:
+            break
+    return row
 
 
-def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int) -> Row:
+def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, ports: Ports) -> tuple[Row, bool]:
+    """One SIPp run on `ports`: its row, and whether SIPp died on a local port it could not bind."""
     path = job.path
     tag = f"{path.name}.{job.method}.{int(time.time() * 1000)}"
     bound = int(path.end_at + args.slack + calls / args.rate + 30)
     log, err = directory / f"{tag}.log", directory / f"{tag}.errors"
     cmd = ["sipp", args.target, "-sf", job.xml, "-inf", job.csv, "-i", args.local_ip,
-           "-p", str(_free_udp(args.local_ip)), "-mi", args.local_ip, "-mp", str(_free_udp(args.local_ip)),
+           "-p", str(ports.sip), "-mi", args.local_ip, "-mp", str(ports.media),
            "-m", str(calls), "-r", str(args.rate), "-l", str(max(1, min(calls, int(args.rate * (path.end_at + 5))))),
            "-nostdin", "-timeout", f"{bound}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
            "-trace_err", "-error_file", str(err), "-cid_str", f"qa-%u-%p@{args.local_ip}"]
@@ -209,7 +221,9 @@ def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int) ->
     except subprocess.TimeoutExpired:
         code, output = -1, f"sipp did not finish within {bound + 30} s"
     observed = parse(log.read_text(errors="replace")) if log.exists() else {}
-    return _row(job, code, output, observed, calls, err)
+    errors = err.read_text(errors="replace") if err.exists() else ""
+    unbound = code != 0 and not observed and "Unable to bind" in output + errors
+    return _row(job, code, output, observed, calls, err), unbound
 
 
 def _row(job: Job, code: int, output: str, observed: dict[str, ObservedCall], calls: int, err: Path) -> Row:
