@@ -7,7 +7,8 @@ each option, an invalid key and silence; for every gather each tier's account nu
 allows it, an account nobody has, invalid digits and silence; the CRM slow (no answer inside the budget)
 and down (503) for an unknown caller; each queue refusing its first REFER (603). Business hours: the flow
 is also played at the first times (15-minute steps over a week) its hours steps decide differently; those
-paths are marked not reachable now.
+paths are marked not reachable now. A path's name carries its hours decisions right after the flow's name
+(`support.open.press_1`, `support.closed.press_1`), so the same keys in two branches never share a name.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class Walker:
                 first = path.transfers[0] if path.transfers else None
                 if path.crm == "ok" and first is not None and path.at == when and first.queue not in refused:
                     refused.add(first.queue)
-                    await self._try(_refused(path, first.queue), when, now)
+                    await self._try(self._refused(path, first.queue), when, now)
         return self.paths
 
     def _candidates(self) -> Iterator[Candidate]:
@@ -177,6 +178,12 @@ class Walker:
         self.seen.add(key)
         self.paths.append(self._path(candidate, result, when, now))
 
+    def _refused(self, path: CallPath, queue: str) -> Candidate:
+        """The path's caller and keys again, with `queue` refusing its REFER (named after the path)."""
+        branch = _branch(self.loaded, self.flow, list(path.steps))
+        labels = tuple(path.name.split(".")[1 + len(branch):])
+        return Candidate((*labels, f"refused_{queue}"), path.caller, path.keys, path.crm, queue)
+
     def _path(self, candidate: Candidate, result: SimResult, when: float, now: bool) -> CallPath:
         timeline = result.timeline
         transfers = tuple(
@@ -188,8 +195,8 @@ class Walker:
         prompts = tuple(str(p) for e in timeline if e["kind"] == "play" for p in e["prompts"])  # type: ignore[attr-defined]
         ended = next((e for e in timeline if e["kind"] == "hangup"), timeline[-1])
         reason = str(ended.get("reason", ""))
-        labels = _labels(self.loaded, self.flow, candidate, _steps(result))
-        labels = labels if now else (*labels, "later")
+        labels = (*_branch(self.loaded, self.flow, _steps(result)),
+                  *_labels(self.loaded, self.flow, candidate, _steps(result)))
         return CallPath(
             name=".".join((self.flow, *labels)), flow=self.flow, description=_describe(candidate, result, now),
             dialed=self.dialed, caller=candidate.caller, fresh_caller=candidate.crm != "ok", crm=candidate.crm,
@@ -199,20 +206,18 @@ class Walker:
             reachable_now=now)
 
 
-def _labels(loaded: LoadedConfig, flow: str, candidate: Candidate, steps: list[str]) -> tuple[str, ...]:
-    """A caller who was never asked for input is named after the hours decision instead ("closed")."""
-    inputs = {s.id for s in loaded.config.flows[flow].steps if isinstance(s, MenuStep | GatherStep)}
+def _branch(loaded: LoadedConfig, flow: str, steps: list[str]) -> tuple[str, ...]:
+    """The decisions of the flow's hours steps on this path, in order ("open", "closed")."""
     hours = {s.id for s in loaded.config.flows[flow].steps if isinstance(s, HoursStep)}
+    return tuple(s.split(":", 1)[1] for s in steps if s.split(":")[0] in hours)
+
+
+def _labels(loaded: LoadedConfig, flow: str, candidate: Candidate, steps: list[str]) -> tuple[str, ...]:
+    """A caller who was never asked for input is named by the hours branch alone (`support.closed`)."""
+    inputs = {s.id for s in loaded.config.flows[flow].steps if isinstance(s, MenuStep | GatherStep)}
     if candidate.labels[-1:] != ("no_input",) or any(s.split(":")[0] in inputs for s in steps):
         return candidate.labels
-    decided = [s.split(":", 1)[1] for s in steps if s.split(":")[0] in hours]
-    return (*candidate.labels[:-1], *decided) if decided else candidate.labels
-
-
-def _refused(path: CallPath, queue: str) -> Candidate:
-    parts = path.name.split(".")[1:]
-    labels = tuple(p for p in parts if p != "later")
-    return Candidate((*labels, f"refused_{queue}"), path.caller, path.keys, path.crm, queue)
+    return candidate.labels[:-1] if _branch(loaded, flow, steps) else candidate.labels
 
 
 def _steps(result: SimResult) -> list[str]:

@@ -79,16 +79,26 @@ def test_every_input_class_of_vip_routing_is_a_path(open_paths: dict[str, CallPa
 
 
 def test_support_menu_paths_follow_the_clock(open_paths: dict[str, CallPath], tmp_path: Path) -> None:
-    assert _uris(open_paths["support.press_1"]) == [("sip:sales@127.0.0.1:5070", 200)]
-    assert _uris(open_paths["support.press_2"]) == [("sip:support@127.0.0.1:5070", 200)]
-    assert _uris(open_paths["support.press_0"]) == [("sip:default@127.0.0.1:5070", 200)]
-    assert open_paths["support.invalid"].end == "hangup"
-    assert open_paths["support.press_1"].reachable_now
-    later = open_paths["support.press_1.later"]  # after hours: the closed message, then "1" leaves a voicemail
+    assert _uris(open_paths["support.open.press_1"]) == [("sip:sales@127.0.0.1:5070", 200)]
+    assert _uris(open_paths["support.open.press_2"]) == [("sip:support@127.0.0.1:5070", 200)]
+    assert _uris(open_paths["support.open.press_0"]) == [("sip:default@127.0.0.1:5070", 200)]
+    assert open_paths["support.open.invalid"].end == "hangup"
+    assert open_paths["support.open.press_1"].reachable_now
+    later = open_paths["support.closed.press_1"]  # after hours: the closed message, then "1" leaves a voicemail
     assert (later.end_reason, later.reachable_now) == ("voicemail", False)
     closed = {p.name: p for p in command.generate(_config(tmp_path), ["support"], CLOSED)}
-    assert closed["support.press_1"].end_reason == "voicemail" and closed["support.press_1"].reachable_now
-    assert not closed["support.press_2.later"].reachable_now
+    assert closed["support.closed.press_1"].end_reason == "voicemail" and closed["support.closed.press_1"].reachable_now
+    assert not closed["support.open.press_2"].reachable_now
+
+
+def test_path_names_carry_the_hours_branch_and_are_the_same_at_any_time(open_paths: dict[str, CallPath],
+                                                                        tmp_path: Path) -> None:
+    support = {n for n in open_paths if n.startswith("support.")}
+    assert support and all(n.split(".")[1] in ("open", "closed") for n in support), support
+    assert not [n for n in open_paths if n.endswith(".later") or re.search(r"-\d+$", n)]
+    closed = {p.name for p in command.generate(_config(tmp_path), ["support"], CLOSED)}
+    assert closed == support  # a path keeps its name whether the office is open or closed now
+    assert "support.open.press_1.refused_sales" in closed
 
 
 def test_expectations_come_from_the_config(tmp_path: Path) -> None:
