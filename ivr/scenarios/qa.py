@@ -102,6 +102,9 @@ def command(args: argparse.Namespace) -> int:
         print(f"ivr qa: {exc}", file=sys.stderr)
         return 2
     control = args.crm_control or _demo_url(loaded)
+    overload = _over_capacity(paths, args, loaded)
+    if overload:
+        print(f"ivr qa: {overload}", file=sys.stderr)
     rows = run(paths, directory, args, control)
     _print(rows, args.json)
     return 1 if any(r.verdict == "FAIL" for r in rows) else 0
@@ -139,6 +142,24 @@ def _scenarios(args: argparse.Namespace, loaded: LoadedConfig) -> tuple[Path, li
         if not paths:
             raise ValueError(f"no path matches {' '.join(args.path)}")
     return directory, paths
+
+
+def _at_once(path: CallPath, args: argparse.Namespace) -> int:
+    """The calls of one path SIPp keeps up at once: --rate times the call's length, at most --calls."""
+    return max(1, min(int(args.calls), int(args.rate * (path.end_at + 5))))
+
+
+def _over_capacity(paths: Sequence[CallPath], args: argparse.Namespace, loaded: LoadedConfig) -> str | None:
+    """A warning when the run would put up more calls at once than CONFIG's server takes (it answers 503)."""
+    sip = loaded.config.sip
+    capacity = sip.workers * sip.calls_per_worker
+    sizes = sorted((_at_once(p, args) for p in paths if p.reachable_now), reverse=True)
+    peak = sum(sizes[:args.parallel])
+    if peak <= capacity:
+        return None
+    return (f"up to {peak} calls at once ({min(args.parallel, len(sizes))} paths at a time, --rate {args.rate:g} x "
+            f"the call's length) but the config's server takes {capacity} ({sip.workers} workers x "
+            f"{sip.calls_per_worker}): calls beyond that are refused with 503 and fail; lower --rate or --parallel")
 
 
 def _demo_url(loaded: LoadedConfig) -> str | None:
@@ -212,7 +233,7 @@ def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, p
     log, err = directory / f"{tag}.log", directory / f"{tag}.errors"
     cmd = ["sipp", args.target, "-sf", job.xml, "-inf", job.csv, "-i", args.local_ip,
            "-p", str(ports.sip), "-mi", args.local_ip, "-mp", str(ports.media),
-           "-m", str(calls), "-r", str(args.rate), "-l", str(max(1, min(calls, int(args.rate * (path.end_at + 5))))),
+           "-m", str(calls), "-r", str(args.rate), "-l", str(_at_once(path, args) if calls > 1 else 1),
            "-nostdin", "-timeout", f"{bound}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
            "-trace_err", "-error_file", str(err), "-cid_str", f"qa-%u-%p@{args.local_ip}"]
     try:
