@@ -1,10 +1,17 @@
-"""`ivr qa` against the real server through its Kamailio front (free ports, 2 workers): every generated path
-of both default flows passes; breaking one queue's URI in the server's config makes exactly the paths that
-reach that queue fail. The office schedule is made always open so the menu paths are reachable now."""
+"""`ivr qa` against the real server through its Kamailio front (free ports, 2 workers), the focused cases.
+
+The full sweep of every default path against `scripts/run`'s configuration is the docs test's `ivr qa` block
+(tests/test_docs.py); it sees the office as the clock has it. Here the office schedule is forced open, then
+closed (SIGHUP reload of the same server), so both branches of the support flow pass whatever the time of day,
+with digits by SIP INFO and RFC 4733; a bounded load run puts several calls of one path up at once; and a broken
+queue URI in the server's config fails exactly the paths that reach that queue.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +20,17 @@ from typing import Any
 import pytest
 import yaml
 from conftest import e2e_config, start_server
-from ivrkit import ROOT
+from ivrkit import ROOT, IvrServer
 
 pytestmark = pytest.mark.sip
 
-FLOWS = ("--flow", "vip_routing", "--flow", "support")
+ALWAYS_OPEN = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+ALWAYS_CLOSED: dict[str, list[str]] = {}  # a missing day is closed
 
 
-def _config() -> dict[str, Any]:
+def _config(hours: dict[str, list[str]]) -> dict[str, Any]:
     cfg = e2e_config(workers=2)
-    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-    cfg["schedules"]["office"] = {"timezone": "Europe/London", "hours": {d: ["00:00-24:00"] for d in days}}
+    cfg["schedules"]["office"] = {"timezone": "Europe/London", "hours": hours}
     return cfg
 
 
@@ -36,34 +43,64 @@ def _qa(config: Path, port: int, *extra: str) -> tuple[int, list[dict[str, Any]]
     return done.returncode, rows, json.dumps(failed, indent=1) + done.stdout[-2000:] + done.stderr[-2000:]
 
 
-def test_every_path_passes_then_a_broken_queue_fails_exactly_its_paths(tmp_path: Path) -> None:
-    cfg = _config()
-    config_file = tmp_path / "qa.yaml"
-    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    scenarios = tmp_path / "scenarios"
-    server = start_server(cfg, tmp_path / "good")
+def _verdicts(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    return {(r["name"], r["method"]): r["verdict"] for r in rows}
+
+
+def _reload(server: IvrServer, hours: dict[str, list[str]]) -> None:
+    assert server.proc is not None
+    server.config["schedules"]["office"]["hours"] = hours
+    (server.workdir / "ivr.yaml").write_text(yaml.safe_dump(server.config, sort_keys=False))
+    before = len(server.events("config.reloaded"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for(lambda e: e.get("event") == "config.reloaded" and len(server.events("config.reloaded")) > before)
+
+
+def test_support_passes_with_the_office_open_and_closed_and_a_load_run(tmp_path: Path) -> None:
+    server = start_server(_config(ALWAYS_OPEN), tmp_path / "srv")
+    config = server.workdir / "ivr.yaml"
     try:
-        code, rows, output = _qa(config_file, server.sip_port, *FLOWS, "--out", str(scenarios))
+        code, open_rows, output = _qa(config, server.sip_port, "--flow", "support")
+        assert code == 0, output
+        seen = _verdicts(open_rows)
+        assert {v for (n, _), v in seen.items() if n.startswith("support.open.")} == {"PASS"}, output
+        assert {v for (n, _), v in seen.items() if n.startswith("support.closed.")} == {"SKIP"}, output
+        assert {("support.open.press_1", "info"), ("support.open.press_1", "rfc4733"),
+                ("support.open.press_1.refused_sales", "rfc4733"), ("support.open.invalid", "info")} <= set(seen)
+
+        code, load_rows, output = _qa(config, server.sip_port, "--flow", "vip_routing", "--path", "vip_routing.gold",
+                                      "--dtmf", "info", "--calls", "5", "--rate", "2")
+        assert code == 0 and [(r["name"], r["verdict"]) for r in load_rows] == [("vip_routing.gold", "PASS")], output
+        assert load_rows[0]["observed"].startswith("5/5 ok: REFER gold"), output
+
+        _reload(server, ALWAYS_CLOSED)
+        code, closed_rows, output = _qa(config, server.sip_port, "--flow", "support")
     finally:
         server.stop()
     assert code == 0, output
-    verdicts = {(r["name"], r["method"]): r["verdict"] for r in rows}
-    assert verdicts and set(verdicts.values()) == {"PASS"}, output
-    names = {name for name, _ in verdicts}
-    assert {"vip_routing.gold", "vip_routing.unknown.account_platinum_managed", "vip_routing.unknown.crm_down",
-            "vip_routing.unknown.crm_slow", "vip_routing.gold.refused_gold", "support.press_1",
-            "support.press_1.refused_sales", "support.invalid"} <= names
-    assert ("vip_routing.unknown.account_gold", "rfc4733") in verdicts
+    after = _verdicts(closed_rows)
+    assert set(after) == set(seen)  # the same path names, whichever branch is reachable now
+    assert {v for (n, _), v in after.items() if n.startswith("support.closed.")} == {"PASS"}, output
+    assert {v for (n, _), v in after.items() if n.startswith("support.open.")} == {"SKIP"}, output
+    assert ("support.closed.press_1", "rfc4733") in after
 
-    broken = _config() | {"queues": {**cfg["queues"], "platinum": {"uri": "sip:nobody@127.0.0.1:5070"}}}
-    broken.update({k: cfg[k] for k in ("sip", "admin", "demo_crm", "http")})
+
+def test_a_broken_queue_uri_fails_exactly_the_paths_that_reach_it(tmp_path: Path) -> None:
+    cfg = _config(ALWAYS_OPEN)
+    config_file = tmp_path / "qa.yaml"  # the good config: the scenarios expect the platinum queue's real URI
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    broken = copy.deepcopy(cfg)
+    broken["queues"]["platinum"] = {"uri": "sip:nobody@127.0.0.1:5070"}
     server = start_server(broken, tmp_path / "broken")
     try:
-        code, rows, output = _qa(config_file, server.sip_port, "--scenarios", str(scenarios), "--flow", "vip_routing",
-                                 "--dtmf", "info")
+        code, rows, output = _qa(config_file, server.sip_port, "--flow", "vip_routing", "--dtmf", "info")
     finally:
         server.stop()
     assert code == 1, output
-    failed = {r["name"] for r in rows if r["verdict"] == "FAIL"}
     platinum = {r["name"] for r in rows if "platinum" in r["expected"]}
+    failed = {r["name"] for r in rows if r["verdict"] == "FAIL"}
     assert platinum and failed == platinum, output
+    others = {r["verdict"] for r in rows if r["name"] not in platinum}
+    assert others == {"PASS"}, output  # every other vip_routing path, CRM faults included, still passes
+    assert {"vip_routing.gold", "vip_routing.unknown.crm_down", "vip_routing.unknown.crm_slow",
+            "vip_routing.gold.refused_gold"} <= {r["name"] for r in rows}
