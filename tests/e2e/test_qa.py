@@ -62,9 +62,8 @@ def test_support_passes_with_the_office_open_and_closed_and_a_load_run(tmp_path:
     try:
         code, open_rows, output = _qa(config, server.sip_port, "--flow", "support")
         assert code == 0, output
-        seen = _verdicts(open_rows)
-        assert {v for (n, _), v in seen.items() if n.startswith("support.open.")} == {"PASS"}, output
-        assert {v for (n, _), v in seen.items() if n.startswith("support.closed.")} == {"SKIP"}, output
+        seen = _verdicts(open_rows)  # an office never closed has no closed branch to walk
+        assert set(seen.values()) == {"PASS"} and all(n.startswith("support.open.") for n, _ in seen), output
         assert {("support.open.press_1", "info"), ("support.open.press_1", "rfc4733"),
                 ("support.open.press_1.refused_sales", "rfc4733"), ("support.open.invalid", "info")} <= set(seen)
 
@@ -79,10 +78,8 @@ def test_support_passes_with_the_office_open_and_closed_and_a_load_run(tmp_path:
         server.stop()
     assert code == 0, output
     after = _verdicts(closed_rows)
-    assert set(after) == set(seen)  # the same path names, whichever branch is reachable now
-    assert {v for (n, _), v in after.items() if n.startswith("support.closed.")} == {"PASS"}, output
-    assert {v for (n, _), v in after.items() if n.startswith("support.open.")} == {"SKIP"}, output
-    assert ("support.closed.press_1", "rfc4733") in after
+    assert set(after.values()) == {"PASS"} and all(n.startswith("support.closed.") for n, _ in after), output
+    assert ("support.closed.press_1", "rfc4733") in after  # after hours: the closed message, then voicemail
 
 
 def test_a_broken_queue_uri_fails_exactly_the_paths_that_reach_it(tmp_path: Path) -> None:
