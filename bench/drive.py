@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,39 @@ class Meter:
                                   else {"error": self.err.read_text(errors="replace")[-2000:]})
         report["meter_cpu_s"] = round(cpu, 2)
         return report
+
+
+class CrmStub:
+    """The peer kit's CRM stub (bench/peer/crm_stub.py) as a child on 127.0.0.1:`port`."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        with (workdir / "crm-stub.log").open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("peer") / "crm_stub.py"),
+                                          str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 15
+        while self.hits() < 0:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"CRM stub did not start on {HOST}:{port}")
+            time.sleep(0.1)
+
+    def hits(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/stats", timeout=2) as r:
+                return int(r.read())
+        except (OSError, ValueError):
+            return -1
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class SippEcho:
@@ -146,6 +180,12 @@ class Sipp:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def call_ids(self) -> set[str]:
+        """The Call-IDs of every call this run placed: SIPp numbers them `<call number>-<its pid>@<local ip>`."""
+        assert self.proc is not None
+        created = int(_last_row(self.workdir / "stat.csv").get("TotalCallCreated", 0) or 0)
+        return {f"{n}-{self.proc.pid}@{HOST}" for n in range(1, created + 1)}
 
     def result(self) -> dict[str, Any]:
         """Calls created/successful/failed, rejections, timers' p50/p99 (ms), the first error lines."""
