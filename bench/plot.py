@@ -168,7 +168,8 @@ def _marker(shape: str, x: float, y: float, color: str) -> str:
     if shape == "square":
         return f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" fill="{color}"/>'
     if shape == "triangle":
-        return f'<polygon points="{x:.1f},{y - 4.5:.1f} {x - 4:.1f},{y + 3:.1f} {x + 4:.1f},{y + 3:.1f}" fill="{color}"/>'
+        return (f'<polygon points="{x:.1f},{y - 4.5:.1f} {x - 4:.1f},{y + 3:.1f} {x + 4:.1f},{y + 3:.1f}" '
+                f'fill="{color}"/>')
     if shape == "diamond":
         return (f'<polygon points="{x:.1f},{y - 4.5:.1f} {x + 4.5:.1f},{y:.1f} {x:.1f},{y + 4.5:.1f} '
                 f'{x - 4.5:.1f},{y:.1f}" fill="{color}"/>')
@@ -255,9 +256,11 @@ def footer(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     for (label, res), marker in zip(runs, MARKERS * 4, strict=False):
         m = res.get("machine", {})
         a = res.get("args", {})
-        loads = [s.get("loadavg_after", [None])[0] for ph in ("rate", "ladder") for s in res.get(ph, {}).get("steps", [])]
+        steps = [s for ph in ("rate", "ladder") for s in res.get(ph, {}).get("steps", [])]
+        loads = [s.get("loadavg_after", [None])[0] for s in steps]
         loads += [lv.get("loadavg_after", [None])[0] for lv in res.get("hold", {}).get("levels", [])]
-        lines.append(f"{marker} {label}: {res.get('started', '?')}, git {m.get('git', '?')}, {a.get('workers')} workers, "
+        lines.append(f"{marker} {label}: {res.get('started', '?')}, git {m.get('git', '?')}, "
+                     f"{a.get('workers')} workers, "
                      f"{m.get('nproc')} cores, load before {m.get('loadavg', ['?'])[0]}, after steps "
                      f"{'/'.join(str(x) for x in loads if x is not None) or '-'}"
                      f"{', quick windows' if a.get('quick') else ''}")
