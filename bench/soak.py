@@ -4,9 +4,10 @@ Every --soak-sample s (default 10) it samples the server's process tree: RSS and
 workers, Kamailio), open file descriptors (per role and the largest single process), the live-call gauge
 (`ivr_live_calls` on the admin /metrics, /healthz's `live_calls` if the gauge is absent) and CPU per role.
 At the end: the slope of each series per minute (least squares over the samples after the first
---soak-warmup s, while the load ramps up), whether it is flat within a stated tolerance, and the verdicts:
-0 failed calls, and every call SIPp placed recorded exactly once in the records store (rows of the store's
-`calls` table counted per SIP Call-ID against the Call-IDs SIPp numbered).
+--soak-warmup s, while the load ramps up, and before the flow's last calls drain), whether it is flat within
+a stated tolerance (FLAT_MEMORY, FLAT_COUNT), and the verdicts: 0 failed calls, and every call SIPp placed
+recorded exactly once in the records store (rows of the store's `calls` table counted per SIP Call-ID against
+the Call-IDs SIPp numbered).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def sample(srv: rig.Server, t: float) -> dict[str, Any]:
             "processes": len(pids), "loadavg": rig.loadavg()}
 
 
-def series(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, list[tuple[float, float]]]:
-    """The judged series, (t, value) after the warm-up."""
+def series(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict[str, list[tuple[float, float]]]:
+    """The judged series, (t, value) after the warm-up and before the load ends (SIPp's last calls drain)."""
     out: dict[str, list[tuple[float, float]]] = {}
     for s in samples:
-        if s["t_s"] < warmup_s:
+        if not warmup_s <= s["t_s"] <= end_s:
             continue
         t = s["t_s"]
         for role, mem in s["memory"].items():
@@ -80,9 +81,9 @@ def series(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, list[tup
     return out
 
 
-def trends(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[str, Any]]:
+def trends(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, points in series(samples, warmup_s).items():
+    for name, points in series(samples, warmup_s, end_s).items():
         slope = slope_per_minute(points)
         mean = sum(v for _, v in points) / len(points)
         minutes = (points[-1][0] - points[0][0]) / 60
@@ -134,7 +135,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     hold = hold_meter = None
     with rig.DropWatch(bench.drop_ranges(srv)) as drops:
         if a.soak_hold:
-            hold, hold_meter = bench.hold(srv, a.soak_hold, seconds + 5, run_dir / "hold", ramp=a.ramp)
+            hold, hold_meter = bench.hold(srv, a.soak_hold, seconds + 30, run_dir / "hold", ramp=a.ramp)
             time.sleep(a.soak_hold / a.ramp + 1.5)
         meter = drive.Meter(meter_base, min(1400, max(200, a.soak_rate * 8)), run_dir)
         flow = bench.full_flow(srv, a.soak_rate, seconds, run_dir / "flow")
@@ -162,13 +163,14 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     rtp_hold = hold_meter.stop() if hold_meter is not None else None
     placed = flow.call_ids() | (hold.call_ids() if hold is not None else set())
     records = records_check(srv.workdir / "run" / "records.sqlite3", placed)
-    trend = trends(samples, a.soak_warmup)
+    trend = trends(samples, a.soak_warmup, seconds)
     out: dict[str, Any] = {
         "minutes": a.soak_minutes, "rate_cps": a.soak_rate, "hold_calls": a.soak_hold, "sample_s": a.soak_sample,
         "warmup_s": a.soak_warmup, "wall_s": round(wall, 1), "loadavg_before": load0, "loadavg_after": rig.loadavg(),
         "flow": res, "hold": hres, "rtp_flow": rtp_flow, "rtp_hold": rtp_hold, "drops": drops.result(),
         "server": drive.summarize_calls(drive.call_ended_lines(srv.log, offset)),
         "cpu": cpu_report(cpu0, cpu1, wall, idle_cores, res["successful"]),
+        "cpu_note": "per full-flow call, the held calls' media included (their CPU is not split off)",
         "records": records, "trends": trend, "samples": samples,
         "elapsed_s": round(time.monotonic() - t00, 1)}
     failed = res["failed"] + (hres["failed"] + hres["rejected"] if hres else 0)
