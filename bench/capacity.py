@@ -148,9 +148,9 @@ class Bench:
     # --- long calls with media -----------------------------------------------------------------------------
 
     def hold(self, srv: rig.Server, calls: int, plateau_s: float, run: Path, *,
-             ramp: int) -> tuple[drive.Sipp, drive.Meter | drive.SippEcho]:
+             ramp: int) -> tuple[drive.Sipp, drive.Meters | drive.SippEcho]:
         sipp_echo = self.args.hold_echo == "sipp"
-        meter = drive.SippEcho(SIPP_HOLD[1]) if sipp_echo else drive.Meter(METER_HOLD, calls + 20, run)
+        meter = drive.SippEcho(SIPP_HOLD[1]) if sipp_echo else drive.Meters(METER_HOLD, calls + 20, run)
         hold_ms = int((calls / ramp + plateau_s + 3) * 1000)
         sipp = drive.Sipp("media_hold.xml", run, srv.ports.sip, *SIPP_HOLD, rtp_ports=meter.ports,
                           rate=ramp, total=calls, limit=calls, pause_ms=hold_ms, service=rig.HOLD_NUMBER,
