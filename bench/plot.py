@@ -37,6 +37,7 @@ ASTERISK_CALL_MS = (3.1, 4.0)
 ASTERISK_HOLD = (200, 0.33)
 """Asterisk 23.4.1 holding 200 calls with RTP both ways: 0.33 cores (same source)."""
 ASTERISK_NOTE = "Asterisk 23.4.1, recorded 2026-11-30 (peer kit), not this run"
+ASTERISK_SHORT = "Asterisk, recorded 2026-11-30"
 
 W, H = 1200, 1360
 PANEL_W, PANEL_H = 500, 300
@@ -61,6 +62,8 @@ class Panel:
     band: tuple[float, float, str] | None = None
     refs: list[tuple[float, float, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    logy: bool = False
+    """A log10 y axis (latencies span 1 ms to seconds once a step overloads)."""
 
 
 # --- reading the results -------------------------------------------------------------------------------
@@ -95,11 +98,12 @@ def build(runs: list[tuple[str, dict[str, Any]]]) -> list[Panel]:
     flow = Panel("Full flow (bench/capacity.py --phases rate)", "calls/s", "CPU ms per call")
     peer = Panel("Peer kit's call (--phases ladder)", "calls/s", "CPU ms per call",
                  band=(*ASTERISK_CALL_MS, ASTERISK_NOTE))
-    lat = Panel("p99 latency (SIPp timers; solid full flow, dashed peer call)", "calls/s", "ms")
+    lat = Panel("p99 latency (SIPp timers; solid full flow, dashed peer call)", "calls/s", "ms (log)", logy=True)
     hold = Panel("Held media calls, prompts + RTP both ways (--phases hold)", "concurrent calls",
                  "CPU ms per call-second")
-    hold.refs.append((float(ASTERISK_HOLD[0]), 1000 * ASTERISK_HOLD[1] / ASTERISK_HOLD[0], ASTERISK_NOTE))
-    hold_lat = Panel("p99 INVITE->200 of held calls (SIPp) vs concurrent calls", "concurrent calls", "ms")
+    hold.refs.append((float(ASTERISK_HOLD[0]), 1000 * ASTERISK_HOLD[1] / ASTERISK_HOLD[0], ASTERISK_SHORT))
+    hold_lat = Panel("p99 INVITE->200 of held calls (SIPp) vs concurrent calls", "concurrent calls", "ms (log)",
+                     logy=True)
     soak = Panel("Soak (--phases soak): memory and live calls over time", "minutes",
                  "PSS MB / 10 (all server processes); live calls")
     for i, (run, res) in enumerate(runs):
@@ -184,12 +188,16 @@ def draw_panel(p: Panel, ox: float, oy: float) -> list[str]:
     xs = [x for s in p.series for x, _ in s.points] + [x for x, _, _ in p.refs]
     ys = [y for s in p.series for _, y in s.points] + [y for _, y, _ in p.refs] + ([p.band[1]] if p.band else [])
     xt, yt = nice_ticks(max(xs, default=1.0) * 1.05), nice_ticks(max(ys, default=1.0) * 1.1)
+    if p.logy:
+        yt = [10.0 ** e for e in range(0, max(1, math.ceil(math.log10(max(ys, default=10.0) * 1.1))) + 1)]
     xmax, ymax = xt[-1], yt[-1]
 
     def px(x: float) -> float:
         return ox + PANEL_W * x / xmax
 
     def py(y: float) -> float:
+        if p.logy:  # 1 ms at the bottom; SIPp's timers tick in ms, a 0 shows as 1
+            return oy + PANEL_H - PANEL_H * math.log10(max(1.0, y)) / math.log10(ymax)
         return oy + PANEL_H - PANEL_H * y / ymax
 
     out.append(f'<rect x="{ox}" y="{oy}" width="{PANEL_W}" height="{PANEL_H}" fill="white" stroke="#999"/>')
