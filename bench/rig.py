@@ -227,15 +227,22 @@ def memory_by_role(pids: Iterable[int], root: int) -> dict[str, dict[str, int]]:
     return out
 
 
-def fds_by_role(pids: Iterable[int], root: int) -> dict[str, dict[str, int]]:
-    """Open file descriptors (/proc/<pid>/fd) summed per role and `total`, with the largest single process."""
-    out: dict[str, dict[str, int]] = {}
+def fds_per_process(pids: Iterable[int]) -> dict[int, int]:
+    """Open file descriptors (/proc/<pid>/fd) of each live process."""
+    out: dict[int, int] = {}
     for pid in pids:
-        role = role_of(pid, root)
         try:
-            n = len(os.listdir(f"/proc/{pid}/fd"))
+            out[pid] = len(os.listdir(f"/proc/{pid}/fd"))
         except OSError:
             continue
+    return out
+
+
+def fds_by_role(per_process: dict[int, int], root: int) -> dict[str, dict[str, int]]:
+    """Open file descriptors summed per role and `total`, with the largest single process."""
+    out: dict[str, dict[str, int]] = {}
+    for pid, n in per_process.items():
+        role = role_of(pid, root)
         for key in ("total", role or "other"):
             acc = out.setdefault(key, {"fds": 0, "max_per_process": 0})
             acc["fds"] += n

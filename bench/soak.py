@@ -1,7 +1,7 @@
 """bench/capacity.py's soak phase: a long run at a steady rate with media calls held alongside.
 
 Every --soak-sample s (default 10) it samples the server's process tree: RSS and PSS per role (controller,
-workers, Kamailio), open file descriptors (per role and the largest single process), the live-call gauge
+workers, Kamailio), open file descriptors (of every process, summed per role), the live-call gauge
 (`ivr_live_calls` on the admin /metrics, /healthz's `live_calls` if the gauge is absent) and CPU per role.
 At the end: the slope of each series per minute (least squares over the samples after the first
 --soak-warmup s, while the load ramps up, and before the flow's last calls drain), whether it is flat within
@@ -27,6 +27,9 @@ FLAT_MEMORY = 0.01
 """Memory counts as flat when it grows by less than 1% of its mean over the whole soak."""
 FLAT_COUNT = 0.02
 """fds and live calls count as flat when they move by less than 2% of the mean (+2) over the whole soak."""
+PROCESS_FDS_SLACK = 4
+"""One process's fds (the steepest of all) may drift by 2% + 4 over the soak: a worker's count follows its
+calls (media sockets), so a single process is noisier than the sum."""
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
@@ -59,7 +62,9 @@ def live_gauge(srv: rig.Server) -> float:
 def sample(srv: rig.Server, t: float) -> dict[str, Any]:
     assert srv.proc is not None
     pids, root = srv.refresh(), srv.proc.pid
-    return {"t_s": round(t, 1), "memory": rig.memory_by_role(pids, root), "fds": rig.fds_by_role(pids, root),
+    fds = rig.fds_per_process(pids)
+    return {"t_s": round(t, 1), "memory": rig.memory_by_role(pids, root), "fds": rig.fds_by_role(fds, root),
+            "fds_per_process": {str(pid): n for pid, n in fds.items()},
             "live_calls": live_gauge(srv), "cpu_s": {k: round(v, 2) for k, v in rig.cpu_by_role(pids, root).items()},
             "processes": len(pids), "loadavg": rig.loadavg()}
 
@@ -78,12 +83,18 @@ def series(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict
             out.setdefault(f"fds.{role}", []).append((t, fds["fds"]))
         out.setdefault("fds.max_per_process", []).append((t, s["fds"].get("total", {}).get("max_per_process", 0)))
         out.setdefault("live_calls", []).append((t, s["live_calls"]))
+        for pid, n in s.get("fds_per_process", {}).items():
+            out.setdefault(f"fds.pid.{pid}", []).append((t, n))
     return out
 
 
 def trends(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
+    per_process: list[tuple[float, str, list[tuple[float, float]]]] = []
     for name, points in series(samples, warmup_s, end_s).items():
+        if name.startswith("fds.pid."):  # every process's own fds: the one with the steepest slope is judged
+            per_process.append((abs(slope_per_minute(points) or 0.0), name, points))
+            continue
         slope = slope_per_minute(points)
         mean = sum(v for _, v in points) / len(points)
         minutes = (points[-1][0] - points[0][0]) / 60
@@ -96,6 +107,16 @@ def trends(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict
                      "first": points[0][1], "last": points[-1][1], "drift_over_soak": None if drift is None
                      else round(drift, 1), "tolerance": round(tolerance, 1),
                      "flat": drift is not None and abs(drift) <= tolerance}
+    if per_process:
+        _, name, points = max(per_process)
+        slope = slope_per_minute(points) or 0.0
+        drift = slope * (points[-1][0] - points[0][0]) / 60
+        mean = sum(v for _, v in points) / len(points)
+        tolerance = FLAT_COUNT * mean + PROCESS_FDS_SLACK
+        out["fds.steepest_process"] = {"pid": name.rsplit(".", 1)[1], "slope_per_min": round(slope, 2),
+                                       "first": points[0][1], "last": points[-1][1], "drift_over_soak": round(drift, 1),
+                                       "tolerance": round(tolerance, 1), "flat": abs(drift) <= tolerance,
+                                       "processes": len(per_process)}
     return out
 
 
@@ -176,7 +197,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     failed = res["failed"] + (hres["failed"] + hres["rejected"] if hres else 0)
     expected_ok = int(a.soak_rate * seconds) + (a.soak_hold if hres else 0)
     ok_calls = res["successful"] + (hres["successful"] if hres else 0)
-    judged = [k for k in trend if k.startswith(("pss_kb.total", "rss_kb.total", "fds.total", "fds.max", "live"))]
+    judged = [k for k in trend if k.startswith(("pss_kb.total", "rss_kb.total", "fds.total", "fds.steepest", "live"))]
     out["verdicts"] = {"zero_failed": failed == 0 and ok_calls == expected_ok,
                        "recorded_once": bool(records.get("ok")),
                        "flat": {k: trend[k]["flat"] for k in judged}}
