@@ -10,6 +10,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
@@ -101,6 +102,8 @@ def test_peer_kit_call_passes_and_every_call_is_recorded_once(tmp_path: Path) ->
         placed = {f"{n}-{sipp.pid}@127.0.0.1" for n in range(1, CALLS + 1)}
         records = _bench_module("soak").records_check(server.workdir / "run" / "records.sqlite3", placed)
         assert (records["recorded_once"], records["missing"], records["more_than_once"]) == (CALLS, 0, 0), records
+        with urllib.request.urlopen(f"http://127.0.0.1:{cfg['admin']['port']}/metrics", timeout=5) as r:
+            assert "\nivr_live_calls 0\n" in "\n" + r.read().decode()  # the soak's live-call gauge, back to 0
     finally:
         server.stop()
         stub.terminate()
