@@ -139,7 +139,8 @@ def build(runs: list[tuple[str, dict[str, Any]]]) -> list[Panel]:
             sk = res["soak"]
             samples = sk.get("samples", [])
             mem = [(sm["t_s"] / 60, sm["memory"]["total"]["pss_kb"] / 10240) for sm in samples if sm["memory"]]
-            live = [(sm["t_s"] / 60, float(sm["live_calls"])) for sm in samples if sm["live_calls"] >= 0]
+            live = [(sm["t_s"] / 60, float(sm["live_calls"])) for sm in samples
+                    if sm["live_calls"] is not None and sm["live_calls"] >= 0]
             soak.series.append(Series(f"PSS MB / 10 ({run})", ROLES["workers"], marker, mem))
             soak.series.append(Series(f"live calls ({run})", ROLES["controller"], marker, live))
             tr = sk.get("trends", {})

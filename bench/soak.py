@@ -45,18 +45,19 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
     return 60 * sum((t - mx) * (v - my) for t, v in points) / sxx
 
 
-def live_gauge(srv: rig.Server) -> float:
-    """The live-call gauge of the admin endpoint (-1 if it did not answer)."""
+def live_gauge(srv: rig.Server) -> float | None:
+    """The live-call gauge of the admin endpoint (None if it did not answer within 5 s: a gap in the series,
+    counted in `live_gauge_unanswered`, never a value)."""
     base = f"http://{rig.HOST}:{srv.ports.admin}"
     try:
-        with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith("ivr_live_calls "):
                     return float(line.split()[1])
-        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:
-            return float(json.load(r).get("live_calls", -1))
-    except (OSError, ValueError):
-        return -1.0
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
+            return float(json.load(r)["live_calls"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def sample(srv: rig.Server, t: float) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def series(samples: list[dict[str, Any]], warmup_s: float, end_s: float) -> dict
         for role, fds in s["fds"].items():
             out.setdefault(f"fds.{role}", []).append((t, fds["fds"]))
         out.setdefault("fds.max_per_process", []).append((t, s["fds"].get("total", {}).get("max_per_process", 0)))
-        out.setdefault("live_calls", []).append((t, s["live_calls"]))
+        if s["live_calls"] is not None and s["live_calls"] >= 0:  # (-1: an unanswered sample of an older run)
+            out.setdefault("live_calls", []).append((t, s["live_calls"]))
         for pid, n in s.get("fds_per_process", {}).items():
             out.setdefault(f"fds.pid.{pid}", []).append((t, n))
     return out
@@ -171,7 +173,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
             samples.append(sample(srv, time.monotonic() - t0))
             s = samples[-1]
             pss_mb = s["memory"]["total"]["pss_kb"] // 1024
-            print(f"  soak {s['t_s']:.0f} s: live {s['live_calls']:g}, PSS {pss_mb} MB, "
+            print(f"  soak {s['t_s']:.0f} s: live {s['live_calls']}, PSS {pss_mb} MB, "
                   f"fds {s['fds']['total']['fds']}, load {s['loadavg'][0]}", flush=True)
         flow.wait()
         cpu1, wall = srv.cpu(), time.monotonic() - t0
@@ -193,6 +195,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
         "cpu": cpu_report(cpu0, cpu1, wall, idle_cores, res["successful"]),
         "cpu_note": "per full-flow call, the held calls' media included (their CPU is not split off)",
         "records": records, "trends": trend, "samples": samples,
+        "live_gauge_unanswered": sum(1 for sm in samples if sm["live_calls"] is None),
         "elapsed_s": round(time.monotonic() - t00, 1)}
     failed = res["failed"] + (hres["failed"] + hres["rejected"] if hres else 0)
     expected_ok = int(a.soak_rate * seconds) + (a.soak_hold if hres else 0)
