@@ -39,9 +39,10 @@ ASTERISK_HOLD = (200, 0.33)
 ASTERISK_NOTE = "Asterisk 23.4.1, recorded 2026-11-30 (peer kit), not this run"
 ASTERISK_SHORT = "Asterisk, recorded 2026-11-30"
 
-W, H = 1200, 1360
+W = 1200
 PANEL_W, PANEL_H = 500, 300
 MARGIN_L, MARGIN_T = 70, 70
+FOOTER_Y = MARGIN_T + 3 * (PANEL_H + 120) - 24
 
 
 @dataclass
@@ -144,11 +145,11 @@ def build(runs: list[tuple[str, dict[str, Any]]]) -> list[Panel]:
             soak.series.append(Series(f"PSS MB / 10 ({run})", ROLES["workers"], marker, mem))
             soak.series.append(Series(f"live calls ({run})", ROLES["controller"], marker, live))
             tr = sk.get("trends", {})
-            soak.notes.append(f"{run}: {sk['minutes']:g} min at {sk['rate_cps']} cps + {sk['hold_calls']} held: "
-                              f"{sk['flow']['failed']} failed, records once {sk['records'].get('ok')}, ok {sk['ok']}")
+            soak.notes.append(f"{run}: {sk['minutes']:g} min, {sk['rate_cps']} cps + {sk['hold_calls']} held: "
+                              f"{sk['flow']['failed']} failed, recorded once {sk['records'].get('ok')}")
             soak.notes.append("  slopes/min: " + ", ".join(
-                f"{k} {v['slope_per_min']}" for k, v in tr.items()
-                if k in ("pss_kb.total", "rss_kb.total", "fds.total", "live_calls")))
+                f"{k.split('.')[0]} {v['slope_per_min']:.0f}" for k, v in tr.items()
+                if k in ("pss_kb.total", "rss_kb.total", "fds.total", "live_calls") and v["slope_per_min"] is not None))
     return [flow, peer, lat, hold, hold_lat, soak]
 
 
@@ -247,7 +248,9 @@ def draw_panel(p: Panel, ox: float, oy: float) -> list[str]:
         out.append(f'<text x="{ox + 34}" y="{ly}" font-size="10">(+{len(p.series) - 10} more; hover the points)</text>')
     ny = oy + PANEL_H + 46
     for note in p.notes[:4]:
-        out.append(f'<text x="{ox}" y="{ny}" font-size="10" fill="#555">{escape(note)}</text>')
+        shown = note if len(note) <= 100 else note[:99] + "…"
+        out.append(f'<text x="{ox}" y="{ny}" font-size="10" fill="#555">{escape(shown)}<title>{escape(note)}</title>'
+                   "</text>")
         ny += 12
     return out
 
@@ -278,14 +281,15 @@ def footer(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 def render(runs: list[tuple[str, dict[str, Any]]], title: str) -> str:
     panels = build(runs)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-           'font-family="DejaVu Sans, Arial, sans-serif">', f'<rect width="{W}" height="{H}" fill="white"/>',
+    height = FOOTER_Y + 13 * (len(runs) + 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
+           'font-family="DejaVu Sans, Arial, sans-serif">', f'<rect width="{W}" height="{height}" fill="white"/>',
            f'<text x="{MARGIN_L - 40}" y="28" font-size="17" font-weight="bold">{escape(title)}</text>']
     for i, p in enumerate(panels):
         ox = MARGIN_L + (i % 2) * (PANEL_W + 110)
         oy = MARGIN_T + (i // 2) * (PANEL_H + 120)
         out += draw_panel(p, ox, oy)
-    fy = MARGIN_T + 3 * (PANEL_H + 120) - 24
+    fy = FOOTER_Y
     out.append(f'<text x="{MARGIN_L - 40}" y="{fy}" font-size="11" font-weight="bold">Runs (marker, file, '
                "started UTC, commit, workers, 1-min load average):</text>")
     for line in footer(runs):
