@@ -6,12 +6,12 @@ and JSON (bench/results/*.json). Phases (--phases, default all, in this order):
 
   rate      highest call rate of the full flow (answer, greeting, DTMF by SIP INFO, CRM lookups, REFER,
             NOTIFY, BYE; RTP both ways) sustained for --window s with zero failed calls, by steps (--rates)
-  hold      most concurrent long calls with prompts playing and RTP both ways, zero failures and no RTP loss
-            (--holds levels, each held --hold-window s); memory per concurrent call
-  combined  --combined-hold long media calls AND --combined-rate calls/s of the full flow for --window s
   ladder    the peer kit's call (bench/peer/ivr_uac.xml on 700: answer, prompt, one INFO digit, one HTTP lookup,
             REFER; SIPp echoes the RTP) at rising rates (--ladder-rates, up to 250 cps), --window s each, stopping
             after the first step with a failed call: CPU per call comparable with the kit's Asterisk figures
+  hold      most concurrent long calls with prompts playing and RTP both ways, zero failures and no RTP loss
+            (--holds levels, each held --hold-window s); memory per concurrent call
+  combined  --combined-hold long media calls AND --combined-rate calls/s of the full flow for --window s
   soak      --soak-minutes at --soak-rate cps of the full flow with --soak-hold media calls held alongside;
             samples RSS/PSS per role, open fds, the live-call gauge every --soak-sample s, reports their slopes
             (least squares, per minute) and verdicts: 0 failed, every call SIPp placed recorded exactly once
