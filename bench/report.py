@@ -84,8 +84,9 @@ def run_phases(bench: Any) -> None:
     main_phases = [ph for ph in args.phases if ph != "scale"]
     if main_phases:
         srv = bench.server(args.workers)
-        stub = bench.crm_stub(srv) if "ladder" in main_phases else None
+        stub = None
         try:
+            stub = bench.crm_stub(srv) if "ladder" in main_phases else None
             idle = bench.idle(srv, args.idle)
             res["idle"] = idle
             res["startup_s"] = round(srv.started_s, 1)
