@@ -31,7 +31,7 @@ from typing import Any
 ROLES = {"total": "#222222", "workers": "#1f77b4", "kamailio": "#2ca02c", "controller": "#d62728"}
 ROLE_NAMES = {"total": "all server processes", "workers": "workers", "kamailio": "Kamailio", "controller": "controller"}
 TIMERS = {"1": ("INVITE->200", "#9467bd"), "2": ("digit->REFER", "#ff7f0e")}
-MARKERS = ("circle", "square", "triangle", "diamond", "cross")
+MARKERS = ("circle", "square", "triangle", "diamond", "cross", "ring", "open-square")
 ASTERISK_CALL_MS = (3.1, 4.0)
 """Asterisk 23.4.1's CPU per call on the peer kit's call, 10-80 calls/s (/work/shared/peers, 2026-11-30)."""
 ASTERISK_HOLD = (200, 0.33)
@@ -179,6 +179,11 @@ def _marker(shape: str, x: float, y: float, color: str) -> str:
     if shape == "diamond":
         return (f'<polygon points="{x:.1f},{y - 4.5:.1f} {x + 4.5:.1f},{y:.1f} {x:.1f},{y + 4.5:.1f} '
                 f'{x - 4.5:.1f},{y:.1f}" fill="{color}"/>')
+    if shape == "ring":
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="white" stroke="{color}" stroke-width="1.6"/>'
+    if shape == "open-square":
+        return (f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" fill="white" stroke="{color}" '
+                f'stroke-width="1.6"/>')
     if shape == "cross":
         return (f'<path d="M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},{y + 4:.1f}'
                 f'L{x + 4:.1f},{y - 4:.1f}" stroke="{color}" stroke-width="2"/>')
@@ -256,7 +261,8 @@ def draw_panel(p: Panel, ox: float, oy: float) -> list[str]:
 
 
 def _tag(shape: str) -> str:
-    return {"square": "rect", "triangle": "polygon", "diamond": "polygon", "cross": "path"}.get(shape, "circle")
+    return {"square": "rect", "open-square": "rect", "triangle": "polygon", "diamond": "polygon",
+            "cross": "path"}.get(shape, "circle")
 
 
 def run_label(path: Path) -> str:
