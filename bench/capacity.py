@@ -6,9 +6,15 @@ and JSON (bench/results/*.json). Phases (--phases, default all, in this order):
 
   rate      highest call rate of the full flow (answer, greeting, DTMF by SIP INFO, CRM lookups, REFER,
             NOTIFY, BYE; RTP both ways) sustained for --window s with zero failed calls, by steps (--rates)
+  ladder    the peer kit's call (bench/peer/ivr_uac.xml on 700: answer, prompt, one INFO digit, one HTTP lookup,
+            REFER; SIPp echoes the RTP) at rising rates (--ladder-rates, up to 250 cps), --window s each, stopping
+            after the first step with a failed call: CPU per call comparable with the kit's Asterisk figures
   hold      most concurrent long calls with prompts playing and RTP both ways, zero failures and no RTP loss
             (--holds levels, each held --hold-window s); memory per concurrent call
   combined  --combined-hold long media calls AND --combined-rate calls/s of the full flow for --window s
+  soak      --soak-minutes at --soak-rate cps of the full flow with --soak-hold media calls held alongside;
+            samples RSS/PSS per role, open fds, the live-call gauge every --soak-sample s, reports their slopes
+            (least squares, per minute) and verdicts: 0 failed, every call SIPp placed recorded exactly once
   scale     per worker count (--scale-workers): start-up time, idle CPU and memory per worker, CPU per call
 
 Latency: SIPp's own timers (-trace_rtt, 1 ms resolution): INVITE -> 200, last digit -> REFER, answer ->
@@ -38,6 +44,7 @@ from typing import Any
 import drive
 import report
 import rig
+import soak
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOLD = "sip:gold@127.0.0.1:5070"
@@ -46,6 +53,7 @@ FULL_SETS = {"caller": "+15559999999", "digits": "100002#", "expected_refer": GO
 (Alan Turing: no account manager, so the gold queue itself)."""
 SIPP_FULL, SIPP_HOLD = (25010, 25020), (25011, 25040)
 """SIPp's signalling port and media port (SIPp also binds media + 2)."""
+PEER_SCENARIO = Path(__file__).resolve().parent / "peer" / "ivr_uac.xml"
 METER_FULL, METER_HOLD = 26000, 29000
 """RTP ports of the callers (meters): below the kernel's ephemeral range (32768+), clear of the workers' 20000+."""
 
@@ -96,12 +104,23 @@ class Bench:
                           pause_ms=self.args.greeting_ms, service=rig.FULL_NUMBER, sets=FULL_SETS,
                           timeout_s=seconds + 60)
 
-    def rate_step(self, srv: rig.Server, rate: int, idle_cores: float) -> dict[str, Any]:
+    def peer_call(self, srv: rig.Server, rate: int, seconds: float, run: Path) -> drive.Sipp:
+        """The peer kit's SIPp call, as kit/bench.py places it (pause 1000 ms, limit 3000, SIPp's RTP echo)."""
+        return drive.Sipp(str(PEER_SCENARIO), run, srv.ports.sip, *SIPP_FULL, rtp_ports=[SIPP_FULL[1]],
+                          rate=rate, total=int(rate * seconds), limit=3000, pause_ms=1000,
+                          service=rig.PEER_NUMBER, timeout_s=seconds + 90, extra=["-rtp_echo"])
+
+    def rate_step(self, srv: rig.Server, rate: int, idle_cores: float, *, call: str = "full") -> dict[str, Any]:
         seconds = self.args.window
-        run = self.run_dir(f"rate-{rate}")
-        meter = drive.Meter(METER_FULL, min(1400, max(200, rate * 8)), run)
-        sipp = self.full_flow(srv, rate, seconds, run)
-        sipp.rtp_ports = meter.ports
+        run = self.run_dir(f"{'ladder' if call == 'peer' else 'rate'}-{rate}")
+        meter: drive.Meter | drive.SippEcho
+        if call == "peer":
+            meter = drive.SippEcho(SIPP_FULL[1])
+            sipp = self.peer_call(srv, rate, seconds, run)
+        else:
+            meter = drive.Meter(METER_FULL, min(1400, max(200, rate * 8)), run)
+            sipp = self.full_flow(srv, rate, seconds, run)
+            sipp.rtp_ports = meter.ports
         offset, load0, gen0 = srv.log_offset(), rig.loadavg(), children_cpu()
         with rig.DropWatch(self.drop_ranges(srv)) as drops:
             cpu0, th0, t0 = srv.cpu(), srv.threads(), time.monotonic()
@@ -114,7 +133,7 @@ class Bench:
             wprofile_summary = wprofile.summary() if wprofile else None
             time.sleep(1.0)
         res, rtp = sipp.result(), meter.stop()
-        out = {"rate_cps": rate, "window_s": seconds, "wall_s": round(wall, 1), "loadavg_before": load0,
+        out = {"call": call, "rate_cps": rate, "window_s": seconds, "wall_s": round(wall, 1), "loadavg_before": load0,
                "loadavg_after": rig.loadavg(), "sipp": res, "rtp": rtp, "drops": drops.result(),
                "load_generator_cores": round((children_cpu() - gen0) / wall, 3),
                "server": drive.summarize_calls(drive.call_ended_lines(srv.log, offset)),
@@ -129,9 +148,9 @@ class Bench:
     # --- long calls with media -----------------------------------------------------------------------------
 
     def hold(self, srv: rig.Server, calls: int, plateau_s: float, run: Path, *,
-             ramp: int) -> tuple[drive.Sipp, drive.Meter | drive.SippEcho]:
+             ramp: int) -> tuple[drive.Sipp, drive.Meters | drive.SippEcho]:
         sipp_echo = self.args.hold_echo == "sipp"
-        meter = drive.SippEcho(SIPP_HOLD[1]) if sipp_echo else drive.Meter(METER_HOLD, calls + 20, run)
+        meter = drive.SippEcho(SIPP_HOLD[1]) if sipp_echo else drive.Meters(METER_HOLD, calls + 20, run)
         hold_ms = int((calls / ramp + plateau_s + 3) * 1000)
         sipp = drive.Sipp("media_hold.xml", run, srv.ports.sip, *SIPP_HOLD, rtp_ports=meter.ports,
                           rate=ramp, total=calls, limit=calls, pause_ms=hold_ms, service=rig.HOLD_NUMBER,
@@ -205,6 +224,12 @@ class Bench:
         out["target_met"] = bool(out["ok"] and out["rtp_clean"] and out["invite_200_p99_ms"] is not None
                                  and out["invite_200_p99_ms"] < 50)
         return out
+
+    def soak(self, srv: rig.Server, idle_cores: float) -> dict[str, Any]:
+        return soak.run(self, srv, idle_cores, meter_base=METER_FULL, cpu_report=cpu_report)
+
+    def crm_stub(self, srv: rig.Server) -> drive.CrmStub:
+        return drive.CrmStub(srv.ports.stub, self.workdir / "crm-stub")
 
     # --- helpers -----------------------------------------------------------------------------------------
 
@@ -293,7 +318,8 @@ def machine() -> dict[str, Any]:
 
 def check_ports(ports: rig.Ports) -> None:
     for port, kind in ((ports.sip, socket.SOCK_DGRAM), (ports.admin, socket.SOCK_STREAM),
-                       (ports.crm, socket.SOCK_STREAM), (SIPP_FULL[0], socket.SOCK_DGRAM),
+                       (ports.crm, socket.SOCK_STREAM), (ports.stub, socket.SOCK_STREAM),
+                       (SIPP_FULL[0], socket.SOCK_DGRAM),
                        (SIPP_HOLD[0], socket.SOCK_DGRAM), (SIPP_FULL[1], socket.SOCK_DGRAM),
                        (SIPP_HOLD[1], socket.SOCK_DGRAM), (METER_FULL, socket.SOCK_DGRAM)):
         with socket.socket(socket.AF_INET, kind) as s:

@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,79 @@ class Meter:
                                   else {"error": self.err.read_text(errors="replace")[-2000:]})
         report["meter_cpu_s"] = round(cpu, 2)
         return report
+
+
+class Meters:
+    """Several rtpmeter.py processes side by side, `per_meter` streams each (one Python process cannot echo
+    400 calls' 20,000 packets/s on a busy machine: its sockets overflow); `stop()` sums their reports."""
+
+    SUMMED = ("streams", "packets", "lost_seq", "deficit_time", "deficit_time_raw", "out_of_order",
+              "streams_with_loss", "echoed", "echo_send_errors", "rtcp", "meter_cpu_s")
+
+    def __init__(self, base: int, count: int, workdir: Path, per_meter: int = 100) -> None:
+        self.meters: list[Meter] = []
+        try:
+            for first in range(0, count, per_meter):
+                self.meters.append(Meter(base + 2 * first, min(per_meter, count - first), workdir))
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def ports(self) -> list[int]:
+        return [port for meter in self.meters for port in meter.ports]
+
+    def stop(self) -> dict[str, Any]:
+        reports = [meter.stop() for meter in self.meters]
+        out: dict[str, Any] = {"meters": len(reports)}
+        for key in self.SUMMED:
+            out[key] = round(sum(r.get(key, 0) for r in reports), 2)
+        out["max_gap_ms"] = max((r.get("max_gap_ms", 0.0) for r in reports), default=0.0)
+        hist: dict[str, int] = {}
+        for r in reports:
+            for bucket, n in (r.get("interarrival") or {}).items():
+                hist[bucket] = hist.get(bucket, 0) + n
+        out["interarrival"] = hist
+        worst = [w for r in reports for w in r.get("worst_streams", [])]
+        out["worst_streams"] = sorted(worst, key=lambda s: (s["lost_seq"], s["deficit_time"]), reverse=True)[:5]
+        errors = [r["error"] for r in reports if "error" in r]
+        if errors:
+            out["error"] = " | ".join(errors)
+            out["lost_seq"] = out["deficit_time"] = -1  # a meter that did not report cannot count as clean
+        return out
+
+
+class CrmStub:
+    """The peer kit's CRM stub (bench/peer/crm_stub.py) as a child on 127.0.0.1:`port`."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        with (workdir / "crm-stub.log").open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("peer") / "crm_stub.py"),
+                                          str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 15
+        while self.hits() < 0:
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"CRM stub did not start on {HOST}:{port}")
+            time.sleep(0.1)
+
+    def hits(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.port}/stats", timeout=2) as r:
+                return int(r.read())
+        except (OSError, ValueError):
+            return -1
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class SippEcho:
@@ -146,6 +220,12 @@ class Sipp:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def call_ids(self) -> set[str]:
+        """The Call-IDs of every call this run placed: SIPp numbers them `<call number>-<its pid>@<local ip>`."""
+        assert self.proc is not None
+        created = int(_last_row(self.workdir / "stat.csv").get("TotalCallCreated", 0) or 0)
+        return {f"{n}-{self.proc.pid}@{HOST}" for n in range(1, created + 1)}
 
     def result(self) -> dict[str, Any]:
         """Calls created/successful/failed, rejections, timers' p50/p99 (ms), the first error lines."""

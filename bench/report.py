@@ -14,10 +14,20 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/capacity.py", description="Measured capacity of `ivr run` behind its "
                                 "Kamailio front (127.0.0.1 only). See bench/README.md.")
-    p.add_argument("--phases", default="rate,hold,combined,scale", help="comma list of rate,hold,combined,scale")
+    p.add_argument("--phases", default="rate,hold,combined,scale",
+                   help="comma list of rate,ladder,hold,combined,soak,scale (run in this order)")
     p.add_argument("--quick", action="store_true", help="short windows for development (10 s, 4 s idle)")
     p.add_argument("--workers", type=int, default=72, help="workers for rate/hold/combined (default: %(default)s)")
     p.add_argument("--rates", type=_ints, default=[10, 20, 35, 50, 70, 100, 130], help="full-flow rate steps (cps)")
+    p.add_argument("--ladder-rates", type=_ints, default=[10, 30, 50, 80, 120, 160, 200, 250],
+                   help="the peer kit's call: rate steps (cps), --window s each (default: %(default)s)")
+    p.add_argument("--soak-minutes", type=float, default=10.0, help="soak length (default: %(default)s)")
+    p.add_argument("--soak-rate", type=int, default=28,
+                   help="full-flow cps during the soak (default %(default)s: 80%% of 35, today's sustained rate)")
+    p.add_argument("--soak-hold", type=int, default=100, help="media calls held alongside the soak")
+    p.add_argument("--soak-sample", type=float, default=10.0, help="seconds between soak samples")
+    p.add_argument("--soak-warmup", type=float, default=30.0,
+                   help="seconds of the soak left out of the slopes (the load ramps up)")
     p.add_argument("--holds", type=_ints, default=[100, 200, 250, 280], help="concurrent long-call levels")
     p.add_argument("--window", type=float, default=60.0, help="seconds of each rate step and of combined")
     p.add_argument("--hold-window", type=float, default=60.0, help="seconds each hold level is held at full load")
@@ -50,23 +60,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if set(filter(None, args.variant.split(","))) - {"media-thread", "front-shm-256"}:
         p.error("--variant: media-thread and/or front-shm-256")
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
-    unknown = set(args.phases) - {"rate", "hold", "combined", "scale"}
+    unknown = set(args.phases) - set(PHASES)
     if unknown:
         p.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    if max(args.rates, default=0) * args.window > 20000 or args.window > 300 or args.hold_window > 300:
+    args.phases = [ph for ph in PHASES if ph in args.phases]
+    top = max(args.rates + args.ladder_rates, default=0)
+    if top * args.window > 20000 or args.window > 300 or args.hold_window > 300:
         p.error("bounded by design: at most 20,000 calls per step and 300 s windows")
+    if args.soak_minutes > 18 or args.soak_rate * args.soak_minutes * 60 > 40000 or args.soak_sample < 1:
+        p.error("bounded by design: a soak of at most 18 minutes and 40,000 calls, samples >= 1 s apart")
     holds = (args.holds if "hold" in args.phases else []) + ([args.combined_hold] if "combined" in args.phases else [])
+    holds += [args.soak_hold + args.soak_rate * 2] if "soak" in args.phases else []
     if max(holds, default=0) > 4 * args.workers:
         p.error("a hold level above workers x 4 slots cannot pass")
     return args
 
 
+PHASES = ("rate", "ladder", "hold", "combined", "soak", "scale")
+
+
 def run_phases(bench: Any) -> None:
     args, res = bench.args, bench.results
-    main_phases = [ph for ph in args.phases if ph in ("rate", "hold", "combined")]
+    main_phases = [ph for ph in args.phases if ph != "scale"]
     if main_phases:
         srv = bench.server(args.workers)
+        stub = None
         try:
+            stub = bench.crm_stub(srv) if "ladder" in main_phases else None
             idle = bench.idle(srv, args.idle)
             res["idle"] = idle
             res["startup_s"] = round(srv.started_s, 1)
@@ -75,6 +95,9 @@ def run_phases(bench: Any) -> None:
             for phase in main_phases:
                 globals()[f"_{phase}"](bench, srv, idle)
         finally:
+            if stub is not None:
+                res["crm_stub_hits"] = stub.hits()
+                stub.stop()
             srv.stop()
     if "scale" in args.phases:
         _scale(bench)
@@ -94,6 +117,33 @@ def _rate(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
         time.sleep(3)
     passed = [s["rate_cps"] for s in steps if s["ok"]]
     bench.results["rate"]["max_sustained_cps"] = max(passed, default=0)
+
+
+def _ladder(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
+    """The peer kit's call at rising rates; stops after the first step with a failed call."""
+    steps: list[dict[str, Any]] = bench.results.setdefault("ladder", {"steps": []})["steps"]
+    for rate in bench.args.ladder_rates:
+        if bench.out_of_time(bench.args.window + 30):
+            break
+        print(f"ladder: peer call at {rate} cps for {bench.args.window:g} s ...", flush=True)
+        step = bench.rate_step(srv, rate, idle["cores"]["total"], call="peer")
+        steps.append(step)
+        print("  " + _rate_line(step), flush=True)
+        if not step["ok"]:
+            break
+        time.sleep(3)
+    passed = [s["rate_cps"] for s in steps if s["ok"]]
+    bench.results["ladder"]["max_sustained_cps"] = max(passed, default=0)
+
+
+def _soak(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
+    a = bench.args
+    if bench.out_of_time(a.soak_hold / a.ramp + a.soak_minutes * 60 + 90):
+        return
+    print(f"soak: {a.soak_minutes:g} min at {a.soak_rate} cps with {a.soak_hold} media calls held ...", flush=True)
+    out = bench.soak(srv, idle["cores"]["total"])
+    bench.results["soak"] = out
+    print("  " + _soak_line(out), flush=True)
 
 
 def _hold(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
@@ -220,6 +270,21 @@ def _combined_line(c: dict[str, Any]) -> str:
             f"load {c['loadavg_after'][0]}")
 
 
+def _soak_line(s: dict[str, Any]) -> str:
+    f, h, r, t = s["flow"], s.get("hold") or {}, s["records"], s["trends"]
+
+    def slope(name: str) -> str:
+        tr = t.get(name) or {}
+        return f"{tr.get('slope_per_min')}/min{'' if tr.get('flat') else ' NOT FLAT'}"
+    return (f"flow {f['successful']}/{f['created']} ok {f['failed']} failed; held {h.get('successful')}/"
+            f"{s['hold_calls']} ok {h.get('failed')} failed; INVITE->200 {_ms(f['timers_ms'], '1')} ms; "
+            f"{s['cpu']['ms_per_call']['total']} CPU ms/call; records: {r.get('recorded_once')}/{r.get('placed')} "
+            f"once, {r.get('missing')} missing, {r.get('more_than_once')} twice; "
+            f"slopes PSS {slope('pss_kb.total')} kB, "
+            f"RSS {slope('rss_kb.total')} kB, fds {slope('fds.total')}, live {slope('live_calls')}; "
+            f"ok {s['ok']}; load {s['loadavg_after'][0]}")
+
+
 def _scale_line(r: dict[str, Any]) -> str:
     idle, step = r["idle"], r.get("rate_step")
     text = (f"{r['workers']} workers: start {r['startup_s']} s, idle {idle['cores']['total']:.3f} cores "
@@ -238,12 +303,19 @@ def table(res: dict[str, Any]) -> str:
         lines.append("rate  " + _rate_line(s))
     if "rate" in res:
         lines.append(f"rate  max sustained with zero failures: {res['rate'].get('max_sustained_cps')} cps")
+    for s in res.get("ladder", {}).get("steps", []):
+        lines.append("ladder " + _rate_line(s))
+    if "ladder" in res:
+        top = res["ladder"].get("max_sustained_cps")
+        lines.append(f"ladder max sustained (peer call) with zero failures: {top} cps")
     for lv in res.get("hold", {}).get("levels", []):
         lines.append("hold  " + _hold_line(lv))
     if "hold" in res:
         lines.append(f"hold  max concurrent with zero failures and clean RTP: {res['hold'].get('max_clean_calls')}")
     if "combined" in res:
         lines.append("combined " + _combined_line(res["combined"]))
+    if "soak" in res:
+        lines.append("soak  " + _soak_line(res["soak"]))
     for r in res.get("scale", []):
         lines.append("scale " + _scale_line(r))
     return "\n".join(lines)

@@ -25,6 +25,9 @@ HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
 HOLD_NUMBER = "901"
 FULL_NUMBER = "100"
+PEER_NUMBER = "700"
+PEER_CONFIG = Path(__file__).resolve().parent / "peer" / "peer.yaml"
+"""The peer kit's call (bench_ivr on 700, its CRM stub endpoint and queues q_*), merged into every bench config."""
 
 HOLD_FLOW = {
     "description": "BENCH ONLY (bench/capacity.py), not part of the product config: plays prompts in a loop "
@@ -43,6 +46,8 @@ class Ports:
     rtp_start: int = 20000
     admin: int = 25080
     crm: int = 25081
+    stub: int = 25082
+    """The peer kit's CRM stub (bench/peer/crm_stub.py), started by the ladder phase."""
 
 
 def bench_config(workers: int, ports: Ports, *, front_children: int = 2, strict_pike: bool = False) -> dict[str, Any]:
@@ -67,6 +72,10 @@ def bench_config(workers: int, ports: Ports, *, front_children: int = 2, strict_
     data["prompts_dir"] = str(ROOT / "prompts")
     data["numbers"][HOLD_NUMBER] = "bench_hold"
     data["flows"]["bench_hold"] = HOLD_FLOW
+    peer: dict[str, Any] = yaml.safe_load(PEER_CONFIG.read_text())
+    peer["http"]["stub"]["base_url"] = f"http://{HOST}:{ports.stub}"
+    for section in ("http", "queues", "numbers", "flows"):
+        data.setdefault(section, {}).update(peer[section])
     return data
 
 
@@ -195,6 +204,50 @@ def memory_kb(pids: Iterable[int]) -> dict[str, int]:
             elif line.startswith("Pss:"):
                 pss += int(line.split()[1])
     return {"rss_kb": rss, "pss_kb": pss}
+
+
+def role_of(pid: int, root: int) -> str | None:
+    st = _stat(pid)
+    return None if st is None else _role(pid, root, st[2])
+
+
+def memory_by_role(pids: Iterable[int], root: int) -> dict[str, dict[str, int]]:
+    """RSS and PSS (kB) summed per role, and `total`."""
+    out: dict[str, dict[str, int]] = {}
+    for pid in pids:
+        role = role_of(pid, root)
+        if role is None:
+            continue
+        mem = memory_kb([pid])
+        for key in ("total", role):
+            acc = out.setdefault(key, {"rss_kb": 0, "pss_kb": 0, "processes": 0})
+            acc["rss_kb"] += mem["rss_kb"]
+            acc["pss_kb"] += mem["pss_kb"]
+            acc["processes"] += 1
+    return out
+
+
+def fds_per_process(pids: Iterable[int]) -> dict[int, int]:
+    """Open file descriptors (/proc/<pid>/fd) of each live process."""
+    out: dict[int, int] = {}
+    for pid in pids:
+        try:
+            out[pid] = len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue
+    return out
+
+
+def fds_by_role(per_process: dict[int, int], root: int) -> dict[str, dict[str, int]]:
+    """Open file descriptors summed per role and `total`, with the largest single process."""
+    out: dict[str, dict[str, int]] = {}
+    for pid, n in per_process.items():
+        role = role_of(pid, root)
+        for key in ("total", role or "other"):
+            acc = out.setdefault(key, {"fds": 0, "max_per_process": 0})
+            acc["fds"] += n
+            acc["max_per_process"] = max(acc["max_per_process"], n)
+    return out
 
 
 def loadavg() -> list[float]:

@@ -28,6 +28,9 @@ def make_app(metrics: Metrics, health: Callable[[], dict[str, object]],
             state = stats.get("breaker")
             for name in ("closed", "open", "half_open"):
                 metrics.set("ivr_http_breaker_state", 1.0 if state == name else 0.0, endpoint=endpoint, state=name)
+        live = health().get("live_calls")
+        if isinstance(live, int):  # the calls the controller holds now (bench/soak.py watches it stay flat)
+            metrics.set("ivr_live_calls", float(live))
         return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def live_calls(_: web.Request) -> web.Response:
