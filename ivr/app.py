@@ -163,6 +163,8 @@ class Server:
 
     async def _drain(self, router: CallRouter) -> None:
         router.draining = True
+        if self.front_monitor is not None:  # a tier's probe sees 503 and sends new calls to other nodes
+            await self.front_monitor.drain()
         timeout = self.loaded.config.sip.drain_timeout
         log.info("ivr.draining", live_calls=len(router.calls), timeout_s=timeout)
         if not await self._calls_gone(router, timeout):
