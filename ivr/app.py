@@ -115,6 +115,7 @@ class Server:
                                 speaker=speaker)
             records = await stack.enter_async_context(self._records(router))
             router.on_record = records.on_record
+            router.on_start = records.journal.opened
             router.switches = self.switches.view
             specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
             pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),

@@ -107,7 +107,7 @@ modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
 %%{rpc_params}%%{stat_params}
-# --- drain (tier): `pv.shvSet draining int 1` over jsonrpcs when the node drains
+# --- drain (tier): the controller sets it with `pv.shvSet draining int 1` when the node drains
 modparam("pv", "shvset", "draining=i:0")
 
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
