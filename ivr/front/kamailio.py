@@ -28,7 +28,7 @@ import structlog
 from ivr.config.model import IvrConfig, Registration, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
-from ivr.front import tls
+from ivr.front import tier_template, tls
 
 log = structlog.get_logger(__name__)
 
@@ -249,9 +249,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         "queue_targets": queue_targets(config),
-        "ds_algorithm": ds_algorithm,
-        "load_update": "\tds_load_update();\n" if ds_algorithm == "10" else "\treturn;\n",
-        "load_unset": "\tds_load_unset();\n" if ds_algorithm == "10" else "\treturn;\n",
+        **tier_template.parts(ds_algorithm, sip.retry_after),
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),

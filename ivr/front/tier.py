@@ -14,7 +14,8 @@ topology hiding, refusal counters) is the same code as a node's front.
 
 from __future__ import annotations
 
-from ivr.config.model import IvrConfig, TierConfig
+from ivr.config.model import IvrConfig
+from ivr.config.tier import TierConfig
 from ivr.errors import IvrError
 
 ALGORITHMS = {"round_robin": "4", "hash_callid": "0", "priority": "8"}
