@@ -115,6 +115,7 @@ class Server:
                                 speaker=speaker)
             records = await stack.enter_async_context(self._records(router))
             router.on_record = records.on_record
+            router.on_start = records.journal.opened
             router.switches = self.switches.view
             specs = worker_specs(cfg.sip, single=mode == "none", front_hosts=tuple(sorted(trusted)))
             pool = WorkerPool(specs, prompts_dir=str(self.loaded.prompts_dir),
@@ -163,6 +164,8 @@ class Server:
 
     async def _drain(self, router: CallRouter) -> None:
         router.draining = True
+        if self.front_monitor is not None:  # a tier's probe sees 503 and sends new calls to other nodes
+            await self.front_monitor.drain()
         timeout = self.loaded.config.sip.drain_timeout
         log.info("ivr.draining", live_calls=len(router.calls), timeout_s=timeout)
         if not await self._calls_gone(router, timeout):

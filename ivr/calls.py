@@ -95,6 +95,8 @@ class CallRouter:
         self.switches: Mapping[str, bool] = MappingProxyType(dict(config.switches))
         """Read-only view of the run-time switches passed to every session (the app sets the live one)."""
         self.on_record: RecordSink | None = None
+        self.on_start: Callable[[CallInfo, str, float], None] | None = None
+        """A call was admitted (info, flow, time): the records' live-call journal."""
         """Called with each finished call's record (after its log line); must not block."""
         self.reconfigure(config)
 
@@ -157,6 +159,8 @@ class CallRouter:
         call = LiveCall(worker=worker, call_id=call_id, session=session, info=info, offered_at=now, slots=slots)
         self.calls[(worker, call_id)] = call
         self._metrics.set("ivr_calls_active", len(self.calls))
+        if self.on_start is not None:
+            self.on_start(info, flow, now)
         self._run(call, lambda: call.session.start(now))
 
     def _refusal(self, trunk: Trunk | None, flow: str | None) -> tuple[int, str] | None:

@@ -20,6 +20,7 @@ DELEGATED = (
     ("simulate", "ivr.simulate", "play a call through a flow from the terminal (no SIP)"),
     ("run", "ivr.app", "run the server: controller, SIP workers and the front"),
     ("front", "ivr.front.command", "render or run the Kamailio front"),
+    ("tier", "ivr.front.tier_command", "run, render or reload the Kamailio tier over several IVR nodes"),
     ("scenarios", "ivr.scenarios.command", "write SIPp scenarios for every distinct path of the flows"),
     ("qa", "ivr.scenarios.qa", "call every path of the flows with SIPp against a live server; a verdict table"),
     ("calls", "ivr.records.cli", "list recent calls from the record store, filtered"),

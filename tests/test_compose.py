@@ -74,3 +74,29 @@ def test_referenced_files_exist(compose: dict[str, Any]) -> None:
             match = re.match(r"^COPY\s+(?!--)(.+)\s+\S+$", line.strip())
             for source in match.group(1).split() if match else []:
                 assert (context / source).exists(), f"{dockerfile.name}: COPY source {source} is missing"
+
+
+def test_the_tier_profile_puts_a_tier_over_two_nodes_sharing_one_database(compose: dict[str, Any]) -> None:
+    """Profile "tier": the addresses the services are given agree with each other and with config/ivr.yaml
+    loaded with each service's environment (the tier's node list, each node's trunk source and records DSN)."""
+    from ivr.config.load import load_config
+
+    services = compose["services"]
+    tiered = {name for name, service in services.items() if "tier" in service.get("profiles", [])}
+    assert tiered == {"tier", "node1", "node2", "records-db"}
+    assert not any(services[name].get("profiles") for name in ("front-config", "front", "ivr", "democrm"))
+    db_host = services["records-db"]["command"][-1].split("=", 1)[1]
+    tier = load_config(ROOT / "config" / "ivr.yaml", {**services["tier"]["environment"]},
+                       check_files=False).config.tier
+    assert tier is not None and services["tier"]["command"][:3] == ["ivr", "tier", "run"]
+    nodes = {}
+    for name in ("node1", "node2"):
+        env = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in services[name]["environment"].items()}
+        config = load_config(ROOT / "config" / "ivr.yaml", env, check_files=False).config
+        assert config.front.mode == "managed"  # each node runs its own front
+        assert f"{tier.listen_host}/32" in config.trunks[0].sources  # the tier is the node's trunk
+        assert config.records.store == "postgresql" and f"@{db_host}:" in str(config.records.dsn)
+        assert config.sip.worker_host == config.sip.listen_host == config.admin.host
+        nodes[name] = (f"{config.sip.listen_host}:{config.sip.listen_port}", config.sip.rtp_port_start)
+    assert [n.address for n in tier.nodes] == [nodes["node1"][0], nodes["node2"][0]]
+    assert abs(nodes["node1"][1] - nodes["node2"][1]) >= 4 * 40 * 2  # RTP ranges apart (4 workers x 40 ports)

@@ -16,6 +16,7 @@ from ivr.config.base import Strict
 from ivr.config.records import RecordsConfig
 from ivr.config.speech import TtsConfig
 from ivr.config.steps import Flow
+from ivr.config.tier import TierConfig
 from ivr.config.types import Duration, Name, SipUri
 
 # --- SIP, workers and the front -------------------------------------------------------------------
@@ -129,6 +130,7 @@ class FrontConfig(Strict):
                                          "consecutive failure, up to registration_retry_max.")
     registration_retry_max: Duration = Field(1800.0, ge=4, le=86400, description="Longest wait between "
                                              "registration attempts while a registrar keeps failing.")
+
 
 
 # --- Trunks and numbers ---------------------------------------------------------------------------
@@ -387,6 +389,8 @@ class IvrConfig(Strict):
     records: RecordsConfig = Field(default_factory=RecordsConfig, description="Call records: database, spool, "
                                    "retention, webhook.")
     tts: TtsConfig = Field(default_factory=TtsConfig, description="Text to speech of `say` steps; languages.")
+    tier: TierConfig | None = Field(None, description="A Kamailio tier over several IVR nodes (`ivr tier run`); "
+                                    "absent on a node's own config.")
 
     @field_validator("numbers")
     @classmethod

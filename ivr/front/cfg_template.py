@@ -18,7 +18,8 @@ Theory of operation, in the order a request meets it:
    the front: 200 for trunks. INVITE: source must be a trunk (permissions address file; tag = trunk name);
    an INVITE to a registration Contact (`reg-<trunk>`) must come from that trunk's own sources (address
    group 100 + i) and is named that trunk; `X-IVR-Trunk: <name>` added; dispatcher set 1, algorithm 10
-   (call load, maxload per worker); none free -> 503 + Retry-After. Any other initial method: 405.
+   (call load, maxload per worker); none free -> 503 + Retry-After. Any other initial method: 405. Drain and
+   tier mode (other nodes, algorithm, no call load): the %%{drain_*}/%%{load_*} blocks of tier_template.py.
 5. Failure route: timeout marks the worker inactive (probing brings it back); timeout/408/486/5xx/600
    fail over with ds_next_dst only when a next destination exists; otherwise 503 + Retry-After.
 6. A reply that belongs to no transaction of the front is dropped (no stateless forwarding of forged replies).
@@ -101,7 +102,7 @@ modparam("permissions", "address_file", "%%{address_file}")
 modparam("permissions", "peer_tag_avp", "$avp(trunk)")
 modparam("permissions", "load_backends", 1)
 
-%%{rpc_params}%%{stat_params}
+%%{rpc_params}%%{stat_params}%%{drain_param}
 modparam("dispatcher", "list_file", "%%{dispatcher_file}")
 modparam("dispatcher", "ds_hash_size", 9)
 modparam("dispatcher", "flags", 2)
@@ -130,7 +131,7 @@ request_route {
 
 \tif (is_method("CANCEL")) {
 \t\tif (t_check_trans()) {
-\t\t\tds_load_update();
+\t\t\t%%{load_update}
 \t\t\tt_relay();
 \t\t}
 \t\texit;
@@ -162,7 +163,7 @@ request_route {
 \t}
 
 \tif (is_method("OPTIONS") && uri==myself) {
-\t\tsl_send_reply("200", "OK");
+%%{drain_options}\t\tsl_send_reply("200", "OK");
 \t\texit;
 \t}
 
@@ -222,7 +223,7 @@ route[WITHINDLG] {
 \t\t$var(refuse) = "403"; $var(reason) = "Not Routed Here"; route(REFUSE);
 \t}
 \tif (is_method("BYE")) {
-\t\tds_load_update();
+\t\t%%{load_update}
 \t\tt_on_reply("BYE_ANSWERED");
 \t}
 \t# The next hop is the dialog's other party, whatever the Request-URI or Route headers name.
@@ -260,7 +261,7 @@ route[TRUNK] {
 }
 
 route[DISPATCH] {
-\tif (!ds_select_dst("1", "10")) {
+%%{drain_dispatch}\tif (!ds_select_dst("1", "%%{ds_algorithm}")) {
 \t\troute(FULL);
 \t}
 \t$dlg_var(worker) = $du;
@@ -327,7 +328,7 @@ onreply_route[BYE_ANSWERED] {
 
 onreply_route[WORKER_REPLY] {
 \tif (is_method("INVITE") && status =~ "^2[0-9][0-9]$") {
-\t\tds_load_update();
+\t\t%%{load_update}
 \t}
 }
 
@@ -339,7 +340,7 @@ failure_route[FAILOVER] {
 \t\txlog("L_WARN", "front.worker_timeout $du\\n");
 \t\tds_mark_dst("ip");
 \t} else if (!t_check_status("408|486|5[0-9][0-9]|600")) {
-\t\tds_load_unset();
+\t\t%%{load_unset}
 \t\texit;
 \t}
 \tif ($xavp(_dsdst_[1]=>uri) != $null && ds_next_dst()) {
@@ -348,7 +349,7 @@ failure_route[FAILOVER] {
 \t\tt_on_reply("WORKER_REPLY");
 \t\troute(RELAY);
 \t}
-\tds_load_unset();
+\t%%{load_unset}
 \tappend_to_reply("Retry-After: %%{retry_after}\\r\\n");
 \t$var(from_worker) = 0;  # $var is per process, not per message: this process last routed something else
 \t$var(refuse) = "503"; route(COUNT_REFUSAL);

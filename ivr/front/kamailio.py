@@ -28,7 +28,7 @@ import structlog
 from ivr.config.model import IvrConfig, Registration, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
-from ivr.front import tls
+from ivr.front import tier_template, tls
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ def workers(config: IvrConfig) -> list[tuple[str, str, int]]:
 
 def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, instance: str = "",
            rpc_socket: Path | None = None, config_dir: Path | None = None,
-           copy_certificates: bool = False) -> FrontFiles:
+           copy_certificates: bool = False, tier: bool = False) -> FrontFiles:
     """Write kamailio.cfg and its tables into out_dir.
 
     `base_dir`: where Kamailio will see these files (a container mount); default out_dir. `instance`, when
@@ -73,12 +73,19 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     jsonrpcs datagram socket (default front.rpc_socket; neither: no RPC, the refusals are still counted).
     `config_dir`: what certificate paths are relative to (the config file's directory; default the current
     directory). `copy_certificates`: copy the TLS certificate, key and CA next to tls.cfg (a front run
-    elsewhere).
+    elsewhere). `tier`: render the tier over config.tier's nodes instead of a node's front (ivr/front/tier.py).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     base = (base_dir or out_dir).absolute()
     cfg, dispatcher, address = out_dir / CFG_NAME, out_dir / DISPATCHER_NAME, out_dir / ADDRESS_NAME
-    dispatcher.write_text(dispatcher_list(config))
+    if tier:
+        from ivr.front.tier import nodes_list, tier_algorithm
+
+        dispatcher.write_text(nodes_list(config))
+        algorithm = tier_algorithm(config)
+    else:
+        dispatcher.write_text(dispatcher_list(config))
+        algorithm = "10"
     address.write_text(address_file(config))
     extra = [address]
     registrations = [(trunk.name, trunk.registration) for trunk in config.trunks if trunk.registration]
@@ -91,7 +98,7 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
         extra += [dbtext / "uacreg", dbtext / "version"]
     extra += tls.write_profile(config, out_dir, (config_dir or Path.cwd()).absolute(),
                                base if copy_certificates else None)
-    cfg.write_text(cfg_text(config, base_dir=base, instance=instance, rpc_socket=rpc_socket))
+    cfg.write_text(cfg_text(config, base_dir=base, instance=instance, rpc_socket=rpc_socket, ds_algorithm=algorithm))
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 
 
@@ -211,8 +218,10 @@ def _rpc_parts(socket_path: Path | str | None) -> dict[str, str]:
     return {"rpc_load": t.RPC_LOAD, "rpc_params": t.RPC_PARAMS.substitute(rpc_socket=str(socket_path))}
 
 
-def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socket: Path | None = None) -> str:
-    """The kamailio.cfg text; its tables are read from base_dir."""
+def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socket: Path | None = None,
+             ds_algorithm: str = "10") -> str:
+    """The kamailio.cfg text; its tables are read from base_dir. `ds_algorithm`: 10 (call load) over a node's
+    workers; a tier's over nodes (ivr/front/tier.py)."""
     sip, front = config.sip, config.front
     pattern = ua_pattern(front.blocked_user_agents)
     values = {
@@ -240,6 +249,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         "queue_targets": queue_targets(config),
+        **tier_template.parts(ds_algorithm, sip.retry_after),
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),
@@ -309,8 +319,9 @@ class KamailioProcess:
     """Kamailio as a child process (managed mode): render into run_dir, start, stop."""
 
     def __init__(self, config: IvrConfig, run_dir: Path, *, start_timeout: float = 10.0,
-                 stop_timeout: float = 5.0, config_dir: Path | None = None) -> None:
+                 stop_timeout: float = 5.0, config_dir: Path | None = None, tier: bool = False) -> None:
         self._config = config
+        self._tier = tier
         self._config_dir = config_dir
         self._run_dir = run_dir.resolve()  # kamailio runs with its cwd there: relative paths would double
         self._start_timeout = start_timeout
@@ -339,7 +350,7 @@ class KamailioProcess:
         instance = secrets.token_hex(8)
         self.rpc_socket = self._rpc_socket_path()
         files = render(self._config, self._run_dir, instance=instance, rpc_socket=self.rpc_socket,
-                       config_dir=self._config_dir)
+                       config_dir=self._config_dir, tier=self._tier)
         args = [self._config.front.kamailio, "-DD", "-E", *memory_flags(self._config), "-f", str(files.cfg)]
         with self.log_path.open("wb") as out:
             try:

@@ -57,6 +57,17 @@ class FrontMonitor:
         registered = self._registrations.registered() if self._registrations else {}
         return {"up": self.up, **({"registered": registered} if registered else {})}
 
+    async def drain(self) -> None:
+        """Tell the front the node drains: it answers OPTIONS (a tier's probe) and new INVITEs with 503
+        (`$shv(draining)`, cfg_template.py). A front that does not answer is logged; the workers' own 503 to
+        new INVITEs still holds."""
+        try:
+            await self._rpc.call("pv.shvSet", "draining", "int", 1)
+        except (RpcUnavailable, RpcError) as exc:
+            log.warning("front.drain_unset", error=str(exc))
+            return
+        log.info("front.draining")
+
     async def run(self) -> None:
         while True:
             try:

@@ -19,6 +19,7 @@ import structlog
 from ivr.config.model import IvrConfig
 from ivr.errors import IvrError
 from ivr.metrics import Metrics
+from ivr.records.journal import LiveJournal
 from ivr.records.model import CallRecord
 from ivr.records.outbox import Outbox
 from ivr.records.spool import Spool
@@ -62,6 +63,8 @@ class Records:
                                     batch_wait=cfg.batch_wait, batch_size=1, timeout=cfg.voicemail.timeout * 2,
                                     retry_max=cfg.voicemail.retry_max)
         self._purger: asyncio.Task[None] | None = None
+        self.journal = LiveJournal(run_dir)
+        """Calls open on this node, so a node killed outright records them as lost at its next start."""
 
     def on_record(self, record: CallRecord) -> None:
         """A call ended: count it, spool it for the store and the webhooks. Never blocks."""
@@ -77,6 +80,7 @@ class Records:
 
             for name in recordings_of(self._config, record):
                 self.voicemail.submit({"file": str(self._recordings / name), "name": name, "record": data})
+        self.journal.closed(record.uid)
 
     @property
     def outboxes(self) -> list[Outbox]:
@@ -94,6 +98,9 @@ class Records:
             self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
         for outbox in self.outboxes:
             outbox.start()
+        for lost in self.journal.recover():  # live when this node died (journal.py): one canonical line each
+            log.info("call.ended", **lost.as_dict())
+            self.on_record(lost)
         log.info("records.ready", store=self._config.records.store, webhooks=len(self.webhooks),
                  spooled=sum(len(o.spool.pending()) for o in self.outboxes))
 
@@ -105,6 +112,7 @@ class Records:
         await asyncio.gather(*(outbox.stop(STOP_FLUSH_S) for outbox in self.outboxes))  # at most 10 s in all
         for outbox in self.outboxes:
             await outbox.sink.close()
+        self.journal.close()
 
     async def _purge_loop(self) -> None:
         assert self.store is not None
