@@ -2,9 +2,10 @@
 
 Theory of operation. The main thread owns pjsua2 and blocks in `libHandleEvents(timeout)` (GIL
 released). Commands arrive on a plain reader thread (`control.ControlLink`) that queues them and wakes
-the poll with a keep-alive datagram to our own SIP port; player end-of-file (pjmedia's thread) comes the
-same way. After each poll the loop drains the queue, then fires its own deadlines (answer timeout,
-maximum call duration, player release). Teardown: on control-socket EOF or SIGTERM.
+the poll with a keep-alive datagram to our own SIP port; player end-of-file and RFC 4733 digits (pjmedia's
+media thread, which receives all RTP: ivr/sip/stack.py) come the same way. After each poll the loop
+drains the queue, then fires its own deadlines (answer timeout, maximum call duration, player release).
+Teardown: on control-socket EOF or SIGTERM.
 
     python -m ivr.sip.worker --name w000 --control-fd N --sip-host 127.0.0.1 --sip-port 5100 \
         --rtp-port 20000 --rtp-port-count 40 --media-address 127.0.0.1 --prompts DIR --max-calls 4
@@ -18,6 +19,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -102,6 +104,7 @@ class Worker:
         self.recordings.mkdir(parents=True, exist_ok=True)
         self._record_poll: dict[str, float] = {}
         self.link = link
+        self.loop_thread = threading.get_ident()  # built on the thread that runs `run`
         self.calls: dict[str, IvrCall] = {}
         self._answer_by: dict[str, float] = {}
         self._end_by: dict[str, float] = {}
@@ -131,6 +134,9 @@ class Worker:
 
     def post_eof(self, call_id: str, token: int) -> None:
         self.link.post(control.PlayerEof(call_id, token))
+
+    def post_digit(self, call_id: str, event: events.DigitReceived) -> None:
+        self.link.post(control.Digit(call_id, event))
 
     def watch_play(self, call_id: str, token: int, seconds: float) -> None:
         self._play_by[call_id] = (time.monotonic() + seconds, token)
@@ -188,6 +194,9 @@ class Worker:
             case control.PlayerEof(call_id, token):
                 if (call := self.calls.get(call_id)) is not None:
                     call.player_eof(token)
+            case control.Digit(call_id, event):
+                if (call := self.calls.get(call_id)) is not None:
+                    call.digit(event)
             case control.Command(call_id, command):
                 call = self.calls.get(call_id)
                 if call is None:
