@@ -4,7 +4,8 @@ Callers (SIPp, `sipp-scenarios/bench/rfc4733_digits.xml`) dial the bench hold fl
 telephone-events while the combined load runs. The server's own metric `ivr_digit_delay_ms` (a digit's
 receipt in the worker, on pjmedia's media thread -> the controller's engine: hand-over to the worker loop,
 the loop's wake-up, the wire, the controller's loop) is read from the admin `/metrics` before and after
-the window; p50/p99 are the upper bounds of the buckets that hold them (FINE_BUCKETS_MS, 1..1000 ms).
+the window; p50/p99 are the upper bounds of the buckets that hold them (FINE_BUCKETS_MS, 1..1000 ms). A digit
+call refused with 503 (no free slot) types nothing: the scenario logs it as "rejected" and counts it a success.
 """
 
 from __future__ import annotations

@@ -229,7 +229,8 @@ def _digits(d: dict[str, Any] | None) -> str:
     parts = [f"{m} {v['digits']} digits p50 <= {v['p50_ms_le']} p99 <= {v['p99_ms_le']} ms"
              for m, v in sorted(d["delay"].items())]
     calls = d["calls"]
-    return (f"; digit calls {calls['successful']}/{calls['created']} ok; digit delay (worker -> engine) "
+    return (f"; digit calls {calls['created']}, {calls['rejected']} rejected (503/486: no digits), "
+            f"{calls['failed']} failed; digit delay (worker -> engine) "
             + ", ".join(parts))
 
 
