@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -126,6 +127,7 @@ def main() -> int:
             print(f"worker receipt -> controller, {quantiles(own)}")
     worker.close_control()
     proc.wait(15)
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
