@@ -34,11 +34,10 @@ class CallHost(Protocol):
 
     prompts: Path
     recordings: Path
-
-    def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
-
     loop_thread: int
     """`threading.get_ident()` of the loop thread (the one that owns pjsua2)."""
+
+    def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
 
     def post_eof(self, call_id: str, token: int) -> None: ...
 
