@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import digit_latency
 import drive
 import report
 import rig
@@ -196,8 +197,13 @@ class Bench:
             meter = drive.Meter(METER_FULL, min(1400, max(200, rate * 8)), run)
             flow = self.full_flow(srv, rate, seconds, run / "flow")
             flow.rtp_ports = meter.ports
+            digits = (digit_latency.caller(srv, self.args.digit_rate, seconds, run / "digits")
+                      if self.args.digit_rate else None)
+            digits0 = digit_latency.scrape(srv.ports.admin) if digits else {}
             offset, cpu0, th0, t0 = srv.log_offset(), srv.cpu(), srv.threads(), time.monotonic()
             flow.start()
+            if digits:
+                digits.start()
             profile = self.profile(srv, seconds, run) if self.args.profile else None
             wprofile = self.profile_worker(srv, seconds, run) if self.args.profile else None
             flow.wait()
@@ -205,7 +211,12 @@ class Bench:
             profile_summary = profile.summary() if profile else None
             wprofile_summary = wprofile.summary() if wprofile else None
             hold.wait()
+            if digits:
+                digits.wait()
             time.sleep(1.0)
+        if digits:
+            digit_out = {"rate_cps": self.args.digit_rate, "calls": digits.result(),
+                         "delay": digit_latency.delays(digits0, digit_latency.scrape(srv.ports.admin))}
         res, hres, rtp_flow, rtp_hold = flow.result(), hold.result(), meter.stop(), hold_meter.stop()
         out = {"hold_calls": calls, "rate_cps": rate, "window_s": seconds, "live_before_flow": live,
                "loadavg_before": load0, "loadavg_after": rig.loadavg(), "flow": res, "hold": hres,
@@ -215,7 +226,8 @@ class Bench:
                "cpu": cpu_report(cpu0, cpu1, wall, idle_cores, res["successful"]),
                "worker_thread_cores": rig.thread_delta(th0, th1, wall),
                "profile": profile_summary,
-               "worker_profile": wprofile_summary}
+               "worker_profile": wprofile_summary,
+               "digits": digit_out if digits else None}
         p99 = [t["1"]["p99"] for t in (res["timers_ms"], hres["timers_ms"]) if "1" in t and t["1"]["p99"] is not None]
         out["invite_200_p99_ms"] = max(p99) if p99 else None
         out["ok"] = (res["failed"] == 0 and res["successful"] == int(rate * seconds) and hres["failed"] == 0

@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variant", "--worker-variant", dest="variant", default="",
                    help="BENCH-ONLY A/B experiments, comma list of media-thread, front-shm-256 "
                    "(bench/variant/sitecustomize.py); default: the product as it is")
+    p.add_argument("--digit-rate", type=float, default=0.0,
+                   help="combined phase: also this many calls/s that type 1234# as RFC 4733 events (SIPp "
+                   "play_pcap_audio, needs root); reports the server's digit delay (bench/digit_latency.py)")
     p.add_argument("--max-minutes", type=float, default=40.0, help="hard bound on the whole run")
     p.add_argument("--out", help="JSON path (default bench/results/capacity-<UTC time>.json)")
     args = p.parse_args(argv)
@@ -267,7 +270,18 @@ def _combined_line(c: dict[str, Any]) -> str:
             f"{_rtp(c['rtp_flow'], c['drops'])} hold lost {c['rtp_hold'].get('lost_seq')} deficit "
             f"{c['rtp_hold'].get('deficit_time')}; worker threads {_threads(c.get('worker_thread_cores', {}))}; "
             f"load gen {c.get('load_generator_cores_avg')} cores; target met: {c['target_met']}; "
-            f"load {c['loadavg_after'][0]}")
+            f"load {c['loadavg_after'][0]}" + _digits(c.get("digits")))
+
+
+def _digits(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    parts = [f"{m} {v['digits']} digits p50 <= {v['p50_ms_le']} p99 <= {v['p99_ms_le']} ms"
+             for m, v in sorted(d["delay"].items())]
+    calls = d["calls"]
+    return (f"; digit calls {calls['created']}, {calls['rejected']} rejected (503/486: no digits), "
+            f"{calls['failed']} failed; digit delay (worker -> engine) "
+            + ", ".join(parts))
 
 
 def _soak_line(s: dict[str, Any]) -> str:

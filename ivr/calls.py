@@ -26,7 +26,7 @@ from ivr.config.model import IvrConfig, Trunk
 from ivr.flow import commands, events
 from ivr.flow.session import CallInfo, FlowSession
 from ivr.flow.targets import QueueCursors
-from ivr.metrics import Metrics
+from ivr.metrics import FINE_BUCKETS_MS, Metrics
 from ivr.records.model import CallRecord
 
 log = structlog.get_logger()
@@ -118,6 +118,9 @@ class CallRouter:
             if not isinstance(event, events.CallEnded):
                 log.debug("call.event_for_unknown_call", worker=worker, call_id=call_id, type=type(event).__name__)
             return
+        if isinstance(event, events.DigitReceived) and event.received_at:  # worker's receipt -> the engine
+            self._metrics.observe("ivr_digit_delay_ms", (self._clock() - event.received_at) * 1000,
+                                  FINE_BUCKETS_MS, method=event.method)
         self._feed(call, event)
 
     def on_worker_lost(self, worker: str) -> None:

@@ -2,11 +2,9 @@
 directory on the server's PYTHONPATH, and this hook changes one thing after a module of the server is
 imported, so a proposed change can be measured without editing the product's code.
 
-media-thread (in each SIP worker, ivr.sip.stack): `medConfig.hasIoqueue = True; medConfig.threadCnt = 1`:
-RTP is received on pjmedia's own C thread instead of waking the worker's Python loop for every packet.
-Caveat to measure before adopting it: with `mainThreadOnly`, callbacks raised on the media thread (RFC 4733
-digits, player EOF) wait for the loop's next return; the bench's digits are SIP INFO, which arrive on the
-loop thread as before.
+media-thread (in each SIP worker, ivr.sip.stack): `medConfig.hasIoqueue = True; medConfig.threadCnt = 1`.
+Since 2026-12-01 this is the product's behaviour (with `mainThreadOnly=False` and a hand-over of RFC 4733
+digits to the loop: ivr/sip/stack.py), so the variant changes nothing; kept so earlier commands still run.
 
 front-shm-256 (in the controller, ivr.front.kamailio): Kamailio started with `-m 256` (shared memory, MB)
 instead of what `memory_flags()` computes (64 MB up to 1,023 call slots).

@@ -39,6 +39,9 @@ class DigitReceived:
 
     digit: str
     method: DtmfMethod = "rfc4733"
+    received_at: float = 0.0
+    """When the worker received it (epoch seconds); 0 when unknown. Observability only (the digit delay
+    metric); the engine ignores it."""
 
 
 @dataclass(frozen=True, slots=True)

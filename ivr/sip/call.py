@@ -7,6 +7,8 @@ destroyed here: a stopped player goes to `CallHost.retire`, which keeps it >= 1 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,10 +34,14 @@ class CallHost(Protocol):
 
     prompts: Path
     recordings: Path
+    loop_thread: int
+    """`threading.get_ident()` of the loop thread (the one that owns pjsua2)."""
 
     def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
 
     def post_eof(self, call_id: str, token: int) -> None: ...
+
+    def post_digit(self, call_id: str, event: events.DigitReceived) -> None: ...
 
     def retire(self, player: Any) -> None: ...
 
@@ -131,17 +137,24 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         except Exception:
             log.exception("sip.call.media_failed", call=self.call_id)
 
-    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802 (SIP INFO: loop thread; RFC 4733: pjmedia's thread)
         try:
             method: events.DtmfMethod = "info" if prm.method == _DTMF_INFO else "rfc4733"
-            digit = str(prm.digit)[:1].upper()
-            if self._playback is not None and self._playback.play.interruptible:
-                self._stop_playback()
-            # Never the digit's value: the worker cannot know whether a sensitive gather is collecting it.
-            log.debug("sip.call.digit", call=self.call_id, method=method)
-            self._host.emit(self.call_id, events.DigitReceived(digit=digit, method=method))
+            event = events.DigitReceived(str(prm.digit)[:1].upper(), method, time.time())
+            if threading.get_ident() == self._host.loop_thread:
+                self.digit(event)
+            else:  # no pjsua2 call here: the loop acts on it (control queue + waker, stack.py)
+                self._host.post_digit(self.call_id, event)
         except Exception:
             log.exception("sip.call.digit_failed", call=self.call_id)
+
+    def digit(self, event: events.DigitReceived) -> None:
+        """A digit, on the loop thread: barges in on an interruptible prompt and goes to the controller."""
+        if self._playback is not None and self._playback.play.interruptible:
+            self._stop_playback()
+        # Never the digit's value: the worker cannot know whether a sensitive gather is collecting it.
+        log.debug("sip.call.digit", call=self.call_id, method=event.method)
+        self._host.emit(self.call_id, event)
 
     def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
         try:

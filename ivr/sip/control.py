@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ivr.flow import commands
+from ivr.flow import commands, events
 from ivr.sip import wire
 
 log = structlog.get_logger()
@@ -42,7 +42,15 @@ class PlayerEof:
     token: int
 
 
-Work = Command | ControlClosed | PlayerEof
+@dataclass(frozen=True, slots=True)
+class Digit:
+    """An RFC 4733 digit (posted from pjmedia's thread by `IvrCall.onDtmfDigit`)."""
+
+    call: str
+    event: events.DigitReceived
+
+
+Work = Command | ControlClosed | PlayerEof | Digit
 
 
 class Waker:

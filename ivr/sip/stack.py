@@ -7,9 +7,23 @@ SRTP per call: pjsua fixes a call's SRTP use from its account before the applica
 front -> worker hop is plain UDP on the internal address. The TLS hop is the trunk's, ended at the front;
 the internal hop is trusted like the X-IVR-Trunk header is (loopback or a private network to the front).
 
-Threading and lifetimes follow /work/shared/PJSUA2_NOTES.md: no pjsip threads (`threadCnt=0`,
-`mainThreadOnly=True`), media on the SIP I/O queue (no media thread), the loop thread pumps
-`libHandleEvents`, and everything created here is released in `close()` in the documented order.
+Threading. SIP has no pjsip thread (`uaConfig.threadCnt=0`): the loop thread pumps `libHandleEvents`, and
+every SIP callback runs on it. Media has pjmedia's own I/O queue and one C thread (`medConfig.hasIoqueue`,
+`medConfig.threadCnt=1`): RTP is received, decoded and put in the jitter buffer without waking Python, so
+the loop wakes for SIP, commands and its own deadlines only (it used to wake for every RTP packet, 130-210
+us of CPU each; bench/README.md). What the media thread raises must still reach the loop promptly:
+
+- RFC 4733 digits (`onDtmfDigit`/`onDtmfEvent`). With `mainThreadOnly=True` pjsua2 queues them as pending
+  jobs and runs those at the *start* of the next `libHandleEvents` (endpoint.cpp, `utilAddPendingJob`,
+  `performPendingJobs`), with nothing to end the poll already blocking: a digit waited up to a whole
+  block (<= 1 s). So `mainThreadOnly=False`: with no SIP thread it changes only where the media thread's
+  callbacks (DTMF, media events, log lines; we set no log writer) run, and `IvrCall.onDtmfDigit` hands a
+  digit from that thread to the loop (control queue + Waker), as `Prompter.onEof2` always did for EOF.
+- Player end-of-file: `AudioMediaPlayer.onEof2` is called on the media thread whatever the setting.
+- Recordings raise nothing: the loop polls the WAV file (recorder.py).
+
+Lifetimes follow /work/shared/PJSUA2_NOTES.md: everything created here is released in `close()` in the
+documented order.
 """
 
 from __future__ import annotations
@@ -146,15 +160,15 @@ class Stack:
     def _ep_config(self) -> Any:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.mainThreadOnly = False  # media-thread callbacks are handed over by us (module docstring)
         cfg.uaConfig.maxCalls = self.max_calls
         cfg.uaConfig.userAgent = ""  # no User-Agent/Server header: nothing to fingerprint
         level = int(os.environ.get("IVR_PJSIP_LOG_LEVEL", "0") or 0)  # debugging aid; 0 in production
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level
         cfg.logConfig.msgLogging = int(level >= 4)
-        cfg.medConfig.threadCnt = 0
-        cfg.medConfig.hasIoqueue = False
+        cfg.medConfig.hasIoqueue = True  # RTP on pjmedia's own I/O queue and thread, not the loop's poll
+        cfg.medConfig.threadCnt = 1
         cfg.medConfig.clockRate = 8000
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True

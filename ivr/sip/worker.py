@@ -2,9 +2,10 @@
 
 Theory of operation. The main thread owns pjsua2 and blocks in `libHandleEvents(timeout)` (GIL
 released). Commands arrive on a plain reader thread (`control.ControlLink`) that queues them and wakes
-the poll with a keep-alive datagram to our own SIP port; player end-of-file (pjmedia's thread) comes the
-same way. After each poll the loop drains the queue, then fires its own deadlines (answer timeout,
-maximum call duration, player release). Teardown: on control-socket EOF or SIGTERM.
+the poll with a keep-alive datagram to our own SIP port; player end-of-file and RFC 4733 digits (pjmedia's
+media thread, which receives all RTP: ivr/sip/stack.py) come the same way. After each poll the loop
+drains the queue, then fires its own deadlines (answer timeout, maximum call duration, player release).
+Teardown: on control-socket EOF or SIGTERM.
 
     python -m ivr.sip.worker --name w000 --control-fd N --sip-host 127.0.0.1 --sip-port 5100 \
         --rtp-port 20000 --rtp-port-count 40 --media-address 127.0.0.1 --prompts DIR --max-calls 4
@@ -18,6 +19,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from ivr.flow import commands, events
 from ivr.sip import control, sockfilter
 from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
+from ivr.sip.deadlines import Deadlines, Due
 from ivr.sip.recorder import POLL_S
 from ivr.sip.sipmsg import call_offered
 from ivr.sip.srtp import SrtpPolicy
@@ -100,12 +103,10 @@ class Worker:
         self.prompts: Path = args.prompts
         self.recordings: Path = args.recordings
         self.recordings.mkdir(parents=True, exist_ok=True)
-        self._record_poll: dict[str, float] = {}
         self.link = link
+        self.loop_thread = threading.get_ident()  # built on the thread that runs `run`
         self.calls: dict[str, IvrCall] = {}
-        self._answer_by: dict[str, float] = {}
-        self._end_by: dict[str, float] = {}
-        self._play_by: dict[str, tuple[float, int]] = {}
+        self._deadlines = Deadlines()
         self._retired: deque[tuple[float, Any]] = deque()
         self._counter = 0
         self._boot = boot_id(time.time_ns())
@@ -132,14 +133,17 @@ class Worker:
     def post_eof(self, call_id: str, token: int) -> None:
         self.link.post(control.PlayerEof(call_id, token))
 
+    def post_digit(self, call_id: str, event: events.DigitReceived) -> None:
+        self.link.post(control.Digit(call_id, event))
+
     def watch_play(self, call_id: str, token: int, seconds: float) -> None:
-        self._play_by[call_id] = (time.monotonic() + seconds, token)
+        self._deadlines.arm(call_id, "play", time.monotonic() + seconds, token)
 
     def retire(self, player: Any) -> None:
         self._retired.append((time.monotonic() + PLAYER_GRACE_S, player))
 
     def watch_recording(self, call_id: str) -> None:
-        self._record_poll[call_id] = time.monotonic() + POLL_S
+        self._deadlines.arm(call_id, "record", time.monotonic() + POLL_S)
 
     def free_slots(self) -> int:
         """pjsua call slots left: incoming calls and bridged legs each hold one."""
@@ -149,12 +153,9 @@ class Worker:
         return self.stack.accounts["off"]  # a bridged leg offers plain RTP (the agents' side is the PBX's LAN)
 
     def ended(self, call_id: str) -> None:
-        self._record_poll.pop(call_id, None)
         self.bridges.caller_gone(call_id)
         self.calls.pop(call_id, None)
-        self._answer_by.pop(call_id, None)
-        self._end_by.pop(call_id, None)
-        self._play_by.pop(call_id, None)
+        self._deadlines.cancel_call(call_id)
 
     # --- incoming calls ------------------------------------------------------------------------------
 
@@ -164,8 +165,8 @@ class Worker:
         call = IvrCall(account, prm.callId, call_id, self)
         self.calls[call_id] = call
         now = time.monotonic()
-        self._answer_by[call_id] = now + self.args.answer_timeout
-        self._end_by[call_id] = now + self.args.max_call_duration
+        self._deadlines.arm(call_id, "answer", now + self.args.answer_timeout)
+        self._deadlines.arm(call_id, "end", now + self.args.max_call_duration)
         try:
             offer = call_offered(str(prm.rdata.srcAddress), str(prm.rdata.wholeMsg))
         except Exception:
@@ -188,6 +189,9 @@ class Worker:
             case control.PlayerEof(call_id, token):
                 if (call := self.calls.get(call_id)) is not None:
                     call.player_eof(token)
+            case control.Digit(call_id, event):
+                if (call := self.calls.get(call_id)) is not None:
+                    call.digit(event)
             case control.Command(call_id, command):
                 call = self.calls.get(call_id)
                 if call is None:
@@ -203,10 +207,10 @@ class Worker:
         log.debug("sip.command", call=call.call_id, type=type(command).__name__)
         match command:
             case commands.Answer():
-                self._answer_by.pop(call.call_id, None)
+                self._deadlines.cancel(call.call_id, "answer")
                 call.answer_call()
             case commands.Reject(code, reason, retry_after):
-                self._answer_by.pop(call.call_id, None)
+                self._deadlines.cancel(call.call_id, "answer")
                 call.reject(code, reason, retry_after)
             case commands.Play():
                 call.play(command)
@@ -220,7 +224,7 @@ class Worker:
                 self.bridges.start(call, command, time.monotonic())
             case commands.HangUp(reason, code):
                 log.debug("sip.call.hangup", call=call.call_id, reason=reason, code=code)
-                self._answer_by.pop(call.call_id, None)
+                self._deadlines.cancel(call.call_id, "answer")
                 call.hang_up(code)
             case commands.StartRecording():
                 call.start_recording(command)
@@ -241,13 +245,14 @@ class Worker:
             self._fire_deadlines(time.monotonic())
 
     def _block_ms(self) -> int:
-        deadlines = [*self._answer_by.values(), *self._end_by.values(), *(at for at, _ in self._play_by.values()),
-                     *self._record_poll.values(), *self.bridges.deadlines()]
-        if self._retired:
-            deadlines.append(self._retired[0][0])
-        if not deadlines:
+        first = self._deadlines.next_at()
+        if self._retired and (first is None or self._retired[0][0] < first):
+            first = self._retired[0][0]
+        if self.bridges:
+            first = min([t for t in (first, *self.bridges.deadlines()) if t is not None], default=None)
+        if first is None:
             return MAX_BLOCK_MS
-        return int(min(MAX_BLOCK_MS, max(0.0, min(deadlines) - time.monotonic()) * 1000) + 1)
+        return int(min(MAX_BLOCK_MS, max(0.0, first - time.monotonic()) * 1000) + 1)
 
     def _drain(self) -> None:
         while True:
@@ -258,36 +263,30 @@ class Worker:
             self.handle(work)
 
     def _fire_deadlines(self, now: float) -> None:
-        for call_id in [c for c, at in self._answer_by.items() if at <= now]:
-            del self._answer_by[call_id]
-            log.warning("sip.call.answer_timeout", call=call_id)
-            self._safely(call_id, lambda c: c.reject(503, "Service Unavailable", RETRY_AFTER_S, "answer_timeout"))
-        for call_id in [c for c, at in self._end_by.items() if at <= now]:
-            del self._end_by[call_id]
-            log.warning("sip.call.max_duration", call=call_id)
-            self._safely(call_id, lambda c: c.hang_up(480))
-        for call_id, (_, token) in [(c, v) for c, v in self._play_by.items() if v[0] <= now]:
-            del self._play_by[call_id]
-            self._safely(call_id, lambda c, t=token: c.play_overdue(t))  # type: ignore[misc]
-        for call_id in [c for c, at in self._record_poll.items() if at <= now]:
-            del self._record_poll[call_id]
-            call = self.calls.get(call_id)
-            try:
-                if call is not None and call.poll_recording(now):
-                    self._record_poll[call_id] = now + POLL_S
-            except pj.Error as exc:
-                log.warning("sip.record.poll_failed", call=call_id, error=exc.info())
-        self.bridges.fire(now)
+        for due in self._deadlines.due(now):
+            if (call := self.calls.get(due.call)) is not None:
+                try:
+                    self._fire(call, due, now)
+                except pj.Error as exc:
+                    log.warning("sip.call.action_failed", call=due.call, kind=due.kind, error=exc.info())
+        if self.bridges:
+            self.bridges.fire(now)
         while self._retired and self._retired[0][0] <= now:
             self._retired.popleft()
 
-    def _safely(self, call_id: str, action: Callable[[IvrCall], None]) -> None:
-        if (call := self.calls.get(call_id)) is None:
-            return
-        try:
-            action(call)
-        except pj.Error as exc:
-            log.warning("sip.call.action_failed", call=call_id, error=exc.info())
+    def _fire(self, call: IvrCall, due: Due, now: float) -> None:
+        match due.kind:
+            case "answer":
+                log.warning("sip.call.answer_timeout", call=due.call)
+                call.reject(503, "Service Unavailable", RETRY_AFTER_S, "answer_timeout")
+            case "end":
+                log.warning("sip.call.max_duration", call=due.call)
+                call.hang_up(480)
+            case "play":
+                call.play_overdue(due.token)
+            case "record":
+                if call.poll_recording(now):
+                    self._deadlines.arm(due.call, "record", now + POLL_S)
 
     # --- teardown ------------------------------------------------------------------------------------
 
@@ -303,8 +302,7 @@ class Worker:
         if self.calls:
             log.warning("sip.worker.calls_left", calls=list(self.calls))
         self.calls.clear()
-        self._answer_by.clear()
-        self._end_by.clear()
+        self._deadlines.clear()
         gc.collect()
         self.stack.close()
         log.info("sip.worker.stopped")

@@ -197,3 +197,18 @@ async def test_a_variable_target_outside_the_allow_list_is_logged(sent: list[tup
     assert [(e["queue"], e["uri"], e["reason"]) for e in skipped] == [
         ("account_managers", "sip:mallory@evil.test", "disallowed")]
     assert not any(isinstance(m, commands.Transfer) for _, _, m in sent)
+
+
+async def test_a_digit_with_the_workers_receipt_time_is_measured_to_the_engine() -> None:
+    config = load_config(ROOT / "config" / "ivr.yaml").config
+    metrics = Metrics()
+    router = CallRouter(config, lambda w, c, m: None, Fetcher(), metrics, clock=lambda: 1_800_000_000.0)
+    router.on_event("w000", "c1", offer())
+    router.on_event("w000", "c1", events.CallConnected())
+    router.on_event("w000", "c1", events.DigitReceived("1", "rfc4733", 1_800_000_000.0 - 0.012))
+    router.on_event("w000", "c1", events.DigitReceived("2", "info"))  # no receipt time: not measured
+    text = metrics.render()
+    assert 'ivr_digit_delay_ms_bucket{method="rfc4733",le="10"} 0' in text
+    assert 'ivr_digit_delay_ms_bucket{method="rfc4733",le="15"} 1' in text
+    assert 'ivr_digit_delay_ms_count{method="rfc4733"} 1' in text
+    assert 'method="info"' not in text

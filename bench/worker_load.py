@@ -1,0 +1,135 @@
+"""One SIP worker's cost per call and RFC 4733 digit delay, without the bench's fixed ports or lock.
+
+The real worker process on the SIP tests' harness (tests/sip/sip_harness.py: a scripted controller on a
+socketpair, the harness's last port slot), SIPp placing CALLS calls 4 at a time at 3 calls/s:
+- default: answer + `welcome`, SIPp echoes the prompt's RTP (-rtp_echo) for the whole call, `100002#` as SIP
+  INFO 150 ms apart, REFER, NOTIFYs, BYE (the worker's share of capacity.py's full flow);
+- `--digits`: the same with `1234#` as RFC 4733 events (SIPp play_pcap_audio, needs root), and the delay of
+  each digit: (ACK seen by the worker + the digit's offset in the pcap) -> the controller's receipt, and
+  the worker's own receipt (DigitReceived.received_at) -> the controller.
+Prints the worker's CPU per call (utime+stime), its main thread's CPU and voluntary context switches
+(wake-ups) per call; `--spy FILE` writes a py-spy raw profile of the worker (py-spy in the venv by hand).
+REPO is the checkout whose worker runs (A/B: a second worktree with its own .venv):
+
+    .venv/bin/python bench/worker_load.py /work/wt-media 60 [--digits] [--spy /tmp/w.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+QUEUE = "sip:sales@127.0.0.1:5999"
+
+
+def cpu_s(pid: int, tid: int | None = None) -> float:
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wakeups(pid: int) -> int:
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def event_offsets(pcap: Path) -> list[float]:
+    """Seconds from the pcap's first packet to each telephone-event's first packet (marker bit)."""
+    data, off, first, out = pcap.read_bytes(), 24, None, []
+    while off + 16 <= len(data):
+        sec, usec, incl, _ = struct.unpack("<IIII", data[off:off + 16])
+        rtp = data[off + 16 + 42:off + 16 + incl]
+        off += 16 + incl
+        t = sec + usec / 1e6
+        first = t if first is None else first
+        if rtp[1] & 0x7F == 101 and rtp[1] & 0x80:
+            out.append(t - first)
+    return out
+
+
+def quantiles(values: list[float]) -> str:
+    values = sorted(values)
+    at = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return f"{len(values)} digits: p50 {at(0.5):.1f} p99 {at(0.99):.1f} max {values[-1]:.1f} ms"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("repo", type=Path)
+    p.add_argument("calls", type=int)
+    p.add_argument("--digits", action="store_true")
+    p.add_argument("--spy", default="")
+    args = p.parse_args()
+    repo = args.repo.resolve()
+    sys.path[:0] = [str(repo), str(repo / "tests" / "sip")]
+    import sip_harness as h
+
+    pcap = repo / "sipp-scenarios" / "pcap" / "dtmf_1234hash.pcap"
+    ports = h.Ports(sip=15139, rtp=31780, sipp=15189, sipp_media=31996)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = Path(tempfile.mkdtemp(prefix="worker-load-"))
+    argv = [str(repo / ".venv/bin/python"), "-m", "ivr.sip.worker", "--name", "w000", "--control-fd",
+            str(theirs.fileno()), "--sip-host", h.HOST, "--sip-port", str(ports.sip), "--rtp-port", str(ports.rtp),
+            "--rtp-port-count", "20", "--media-address", h.HOST, "--prompts", str(repo / "prompts"),
+            "--max-calls", "4", "--log-level", "info"]
+    with (tmp / "err").open("wb") as err:
+        proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stderr=err, cwd=repo)
+    theirs.close()
+    ctl = h.Controller(ours, h.ivr_script(transfer_on="1234#" if args.digits else "100002#", uri=QUEUE))
+    threading.Thread(target=ctl.run, daemon=True).start()
+    if not ctl.ready.wait(20):
+        proc.kill()
+        return 1
+    worker = h.Worker(proc, ctl, ports, tmp / "err")
+    time.sleep(1)
+    c0, m0, v0, t0 = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid), wakeups(proc.pid), time.monotonic()
+    spy = None
+    if args.spy:
+        spy = subprocess.Popen([str(repo / ".venv/bin/py-spy"), "record", "--nonblocking", "-r", "200", "-f", "raw",
+                                "-o", args.spy, "-d", str(int(args.calls / 2.5)), "-p", str(proc.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scenario: list[Any] = (["dtmf_rfc4733_refer.xml", "-key", "dtmf_pcap", str(pcap)] if args.digits
+                           else ["dtmf_info_refer.xml", "-set", "digits", "100002#", "-rtp_echo"])
+    res = h.sipp(worker, scenario[0], *scenario[1:], "-set", "expected_refer", QUEUE, calls=args.calls, limit=4,
+                 rate="3", timeout=args.calls + 60, check=False)
+    c1, m1, v1, t1 = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid), wakeups(proc.pid), time.monotonic()
+    if spy:
+        spy.wait(60)
+    done = sum(1 for e in ctl.of(h.events.TransferProgress) if e.final and e.code == 200)
+    print(f"{repo}: sipp rc={res.returncode}, {done}/{args.calls} transferred in {t1 - t0:.1f} s; worker "
+          f"{1000 * (c1 - c0) / args.calls:.1f} ms CPU/call, main thread {1000 * (m1 - m0) / args.calls:.1f} ms/call, "
+          f"{(v1 - v0) / args.calls:.0f} wake-ups/call, {1e6 * (m1 - m0) / max(1, v1 - v0):.0f} us/wake-up; "
+          f"load {os.getloadavg()[0]:.1f}")
+    if args.digits:
+        offsets, delays = event_offsets(pcap), []
+        for call in ctl.calls():
+            conn = [t for t, c, e in ctl.events if c == call and isinstance(e, h.events.CallConnected)]
+            digits = [t for t, c, e in ctl.events if c == call and isinstance(e, h.events.DigitReceived)]
+            if conn and len(digits) == len(offsets):
+                delays += [(t - conn[0] - o) * 1000 for t, o in zip(digits, offsets, strict=True)]
+        if delays:
+            print(f"digit sent (ACK + pcap offset) -> controller, {quantiles(delays)}")
+        wall = time.time() - time.monotonic()
+        own = [(t + wall - e.received_at) * 1000 for t, _, e in ctl.events
+               if isinstance(e, h.events.DigitReceived) and getattr(e, "received_at", 0)]
+        if own:
+            print(f"worker receipt -> controller, {quantiles(own)}")
+    worker.close_control()
+    proc.wait(15)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
