@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="who echoes the long calls' RTP: bench/rtpmeter.py (measures loss; ~0.3 core at 200 "
                    "calls) or SIPp's C -rtp_echo (cheaper; loss judged by socket drops only)")
     p.add_argument("--variant", "--worker-variant", dest="variant", default="",
-                   help="BENCH-ONLY A/B experiments, comma list of media-thread, front-shm-256 "
+                   help="BENCH-ONLY A/B experiments, comma list of media-thread, front-shm-256, uvloop "
                    "(bench/variant/sitecustomize.py); default: the product as it is")
     p.add_argument("--digit-rate", type=float, default=0.0,
                    help="combined phase: also this many calls/s that type 1234# as RFC 4733 events (SIPp "
@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.window = min(args.window, 10.0)
         args.hold_window = min(args.hold_window, 10.0)
         args.idle = min(args.idle, 4.0)
-    if set(filter(None, args.variant.split(","))) - {"media-thread", "front-shm-256"}:
-        p.error("--variant: media-thread and/or front-shm-256")
+    if set(filter(None, args.variant.split(","))) - {"media-thread", "front-shm-256", "uvloop"}:
+        p.error("--variant: media-thread, front-shm-256 and/or uvloop")
     args.phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     unknown = set(args.phases) - set(PHASES)
     if unknown:

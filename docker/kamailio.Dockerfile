@@ -6,5 +6,5 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends kamailio kamailio-extra-modules kamailio-tls-modules \
     && rm -rf /var/lib/apt/lists/*
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["kamailio", "-DD", "-E", "-m", "64", "-M", "8"]
+ENTRYPOINT ["kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-x", "tlsf"]
 CMD ["-f", "/run/ivr-front/kamailio.cfg"]

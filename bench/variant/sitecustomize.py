@@ -8,6 +8,9 @@ digits to the loop: ivr/sip/stack.py), so the variant changes nothing; kept so e
 
 front-shm-256 (in the controller, ivr.front.kamailio): Kamailio started with `-m 256` (shared memory, MB)
 instead of what `memory_flags()` computes (64 MB up to 1,023 call slots).
+
+uvloop (in the controller, ivr.app): the controller's asyncio loop is uvloop's (`uvloop.install()` before
+`asyncio.run`); uvloop installed into the venv by hand (`.venv/bin/pip install uvloop`), not a dependency.
 """
 
 from __future__ import annotations
@@ -44,9 +47,16 @@ def _front_shm(module: Any) -> None:
     module.memory_flags = memory_flags
 
 
+def _uvloop(module: Any) -> None:
+    import uvloop
+
+    uvloop.install()
+
+
 PATCHES: dict[str, tuple[str, Callable[[Any], None]]] = {
     "media-thread": ("ivr.sip.stack", _media_thread),
     "front-shm-256": ("ivr.front.kamailio", _front_shm),
+    "uvloop": ("ivr.app", _uvloop),
 }
 
 

@@ -265,8 +265,11 @@ def _mask_ip(config: IvrConfig) -> str:
 
 
 def memory_flags(config: IvrConfig) -> list[str]:
-    """-m (shared MB, front.shared_memory_mb: transactions per second drive it) and -M (per-process MB)."""
-    return ["-m", str(config.front.shared_memory_mb), "-M", "8"]
+    """-m (shared MB, front.shared_memory_mb: transactions per second drive it), -M (per-process MB) and -x
+    (the allocator, shared and private). Debian's Kamailio defaults to q_malloc built with its debugging
+    (DBG_SR_MEMORY): `perf` put 23% of the front's CPU in qm_malloc on the full-flow bench; TLSF allocates
+    in constant time (bench/README.md, 2026-12-01 "front" section)."""
+    return ["-m", str(config.front.shared_memory_mb), "-M", "8", "-x", "tlsf"]
 
 
 # --- the managed process ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ to know what is secret. Pure data: no I/O, no clock (the flow engine builds it).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Literal, TypeVar
 
 T = TypeVar("T")
@@ -137,20 +137,31 @@ class CallRecord:
         return self.transfers[-1].queue if self.transfers else None
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON form: what the log line, the database row and the webhook carry."""
-        data = asdict(self)
+        """The JSON form: what the log line, the database row and the webhook carry. Built field by field
+        (`dataclasses.asdict` deep-copies every value: 0.2 ms a record, twice per call in the controller)."""
+        data = _plain(self)
+        assert isinstance(data, dict)
         data["variables"] = dict(self.variables)
-        plain = _lists(data)
-        assert isinstance(plain, dict)
-        return plain
+        return data
 
 
-def _lists(value: object) -> object:
-    """Tuples become lists, recursively: the dict equals its own JSON round trip."""
-    if isinstance(value, dict):
-        return {key: _lists(item) for key, item in value.items()}
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: object) -> object:
+    """Dataclasses become dicts and tuples lists, recursively: the dict equals its own JSON round trip."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
     if isinstance(value, tuple | list):
-        return [_lists(item) for item in value]
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        kind = type(value)
+        names = _FIELDS.get(kind)
+        if names is None:
+            names = _FIELDS[kind] = tuple(f.name for f in fields(value))
+        return {name: _plain(getattr(value, name)) for name in names}
     return value
 
 

@@ -83,7 +83,7 @@ def test_user_agent_pattern_is_safe_and_lower_case() -> None:
 
 
 def test_memory_flags_come_from_the_front_config() -> None:
-    assert memory_flags(make_config(workers=2)) == ["-m", "256", "-M", "8"]
+    assert memory_flags(make_config(workers=2)) == ["-m", "256", "-M", "8", "-x", "tlsf"]
     assert memory_flags(make_config(workers=2, front={"shared_memory_mb": 512}))[1] == "512"
 
 
