@@ -24,6 +24,7 @@ goto/branch cycle and the call is hung up ("loop_detected").
 Digits: only 0-9 * # A-D by a DTMF method the trunk allows count. They may come at any time: before
 `CallConnected` and during non-interruptible prompts or a fetch they go to the type-ahead buffer (the next
 menu or gather takes them without playing its prompts); an interruptible prompt is stopped (barge-in).
+A flow hotkey acts only when no typed-ahead digit is waiting (then it is part of the caller's entry).
 Every `Play` gets a new, increasing play_id and only the running one's `PlaybackFinished` counts.
 
 Endings: a flow always ends in `HangUp` (after a successful transfer, reason "transferred"); after that
@@ -326,8 +327,12 @@ class FlowSession:
         return self._follow(self._activity.on_digit(event.digit, now), now)
 
     def _hotkey(self, activity: Activity, digit: str) -> str | None:
-        """The step a flow hotkey sends `digit` to, when the current step lets hotkeys act."""
-        if not activity.takes_hotkeys or activity.claims(digit):
+        """The step a flow hotkey sends `digit` to, when the current step lets hotkeys act.
+
+        A hotkey acts only as the first key of the caller's input: while digits typed ahead wait in the
+        buffer the caller is mid-entry, and a hotkey digit is part of that entry (an account number with a 0,
+        typed through a CRM wait, is not "0 for a person")."""
+        if not activity.takes_hotkeys or activity.claims(digit) or self._ctx.type_ahead:
             return None
         return self._config.flows[self._ctx.flow].hotkeys.get(digit)
 

@@ -183,6 +183,23 @@ def test_gather_keeps_its_digits() -> None:
     assert out[-1] == HangUp("next_step") and session.variables["acct"] == "105"
 
 
+def test_a_hotkey_digit_typed_ahead_is_part_of_the_entry() -> None:
+    # The caller types an account number through a prompt that keeps type-ahead: its "0" is a digit of the
+    # account, not "0 for a person" (seen at load: a slow CRM wait took the second digit as the hotkey).
+    gather = {"id": "g", "type": "gather", "prompts": ["p"], "variable": "acct", "next": "next_step",
+              "on_exhausted": "agent"}
+    flows = hotkey_flow({"id": "info", "type": "play", "prompts": ["welcome"], "interruptible": False})
+    flows["main"]["steps"].insert(1, gather)
+    session, _ = connect(make_config(flows=flows))
+    for d in "10":
+        assert session.handle(DigitReceived(d), T0 + 1) == []
+    assert session.handle(PlaybackFinished(1), T0 + 2) == []  # the gather takes "10" and waits for more
+    out = enter_account(session, "5", T0 + 3)
+    assert out[-1] == HangUp("next_step") and session.variables["acct"] == "105"
+    session, _ = connect(make_config(flows=flows))  # with nothing typed ahead, 0 is the hotkey
+    assert session.handle(DigitReceived("0"), T0 + 1) == [StopPlayback(1), HangUp("agent")]
+
+
 def test_hotkeys_are_per_flow() -> None:
     flows = {"main": {"hotkeys": {"0": "agent"},
                       "steps": [{"id": "c", "type": "call", "flow": "sub"}, *ends("next_step", "agent")]},
