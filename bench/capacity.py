@@ -93,8 +93,12 @@ class Bench:
         time.sleep(seconds)
         after, wall = srv.cpu(), time.monotonic() - t0
         cores = {k: round((after[k] - before[k]) / wall, 4) for k in before}
-        return {"seconds": round(wall, 1), "cores": cores, "memory": srv.memory(), "processes": len(srv.pids),
-                "workers": srv.workers, "loadavg": load,
+        memory = srv.memory()
+        by_role = rig.memory_by_role(srv.pids, srv.proc.pid if srv.proc else 0)
+        workers_pss = by_role.get("workers", {}).get("pss_kb", 0)
+        return {"seconds": round(wall, 1), "cores": cores, "memory": memory, "memory_by_role": by_role,
+                "worker_pss_kb_each": round(workers_pss / max(1, srv.workers)),
+                "processes": len(srv.pids), "workers": srv.workers, "loadavg": load,
                 "per_worker_pct_core": round(100 * cores["workers"] / srv.workers, 2)}
 
     # --- the full flow at a rate ----------------------------------------------------------------------------

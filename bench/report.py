@@ -302,7 +302,8 @@ def _soak_line(s: dict[str, Any]) -> str:
 def _scale_line(r: dict[str, Any]) -> str:
     idle, step = r["idle"], r.get("rate_step")
     text = (f"{r['workers']} workers: start {r['startup_s']} s, idle {idle['cores']['total']:.3f} cores "
-            f"({idle['per_worker_pct_core']}%/worker), PSS {idle['memory']['pss_kb'] // 1024} MB")
+            f"({idle['per_worker_pct_core']}%/worker), PSS {idle['memory']['pss_kb'] // 1024} MB"
+            f" (workers {idle.get('worker_pss_kb_each', 0) / 1024:.1f} MB each)")
     if step:
         text += f"; {step['rate_cps']} cps: {step['cpu']['ms_per_call']['total']} CPU ms/call, ok {step['ok']}"
     return text

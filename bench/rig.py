@@ -117,7 +117,8 @@ def _role(pid: int, root: int, comm: str) -> str:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return "other"
-    return "workers" if b"ivr.sip.worker" in cmdline else "other"
+    # the zygote (the workers' shared imports; each worker's title names ivr.sip.worker) counts as workers
+    return "workers" if b"ivr.sip.worker" in cmdline or b"ivr.sip.zygote" in cmdline else "other"
 
 
 def cpu_by_role(pids: Iterable[int], root: int) -> dict[str, float]:

@@ -1,18 +1,15 @@
 """Worker supervision: spawn the SIP worker processes, speak the wire protocol, restart them with back-off.
 
-Each worker is a child process (`python -m ivr.sip.worker`) holding one end of a socketpair; the other end
-is an asyncio stream here. A worker's link dropping (EOF, crash, SIGKILL) is reported through
+Each worker is a process running `python -m ivr.sip.worker <argv>`, forked from the workers' zygote
+(`ivr/sip/zygote.py`: the worker's code imported once, shared by every worker), holding one end of a
+socketpair; the other end is an asyncio stream here. A worker's link dropping (EOF, crash, SIGKILL) is reported through
 `on_lost(worker)` so the calls it held are recorded as lost, and the worker is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +18,7 @@ import structlog
 from ivr.config.model import SipConfig, Trunk
 from ivr.flow import events
 from ivr.sip import wire
+from ivr.zygote_link import Zygote, ZygoteChild
 
 log = structlog.get_logger()
 
@@ -69,7 +67,7 @@ def srtp_args(trunks: tuple[Trunk, ...], front_hosts: frozenset[str]) -> tuple[s
 @dataclass
 class Worker:
     spec: WorkerSpec
-    process: asyncio.subprocess.Process | None = None
+    process: ZygoteChild | None = None
     writer: asyncio.StreamWriter | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int = 0
@@ -92,6 +90,7 @@ class WorkerPool:
         self._log_level = log_level
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._zygote = Zygote()
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start every worker and wait until each has said WorkerReady."""
@@ -132,6 +131,7 @@ class WorkerPool:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._zygote.close()
 
     async def _supervise(self, w: Worker) -> None:
         backoff = 0.5
@@ -149,9 +149,7 @@ class WorkerPool:
     async def _run_once(self, w: Worker) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            w.process = await asyncio.create_subprocess_exec(
-                *self._command(w.spec, child.fileno()), pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+            w.process = await self._zygote.spawn(self._command(w.spec, child.fileno()), child.fileno())
         except OSError:
             log.exception("worker.spawn_failed", worker=w.spec.name)
             parent.close()
@@ -188,17 +186,17 @@ class WorkerPool:
                 self._on_event(w.spec.name, call, message)
 
     @staticmethod
-    async def _reap(process: asyncio.subprocess.Process) -> int | None:
+    async def _reap(process: ZygoteChild) -> int | None:
         try:
             async with asyncio.timeout(5):
                 return await process.wait()
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             return await process.wait()
 
     def _command(self, spec: WorkerSpec, fd: int) -> list[str]:
-        cmd = [sys.executable, "-m", "ivr.sip.worker", "--name", spec.name, "--control-fd", str(fd),
+        """The worker's argv (after `python -m ivr.sip.worker`): what `ivr.sip.worker.parse_args` reads."""
+        cmd = ["--name", spec.name, "--control-fd", str(fd),
                "--sip-host", spec.sip_host, "--sip-port", str(spec.sip_port),
                "--rtp-port", str(spec.rtp_port), "--rtp-port-count", str(spec.rtp_port_count),
                "--media-address", self._sip.media_address, "--prompts", self._prompts_dir,
