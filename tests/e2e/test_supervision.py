@@ -117,3 +117,23 @@ def test_sighup_reloads_flows_for_new_calls_and_rejects_unsafe_changes(tmp_path:
         assert isinstance(run, SippRun) and run.returncode == 0, run
     finally:
         server.stop()
+
+
+def test_zygote_killed_workers_follow_and_are_started_again(tmp_path: Path) -> None:
+    """Workers are forked from the zygote (ivr/sip/zygote.py): if it dies they get SIGTERM (hang up, exit),
+    and the pool starts a new zygote and new workers that take calls."""
+    server = start_server(e2e_config(), tmp_path / "srv")
+    try:
+        zygote = server.wait_for(lambda e: e.get("event") == "zygote.ready")["pid"]
+        worker = server.wait_for(lambda e: e.get("event") == "worker.ready")["pid"]
+        os.kill(zygote, signal.SIGKILL)
+        server.wait_for(lambda e: e.get("event") == "zygote.exited" and e.get("pid") == zygote)
+        server.wait_for(lambda e: e.get("event") == "worker.exited" and e.get("pid") == worker)
+        assert server.wait_for(lambda e: e.get("event") == "zygote.ready" and e.get("pid") != zygote)
+        server.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("pid") != worker)
+        run = sipp(server.sip_port, "dtmf_info_refer.xml", service="300", tag="after", workdir=tmp_path,
+                   variables={"caller": "+15553000005", "digits": "2", "expected_refer": f"sip:support@{QUEUE_HOST}"})
+        assert isinstance(run, SippRun)
+        assert run.returncode == 0, run.describe()
+    finally:
+        server.stop()
