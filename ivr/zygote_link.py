@@ -26,6 +26,11 @@ SPAWN_TIMEOUT_S = 10.0
 MAX_MESSAGE = 65536
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class ZygoteChild:
     """One worker forked by the zygote."""
 
@@ -61,6 +66,8 @@ class Zygote:
         self._children: dict[int, ZygoteChild] = {}
         self._next_id = 0
         self._lock = asyncio.Lock()
+        self._send_lock = asyncio.Lock()
+        self._reaping: set[asyncio.Task[int]] = set()
 
     @property
     def pid(self) -> int:
@@ -75,8 +82,8 @@ class Zygote:
         started: asyncio.Future[ZygoteChild] = asyncio.get_running_loop().create_future()
         self._starts[request_id] = started
         try:
-            self.request({"op": "spawn", "id": request_id, "argv": argv}, fd)
             async with asyncio.timeout(SPAWN_TIMEOUT_S):
+                await self._send_when_writable({"op": "spawn", "id": request_id, "argv": argv}, fd)
                 return await started
         except TimeoutError:
             raise OSError(f"zygote did not fork a worker in {SPAWN_TIMEOUT_S:.0f}s") from None
@@ -84,9 +91,30 @@ class Zygote:
             self._starts.pop(request_id, None)
 
     def request(self, message: dict[str, Any], fd: int | None = None) -> None:
+        """Send now; BlockingIOError (an OSError) if the socket's queue is full."""
         if self._sock is None:
             raise OSError("zygote is not running")
         socket.send_fds(self._sock, [json.dumps(message).encode()], [fd] if fd is not None else [])
+
+    async def _send_when_writable(self, message: dict[str, Any], fd: int) -> None:
+        """Send, waiting while the zygote's queue is full (a hundred workers asked for at start-up)."""
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:  # one writer callback per fd: one waiting sender at a time
+            while True:
+                try:
+                    self.request(message, fd)
+                    return
+                except BlockingIOError:
+                    pass
+                if self._sock is None:
+                    raise OSError("zygote is not running")
+                fileno = self._sock.fileno()
+                writable: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(fileno, _resolve, writable)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(fileno)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the socket (the zygote exits on EOF; workers still running get SIGTERM) and reap it."""
@@ -159,13 +187,16 @@ class Zygote:
         code = self._process.returncode if self._process is not None else None
         if self._process is not None and self._sock is not None:
             log.error("zygote.exited", pid=self._process.pid, code=code, workers=len(self._children))
-            asyncio.get_running_loop().create_task(self._process.wait())  # reap it
+            reap = asyncio.get_running_loop().create_task(self._process.wait())
+            self._reaping.add(reap)
+            reap.add_done_callback(self._reaping.discard)
         self._drop()
 
     def _drop(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
+                asyncio.get_running_loop().remove_writer(self._sock.fileno())
             self._sock.close()
             self._sock = None
         self._process = None

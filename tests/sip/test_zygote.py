@@ -119,3 +119,29 @@ def test_zygote_and_workers_die_with_a_killed_controller(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_more_requests_than_the_socket_queues_wait_their_turn() -> None:
+    """~170 spawn requests fill the SOCK_SEQPACKET queue; the rest wait for room instead of failing. A
+    stopped zygote makes the queue fill; each child exits at once (bad argv: argparse's exit code 2)."""
+    async def scenario() -> None:
+        zygote = Zygote()
+        await zygote._ensure_started()
+        os.kill(zygote.pid, signal.SIGSTOP)
+        fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(220)]
+        try:
+            spawns = [asyncio.create_task(zygote.spawn(["--not-an-option"], fd)) for fd in fds]
+            await asyncio.sleep(1.0)
+            assert not any(t.done() for t in spawns)  # all queued or waiting for room, none failed
+            os.kill(zygote.pid, signal.SIGCONT)
+            children = await asyncio.gather(*spawns)
+            async with asyncio.timeout(60):
+                codes = await asyncio.gather(*(c.wait() for c in children))
+            assert codes == [2] * len(fds)
+        finally:
+            os.kill(zygote.pid, signal.SIGCONT)
+            for fd in fds:
+                os.close(fd)
+            await zygote.close()
+
+    asyncio.run(scenario())
