@@ -178,6 +178,10 @@ class Zygote:
             future = self._starts.get(int(message["id"]))
             if future is not None and not future.done():
                 future.set_result(child)
+        elif op == "spawn_failed":
+            failed = self._starts.get(int(message["id"]))
+            if failed is not None and not failed.done():
+                failed.set_exception(OSError(f"zygote could not fork: {message['error']}"))
         elif op == "exited":
             if (gone := self._children.pop(int(message["pid"]), None)) is not None:
                 gone.exited(int(message["code"]))

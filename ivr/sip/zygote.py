@@ -12,6 +12,7 @@ object per datagram:
                            {"op": "kill", "pid": 1234}             SIGKILL to that worker's process group
     zygote -> controller   {"op": "ready", "pid": ...}
                            {"op": "started", "id": 7, "pid": 1234}
+                           {"op": "spawn_failed", "id": 7, "error": "..."}  (fork failed)
                            {"op": "exited", "pid": 1234, "code": -9}  (code as subprocess reports it)
 
 Rules kept here: no thread, no pjsua2 object before a fork (libCreate/libInit run in the child, in
@@ -121,13 +122,18 @@ class Zygote:
 
     def spawn(self, request_id: int, argv: list[str], fd: int) -> None:
         zygote = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN/ENOMEM: this worker fails, the others keep running
+            os.close(fd)
+            self.send({"op": "spawn_failed", "id": request_id, "error": str(exc)})
+            return
         if pid == 0:
             code = 1
             try:
                 code = self.child(zygote, argv, fd)
             except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
             except BaseException:
                 import traceback
 
@@ -146,6 +152,7 @@ class Zygote:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.sock.detach()  # closed below with the other fds; the object must not close a reused number
         os.setsid()
         die_with_parent(zygote, signal.SIGTERM)  # the zygote dies with the controller: hang up, exit
         target = worker.parse_args(argv).control_fd
