@@ -393,8 +393,9 @@ class Server:
             return False
         if any(str(self.workdir).encode() in arg for arg in argv):
             return True  # Kamailio: its -f names our run directory
-        if b"ivr.sip.worker" in argv and b"--sip-port" in argv:
-            port = int(argv[argv.index(b"--sip-port") + 1])
+        words = b" ".join(argv).split()  # a zygote-forked worker's title is one space-separated string
+        if b"ivr.sip.worker" in words and b"--sip-port" in words:
+            port = int(words[words.index(b"--sip-port") + 1])
             return self.ports.worker_base <= port < self.ports.worker_base + self.workers
         return False
 
