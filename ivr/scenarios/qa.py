@@ -48,7 +48,7 @@ MAX_CALLS = 1000
 BIND_RETRIES = 3
 """SIPp runs that could not bind a local port (taken by another process since it was found free) are started
 again on other ports, this many times; no call was placed by such a run."""
-CRM_FAULTS: dict[str, dict[str, object]] = {"ok": {}, "slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
+CRM_FAULTS: dict[str, dict[str, object]] = {"slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
 STOP_GRACE_S = 3.0
 """Seconds a SIPp child has to exit after SIGTERM before it is killed."""
 
