@@ -1,8 +1,11 @@
 """`ivr qa`: calls every path of the flows with SIPp against a live server and prints a verdict table.
 
-Scenarios are generated from CONFIG (or taken from `--scenarios DIR`, as `ivr scenarios` wrote them). Paths
-run a few at a time; the CRM-fault paths (slow, down) switch the demo CRM's behaviour (POST /_demo/behaviour,
-global, so they run last and alone) and are skipped with "needs demo CRM control" when it does not answer.
+Scenarios are generated from CONFIG (or taken from `--scenarios DIR`, as `ivr scenarios` wrote them).
+Paths run `--parallel` at a time (default: half the config's sip.workers x calls_per_worker, at most 4), each
+with its own SIPp process and ports; the CRM-fault paths (slow, down) switch the demo CRM's behaviour (POST
+/_demo/behaviour, global) and so run last, one wave per fault class with nothing else up (ivr.scenarios.schedule),
+and are skipped with "needs demo CRM control" when it does not answer. Rows keep the paths' order. SIGINT or
+SIGTERM stops every SIPp child and restores the CRM's normal service (exit 130).
 Paths of another time of day are reported "not reachable now". Exit status: 0 every path passed, 1 a path
 failed, 2 bad arguments. Bounded: `--calls` per path (at most 1000), SIPp's own timeout per run, and a
 loopback target unless `--allow-remote`.
@@ -15,24 +18,29 @@ import fnmatch
 import ipaddress
 import json
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from ivr.config.load import LoadedConfig, load_config
 from ivr.errors import ConfigError
 from ivr.scenarios import command as scenarios
 from ivr.scenarios.model import CallPath
 from ivr.scenarios.ports import PortPool, Ports
+from ivr.scenarios.schedule import Job, default_parallel, waves
 from ivr.scenarios.verdict import ObservedCall, judge, parse
 from ivr.simulate import DEFAULT_CONFIG, parse_at
 
@@ -41,14 +49,8 @@ BIND_RETRIES = 3
 """SIPp runs that could not bind a local port (taken by another process since it was found free) are started
 again on other ports, this many times; no call was placed by such a run."""
 CRM_FAULTS: dict[str, dict[str, object]] = {"slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
-
-
-@dataclass(frozen=True)
-class Job:
-    path: CallPath
-    method: str
-    xml: str
-    csv: str
+STOP_GRACE_S = 3.0
+"""Seconds a SIPp child has to exit after SIGTERM before it is killed."""
 
 
 @dataclass
@@ -74,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtmf", choices=("info", "rfc4733", "both"), default="both")
     parser.add_argument("--calls", type=int, default=1, help=f"calls per path (load run; at most {MAX_CALLS})")
     parser.add_argument("--rate", type=float, default=2.0, help="calls per second per path (default 2)")
-    parser.add_argument("--parallel", type=int, default=4, help="paths run at once (default 4)")
+    parser.add_argument("--parallel", type=int, metavar="N", help="paths run at once, each with its own SIPp "
+                        "(default: half the config's sip.workers x calls_per_worker, at most 4)")
     parser.add_argument("--local-ip", default="127.0.0.1", help="SIPp's address (default 127.0.0.1)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a target that is not loopback")
     parser.add_argument("--crm-control", metavar="URL", help="the demo CRM's base URL for the CRM-fault paths "
@@ -102,10 +105,17 @@ def command(args: argparse.Namespace) -> int:
         print(f"ivr qa: {exc}", file=sys.stderr)
         return 2
     control = args.crm_control or _demo_url(loaded)
+    if args.parallel is None:
+        args.parallel = default_parallel(loaded.config.sip.workers * loaded.config.sip.calls_per_worker)
     overload = _over_capacity(paths, args, loaded)
     if overload:
         print(f"ivr qa: {overload}", file=sys.stderr)
-    rows = run(paths, directory, args, control)
+    try:
+        with _stop_on_sigterm():
+            rows = run(paths, directory, args, control)
+    except KeyboardInterrupt:
+        print("ivr qa: interrupted; every SIPp child stopped", file=sys.stderr)
+        return 130
     _print(rows, args.json)
     return 1 if any(r.verdict == "FAIL" for r in rows) else 0
 
@@ -113,7 +123,7 @@ def command(args: argparse.Namespace) -> int:
 def _check_args(args: argparse.Namespace) -> str | None:
     if shutil.which("sipp") is None:
         return "sipp is not installed (Debian package sip-tester; scripts/bootstrap installs it)"
-    if not 1 <= args.calls <= MAX_CALLS or args.rate <= 0 or args.parallel < 1:
+    if not 1 <= args.calls <= MAX_CALLS or args.rate <= 0 or (args.parallel is not None and args.parallel < 1):
         return f"--calls must be 1..{MAX_CALLS}, --rate and --parallel positive"
     host, _, port = args.target.rpartition(":")
     if not host or not port.isdigit():
@@ -167,13 +177,66 @@ def _demo_url(loaded: LoadedConfig) -> str | None:
     return f"http://{demo.host}:{demo.port}" if demo.enabled else None
 
 
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM is handled as Ctrl-C (KeyboardInterrupt in the main thread) while the calls run."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Children:
+    """The SIPp processes running now; `stop` ends them all and refuses new ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen[str]] = set()
+        self.stopped = False
+
+    def start(self, cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
+        with self._lock:
+            if self.stopped:
+                raise InterruptedError("ivr qa is stopping")
+            # own session: a terminal's Ctrl-C reaches ivr qa only, which stops the children itself
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            self._procs.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            procs = list(self._procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, control: str | None) -> list[Row]:
-    """Every job: ordinary paths `--parallel` at a time, then the CRM-fault paths one by one."""
+    """Every job, wave by wave (ivr.scenarios.schedule): the ordinary paths `--parallel` at a time, then each
+    CRM-fault class with the demo CRM switched to it; rows in the paths' order. KeyboardInterrupt (Ctrl-C,
+    SIGTERM) stops every SIPp child, restores the CRM's normal service and propagates."""
     rows: list[Row] = []
-    ordinary: list[Job] = []
-    faults: list[Job] = []
+    jobs: list[Job] = []
     can_control = control is not None and _behaviour(control, {})
     ports = PortPool(args.local_ip)
+    children = Children()
     for path in paths:
         for method in scenarios.variants(path):
             if args.dtmf not in ("both", method):
@@ -184,18 +247,38 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
             elif path.crm != "ok" and not can_control:
                 rows.append(_skip(job, "needs demo CRM control (POST /_demo/behaviour) on the target's CRM"))
             else:
-                (ordinary if path.crm == "ok" else faults).append(job)
-    with ThreadPoolExecutor(max_workers=args.parallel) as executor:
-        rows += list(executor.map(lambda job: _run_job(job, directory, args, args.calls, ports), ordinary))
-    for job in faults:
-        assert control is not None
-        _behaviour(control, CRM_FAULTS[job.path.crm])
-        try:
-            rows.append(_run_job(job, directory, args, 1, ports))
-        finally:
+                jobs.append(job)
+    executor = ThreadPoolExecutor(max_workers=args.parallel, thread_name_prefix="ivr-qa")
+    try:
+        for wave in waves(jobs):
+            if wave.crm != "ok":
+                assert control is not None
+                _behaviour(control, CRM_FAULTS[wave.crm])
+            try:
+                calls = args.calls if wave.crm == "ok" else 1
+                futures = [executor.submit(_run_job, job, directory, args, calls, ports, children)
+                           for job in wave.jobs]
+                rows += _results(futures)
+            finally:
+                if wave.crm != "ok" and control is not None:
+                    _behaviour(control, {})
+    except BaseException:
+        children.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+        if control is not None and can_control:
             _behaviour(control, {})
+        raise
+    executor.shutdown(wait=True)
     order = {p.name: i for i, p in enumerate(paths)}
     return sorted(rows, key=lambda r: (order.get(r.name, 0), r.method))
+
+
+def _results(futures: list[Future[Row]]) -> list[Row]:
+    """The rows of a wave once all its jobs are done; waits in short steps so a signal is seen at once."""
+    pending: set[Future[Row]] = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+    return [f.result() for f in futures]
 
 
 def _behaviour(base_url: str, body: dict[str, object]) -> bool:
@@ -213,11 +296,12 @@ def _skip(job: Job, why: str) -> Row:
     return Row(job.path.name, job.method, job.path.expected, "-", "SKIP", "-", why)
 
 
-def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, pool: PortPool) -> Row:
+def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, pool: PortPool,
+             children: Children) -> Row:
     for _ in range(BIND_RETRIES):
         ports = pool.reserve()
         try:
-            row, unbound = _run_sipp(job, directory, args, calls, ports)
+            row, unbound = _run_sipp(job, directory, args, calls, ports, children)
         finally:
             pool.release(ports)
         if not unbound:
@@ -225,7 +309,8 @@ def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, po
     return row
 
 
-def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, ports: Ports) -> tuple[Row, bool]:
+def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, ports: Ports,
+              children: Children) -> tuple[Row, bool]:
     """One SIPp run on `ports`: its row, and whether SIPp died on a local port it could not bind."""
     path = job.path
     tag = f"{path.name}.{job.method}.{int(time.time() * 1000)}"
@@ -236,11 +321,16 @@ def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, p
            "-m", str(calls), "-r", str(args.rate), "-l", str(_at_once(path, args) if calls > 1 else 1),
            "-nostdin", "-timeout", f"{bound}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
            "-trace_err", "-error_file", str(err), "-cid_str", f"qa-%u-%p@{args.local_ip}"]
+    proc = children.start(cmd, directory)
     try:
-        proc = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=bound + 30)
-        code, output = proc.returncode, proc.stdout + proc.stderr
+        output, _ = proc.communicate(timeout=bound + 30)
+        code = proc.returncode
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         code, output = -1, f"sipp did not finish within {bound + 30} s"
+    finally:
+        children.done(proc)
     observed = parse(log.read_text(errors="replace")) if log.exists() else {}
     errors = err.read_text(errors="replace") if err.exists() else ""
     unbound = code != 0 and not observed and "Unable to bind" in output + errors

@@ -89,8 +89,10 @@ def test_a_broken_queue_uri_fails_exactly_the_paths_that_reach_it(tmp_path: Path
     broken = copy.deepcopy(cfg)
     broken["queues"]["platinum"] = {"uri": "sip:nobody@127.0.0.1:5070"}
     server = start_server(broken, tmp_path / "broken")
+    out = tmp_path / "out"
     try:
-        code, rows, output = _qa(config_file, server.sip_port, "--flow", "vip_routing", "--dtmf", "info")
+        code, rows, output = _qa(config_file, server.sip_port, "--flow", "vip_routing", "--dtmf", "info",
+                                 "--out", str(out))
     finally:
         server.stop()
     assert code == 1, output
@@ -101,3 +103,27 @@ def test_a_broken_queue_uri_fails_exactly_the_paths_that_reach_it(tmp_path: Path
     assert others == {"PASS"}, output  # every other vip_routing path, CRM faults included, still passes
     assert {"vip_routing.gold", "vip_routing.unknown.crm_down", "vip_routing.unknown.crm_slow",
             "vip_routing.gold.refused_gold"} <= {r["name"] for r in rows}
+    # the paths ran side by side, but a CRM-fault path (a global switch on the demo CRM) never beside another
+    ran = _sipp_runs(out)
+    ordinary = [r for r in ran if "crm_" not in r[0]]
+    slow = [r for r in ran if r[0].endswith(".crm_slow")]
+    down = [r for r in ran if r[0].endswith(".crm_down")]
+    assert slow and down and len(ordinary) + len(slow) + len(down) == len(ran)
+    assert any(_overlap(a, b) for a in ordinary for b in ordinary if a is not b), ran
+    for fault in slow + down:
+        assert not any(_overlap(fault, other) for other in ran if other[0] != fault[0]), (fault, ran)
+
+
+def _sipp_runs(out: Path) -> list[tuple[str, float, float]]:
+    """(path, start, end) of every SIPp run of `ivr qa --out DIR`: its log is named PATH.METHOD.START_MS.log
+    and last written when the run ends."""
+    runs = []
+    for log in out.glob("*.log"):
+        name, _method, start_ms, _ = log.name.rsplit(".", 3)
+        runs.append((name, int(start_ms) / 1000, log.stat().st_mtime))
+    return runs
+
+
+def _overlap(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
+    return a[1] < b[2] and b[1] < a[2]
+
