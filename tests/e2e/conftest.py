@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ivrkit import IvrServer, default_config, free_port
+from ivrkit import IvrServer, default_config, free_port, free_span
 
 QUEUE_HOST = "127.0.0.1:5070"
 
@@ -43,7 +43,8 @@ TEST_FLOWS: dict[str, Any] = {
 def e2e_config(*, workers: int = 1, crm_url: str | None = None) -> dict[str, Any]:
     cfg = default_config()
     rtp = 33000 + 40 * random.randrange(0, 150)
-    cfg["sip"].update(listen_port=free_port(), workers=workers, worker_base_port=free_port() if workers > 1 else 5100,
+    workers_at = free_span(workers) if workers > 1 else 5100  # a range of ports: each one of them must be free
+    cfg["sip"].update(listen_port=free_port(), workers=workers, worker_base_port=workers_at,
                       rtp_port_start=rtp, max_call_duration="120s", drain_timeout="5s", retry_after=7)
     cfg["front"] = {"mode": "auto"}
     cfg["admin"] = {"enabled": True, "host": "127.0.0.1", "port": free_port()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,6 +25,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_span(span: int, host: str = "127.0.0.1", ports: range = range(16200, 20000)) -> int:
+    """The first of `span` consecutive ports free on `host` for UDP and TCP (a multi-worker server's worker
+    ports). Drawn at random from `ports`, below the kernel's ephemeral range (32768+), so no socket the kernel
+    numbers itself lands in the span between this check and the workers' bind; clear of tests/front's blocks
+    (10000-15999) and the benches (20000+)."""
+    for _ in range(50):
+        base = random.randrange(ports.start, ports.stop - span)
+        if all(_free(host, base + i) for i in range(span)):
+            return base
+    raise AssertionError(f"no {span} consecutive free ports on {host} in {ports}")
+
+
+def _free(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def default_config() -> dict[str, Any]:

@@ -50,7 +50,7 @@ from tlskit import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from ivrkit import ROOT, IvrServer, default_config, free_port  # noqa: E402
+from ivrkit import ROOT, IvrServer, default_config, free_port, free_span  # noqa: E402
 
 pytestmark = pytest.mark.sip  # baresip missing fails the test (scripts/bootstrap installs baresip-core)
 
@@ -80,7 +80,7 @@ def live_worker(server: IvrServer) -> str:
 def tls_config(pki: Pki, tls_port: int, uas_port: int) -> dict[str, Any]:
     cfg = default_config()
     rtp = 34000 + 40 * random.randrange(0, 100)
-    cfg["sip"].update(listen_port=free_port(), workers=2, worker_base_port=free_port(), rtp_port_start=rtp,
+    cfg["sip"].update(listen_port=free_port(), workers=2, worker_base_port=free_span(2), rtp_port_start=rtp,
                       max_call_duration="120s", drain_timeout="5s")
     cfg["front"] = {"mode": "managed", "tls": {"enabled": True, "port": tls_port, "certificate": str(pki.cert),
                                                "private_key": str(pki.key), "ca_list": str(pki.ca)}}
