@@ -26,6 +26,17 @@ TEST_FLOWS: dict[str, Any] = {
                  {"id": "to_default", "type": "transfer", "queue": "default", "notify_timeout": "3s",
                   "on_fail": "goodbye"},
                  {"id": "goodbye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"}]},
+    "short_menu": {"description": "The menu with a 0.5 s prompt: what happens with no input, without 6 s of "
+                                  "main_menu.wav per attempt.",
+                   "steps": [
+                       {"id": "main_menu", "type": "menu", "prompts": ["beep"],
+                        "options": {"1": "to_sales", "2": "to_support", "0": "to_default"}, "timeout": "2s",
+                        "attempts": 3, "invalid_prompts": ["invalid"], "no_input_prompts": ["no_input"],
+                        "variable": "choice", "on_exhausted": "goodbye"},
+                       {"id": "to_sales", "type": "transfer", "queue": "sales", "on_fail": "goodbye"},
+                       {"id": "to_support", "type": "transfer", "queue": "support", "on_fail": "goodbye"},
+                       {"id": "to_default", "type": "transfer", "queue": "default", "on_fail": "goodbye"},
+                       {"id": "goodbye", "type": "hangup", "prompts": ["goodbye"], "reason": "menu_exhausted"}]},
     "hold": {"description": "Hold music until the caller hangs up (for concurrency and crash tests).",
              "steps": [
                  {"id": "hold", "type": "menu", "prompts": ["hold_music"], "options": {"9": "bye"}, "timeout": "60s",
@@ -53,7 +64,7 @@ def e2e_config(*, workers: int = 1, crm_url: str | None = None) -> dict[str, Any
     cfg["http"]["crm"]["base_url"] = crm_url or f"http://127.0.0.1:{demo_port}"
     cfg["http"]["crm"]["headers"] = {"Authorization": "Bearer demo-token"}
     cfg["flows"].update(TEST_FLOWS)
-    cfg["numbers"].update({"300": "menu", "400": "digits", "500": "hold"})
+    cfg["numbers"].update({"300": "menu", "301": "short_menu", "400": "digits", "500": "hold"})
     cfg["queues"]["digits"] = {"uri": f"sip:digits@{QUEUE_HOST}", "uri_params": {"entered": "{{entered}}"}}
     cfg["logging"] = {"level": "info", "format": "json"}
     return cfg
