@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ivr.front.rpc import KamailioRpc, RpcUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 IVR = [sys.executable, "-m", "ivr"]
@@ -115,6 +118,39 @@ class IvrServer:
         """The canonical log line of the call whose SIP Call-ID contains `sip_call_id`."""
         return self.wait_for(lambda e: e.get("event") == "call.ended" and sip_call_id in str(e.get("sip_call_id")),
                              timeout, what=f"call.ended for {sip_call_id}")
+
+    def dispatcher_flags(self, worker: str) -> str | None:
+        """The managed front's dispatcher flags for `worker` ("w000"; "AP": active and probing), over its RPC
+        socket; None when the front does not answer."""
+        port = int(self.config["sip"]["worker_base_port"]) + int(worker.lstrip("w"))
+        rpc = KamailioRpc(self.workdir / "run" / "front" / "kamailio_rpc.sock", timeout=2.0)
+        try:
+            listing = asyncio.run(rpc.call("dispatcher.list"))
+        except RpcUnavailable:
+            return None
+        found: list[str] = []
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                if str(node.get("URI", "")).endswith(f":{port}") and "FLAGS" in node:
+                    found.append(str(node["FLAGS"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(listing)
+        assert len(found) <= 1, found
+        return found[0] if found else None
+
+    def wait_front_active(self, worker: str, timeout: float = 15.0) -> None:
+        """Until the front routes calls to `worker` again (a restarted worker: at the first OPTIONS probe it
+        answers), instead of sleeping for probe intervals."""
+        end = time.monotonic() + timeout
+        while not (self.dispatcher_flags(worker) or "").startswith("A"):
+            assert time.monotonic() < end, f"{worker} not active at the front: {self.dispatcher_flags(worker)}"
+            time.sleep(0.2)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         with self._cond:

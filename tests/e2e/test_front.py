@@ -5,7 +5,6 @@ INVITEs never reach a worker."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -20,8 +19,6 @@ from ivrkit import IVR, ROOT, IvrServer
 from recordkit import transferred
 from sippkit import SippRun, sipp
 
-from ivr.front.rpc import KamailioRpc, RpcUnavailable
-
 pytestmark = pytest.mark.sip
 
 WORKERS = 3  # x 4 calls = 12 slots
@@ -33,31 +30,6 @@ def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
     assert srv.wait_for(lambda e: e.get("event") == "ivr.ready")["front"] == "managed"
     yield srv
     srv.stop()
-
-
-def dispatcher_flags(server: IvrServer, port: int) -> str | None:
-    """The managed front's dispatcher flags of the worker on `port` ("AP": active and probing), over its RPC
-    socket; None when the front does not answer."""
-    rpc = KamailioRpc(server.workdir / "run" / "front" / "kamailio_rpc.sock", timeout=2.0)
-    try:
-        listing = asyncio.run(rpc.call("dispatcher.list"))
-    except RpcUnavailable:
-        return None
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if str(node.get("URI", "")).endswith(f":{port}") and "FLAGS" in node:
-                found.append(str(node["FLAGS"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(listing)
-    assert len(found) <= 1, found
-    return found[0] if found else None
 
 
 def gold_calls(server: IvrServer, workdir: Path, tag: str, calls: int) -> list[dict[str, object]]:
@@ -95,11 +67,7 @@ def test_killed_worker_leaves_rotation_and_its_replacement_returns(fronted: IvrS
     assert all(line["outcome"]["queue"] == "gold" for line in lines)  # type: ignore[index]
     fronted.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("worker") == "w000"
                      and e.get("pid") != ready["w000"])
-    port = int(fronted.config["sip"]["worker_base_port"])
-    end = time.monotonic() + 15  # the front marks w000 active at its next OPTIONS probe (every 2 s) it answers
-    while not (dispatcher_flags(fronted, port) or "").startswith("A"):
-        assert time.monotonic() < end, f"w000 not active again at the front: {dispatcher_flags(fronted, port)}"
-        time.sleep(0.2)
+    fronted.wait_front_active("w000")  # at the front's next OPTIONS probe (every 2 s) that the new w000 answers
     lines = gold_calls(fronted, workdir, "after", 10)
     assert "w000" in {line["worker"] for line in lines}
 

@@ -384,6 +384,7 @@ def test_worker_killed_mid_srtp_call_is_recorded_and_its_replacement_takes_srtp_
         setup.server.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("worker") == worker
                               and e.get("pid") != pid, 30, what=f"{worker} restarted")
         first.stop()  # its BYE through the front releases the dead call's slot in the dispatcher
+        setup.server.wait_front_active(worker)  # else the other worker takes the call on a loaded machine
         second.start().dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
         second.wait_log(r"Call established", 20)
         second.wait_log(r"SRTP is Enabled", 5)
