@@ -34,7 +34,7 @@ def free_span(span: int, host: str = "127.0.0.1", ports: range = range(16200, 20
     """The first of `span` consecutive ports free on `host` for UDP and TCP (a multi-worker server's worker
     ports). Drawn at random from `ports`, below the kernel's ephemeral range (32768+), so no socket the kernel
     numbers itself lands in the span between this check and the workers' bind; clear of tests/front's blocks
-    (10000-15999) and the benches (20000+)."""
+    (10000-14999), tests/sip's fixed ports (15100-15189) and the benches (20000+)."""
     for _ in range(50):
         base = random.randrange(ports.start, ports.stop - span)
         if all(_free(host, base + i) for i in range(span)):

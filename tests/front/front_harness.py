@@ -27,9 +27,10 @@ from ivr.config.model import IvrConfig
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "sipp-scenarios" / "front"
 HOST = "127.0.0.1"
-BLOCKS = range(10000, 16000, 200)
-"""Blocks of fixed ports: below the kernel's ephemeral range (32768+), clear of the benches (20000+), the
-security suite (21000-29000) and the e2e worker spans (16200-19999, tests/e2e/ivrkit.py)."""
+BLOCKS = range(10000, 15000, 200)
+"""Blocks of fixed ports: below the kernel's ephemeral range (32768+), clear of tests/sip's fixed ports
+(15100-15189), the e2e worker spans (16200-19999, tests/e2e/ivrkit.py), the benches (20000+) and the security
+suite (21000-29000)."""
 
 
 def _claim_block() -> tuple[int, int]:
