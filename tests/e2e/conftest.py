@@ -53,9 +53,12 @@ TEST_FLOWS: dict[str, Any] = {
 
 def e2e_config(*, workers: int = 1, crm_url: str | None = None) -> dict[str, Any]:
     cfg = default_config()
-    rtp = 33000 + 40 * random.randrange(0, 150)
     workers_at = free_span(workers) if workers > 1 else 5100  # a range of ports: each one of them must be free
-    cfg["sip"].update(listen_port=free_port(), workers=workers, worker_base_port=workers_at,
+    listen_port = free_port()
+    rtp = 33000 + 40 * random.randrange(0, 150)
+    while rtp <= listen_port < rtp + 40 * (workers + 1):  # `ivr check` refuses an RTP range over the SIP port
+        rtp = 33000 + 40 * random.randrange(0, 150)
+    cfg["sip"].update(listen_port=listen_port, workers=workers, worker_base_port=workers_at,
                       rtp_port_start=rtp, max_call_duration="120s", drain_timeout="5s", retry_after=7)
     cfg["front"] = {"mode": "auto"}
     cfg["admin"] = {"enabled": True, "host": "127.0.0.1", "port": free_port()}
