@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from ivr.front.rpc import KamailioRpc, RpcUnavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 IVR = [sys.executable, "-m", "ivr"]
 
@@ -24,6 +28,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_span(span: int, host: str = "127.0.0.1", ports: range = range(16200, 20000)) -> int:
+    """The first of `span` consecutive ports free on `host` for UDP and TCP (a multi-worker server's worker
+    ports). Drawn at random from `ports`, below the kernel's ephemeral range (32768+), so no socket the kernel
+    numbers itself lands in the span between this check and the workers' bind; clear of tests/front's blocks
+    (10000-14999), tests/sip's fixed ports (15100-15189) and the benches (20000+)."""
+    for _ in range(50):
+        base = random.randrange(ports.start, ports.stop - span)
+        if all(_free(host, base + i) for i in range(span)):
+            return base
+    raise AssertionError(f"no {span} consecutive free ports on {host} in {ports}")
+
+
+def _free(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def default_config() -> dict[str, Any]:
@@ -92,6 +118,39 @@ class IvrServer:
         """The canonical log line of the call whose SIP Call-ID contains `sip_call_id`."""
         return self.wait_for(lambda e: e.get("event") == "call.ended" and sip_call_id in str(e.get("sip_call_id")),
                              timeout, what=f"call.ended for {sip_call_id}")
+
+    def dispatcher_flags(self, worker: str) -> str | None:
+        """The managed front's dispatcher flags for `worker` ("w000"; "AP": active and probing), over its RPC
+        socket; None when the front does not answer."""
+        port = int(self.config["sip"]["worker_base_port"]) + int(worker.lstrip("w"))
+        rpc = KamailioRpc(self.workdir / "run" / "front" / "kamailio_rpc.sock", timeout=2.0)
+        try:
+            listing = asyncio.run(rpc.call("dispatcher.list"))
+        except RpcUnavailable:
+            return None
+        found: list[str] = []
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                if str(node.get("URI", "")).endswith(f":{port}") and "FLAGS" in node:
+                    found.append(str(node["FLAGS"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(listing)
+        assert len(found) <= 1, found
+        return found[0] if found else None
+
+    def wait_front_active(self, worker: str, timeout: float = 15.0) -> None:
+        """Until the front routes calls to `worker` again (a restarted worker: at the first OPTIONS probe it
+        answers), instead of sleeping for probe intervals."""
+        end = time.monotonic() + timeout
+        while not (self.dispatcher_flags(worker) or "").startswith("A"):
+            assert time.monotonic() < end, f"{worker} not active at the front: {self.dispatcher_flags(worker)}"
+            time.sleep(0.2)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         with self._cond:

@@ -69,7 +69,7 @@ def test_invalid_input_exhausts_the_menu_and_hangs_up(server: IvrServer, workdir
 
 
 def test_no_input_exhausts_the_menu_and_hangs_up(server: IvrServer, workdir: Path) -> None:
-    run = call(server, "no_input.xml", workdir, "silent", service="300")
+    run = call(server, "no_input.xml", workdir, "silent", service="301")  # the menu, with a short prompt
     assert run.returncode == 0, run.describe()
     line = server.call_ended("silent-", timeout=90)
     assert line["outcome"] == hung_up("menu_exhausted")

@@ -39,10 +39,18 @@ def _config() -> dict[str, Any]:
     return cfg
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def chromium_driver() -> Iterator[Any]:
+    """One headless Chromium for the module's tests (its start-up is seconds on a loaded machine)."""
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture
+def browser(chromium_driver: Any) -> Any:
+    """The module's browser with no cookies left from the previous test (its servers are all 127.0.0.1)."""
+    chromium_driver.delete_all_cookies()
+    return chromium_driver
 
 
 def _url(server: IvrServer, path: str) -> str:

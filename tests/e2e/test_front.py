@@ -67,7 +67,7 @@ def test_killed_worker_leaves_rotation_and_its_replacement_returns(fronted: IvrS
     assert all(line["outcome"]["queue"] == "gold" for line in lines)  # type: ignore[index]
     fronted.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("worker") == "w000"
                      and e.get("pid") != ready["w000"])
-    time.sleep(2 * 2 + 1)  # two OPTIONS probe intervals: the front marks w000 active again
+    fronted.wait_front_active("w000")  # at the front's next OPTIONS probe (every 2 s) that the new w000 answers
     lines = gold_calls(fronted, workdir, "after", 10)
     assert "w000" in {line["worker"] for line in lines}
 

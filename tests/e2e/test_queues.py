@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from agents import Agent
 from conftest import e2e_config, start_server
 from ivrkit import ROOT, IvrServer
 from recordkit import transferred
-from sippkit import SippRun, sipp
+from sippkit import SippRun, free_udp_port, sipp
 
 pytestmark = pytest.mark.sip
 
@@ -117,60 +118,80 @@ def test_ordered_skips_a_refusing_target_with_calls_at_once(tmp_path: Path, agen
     assert sorted(c.customer for c in free.calls()) == ids
 
 
-def manager_config(tmp_path: Path, manager: Agent, gold: Agent) -> dict[str, Any]:
-    """The default VIP flow, with Grace Hopper's phone (and the allow-list) pointing at `manager`."""
+def manager_config(tmp_path: Path, manager_port: int, gold: Agent) -> dict[str, Any]:
+    """The default VIP flow, with Grace Hopper's phone (and the allow-list) pointing at 127.0.0.1:manager_port."""
     customers = yaml.safe_load((ROOT / "config" / "customers.yaml").read_text())
     for customer in customers["customers"]:
         am = customer.get("account_manager") or {}
         if am.get("name") == "Grace Hopper":
-            am["sip"] = f"sip:grace.hopper@127.0.0.1:{manager.port}"
+            am["sip"] = f"sip:grace.hopper@127.0.0.1:{manager_port}"
     path = tmp_path / "customers.yaml"
     path.write_text(yaml.safe_dump(customers))
     cfg = e2e_config()
     cfg["demo_crm"]["customers"] = str(path)
-    cfg["queues"]["account_managers"]["allow"] = [f"sip:*@127.0.0.1:{manager.port}"]
+    cfg["queues"]["account_managers"]["allow"] = [f"sip:*@127.0.0.1:{manager_port}"]
     cfg["queues"]["gold"] |= {"uri": f"sip:gold@127.0.0.1:{gold.port}", "header_mode": "both"}
     return cfg
 
 
+@dataclass
+class Managed:
+    """One server for the account-manager tests: the gold queue's agent stays up; each test starts Grace's phone
+    (answering as it needs) on the port her CRM record names, and stops it."""
+
+    server: IvrServer
+    gold: Agent
+    manager_port: int
+
+
+@pytest.fixture(scope="module")
+def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed]:
+    workdir = tmp_path_factory.mktemp("managers")
+    gold = Agent("gold", workdir).start()
+    try:
+        port = free_udp_port()
+        server = start_server(manager_config(workdir, port, gold), workdir / "srv")
+        try:
+            yield Managed(server, gold, port)
+        finally:
+            server.stop()
+    finally:
+        gold.stop()
+
+
 @pytest.mark.parametrize("answer", ["200", "486"])
 def test_gold_customer_reaches_the_account_manager_or_the_gold_queue(tmp_path: Path, agents: list[Agent],
-                                                                     answer: str) -> None:
-    manager, gold = Agent("grace", tmp_path, answer=answer).start(), Agent("gold", tmp_path).start()
-    agents += [manager, gold]
-    server = start_server(manager_config(tmp_path, manager, gold), tmp_path / "srv")
-    try:
-        run = call(server, tmp_path, "am", "100", caller="+15551000001")
-        assert run.returncode == 0, run.describe()
-        line = server.call_ended("am-")
-    finally:
-        server.stop()
+                                                                     managed: Managed, answer: str) -> None:
+    manager = Agent("grace", tmp_path, answer=answer, port=managed.manager_port).start()
+    agents.append(manager)
+    gold, seen = managed.gold, len(managed.gold.calls())
+    run = call(managed.server, tmp_path, f"am{answer}", "100", caller="+15551000001")
+    assert run.returncode == 0, run.describe()
+    line = managed.server.call_ended(f"am{answer}-")
     assert [(c.customer, c.tier) for c in manager.calls()] == [("C-1001", "gold")]
     assert manager.calls()[0].ruri == f"sip:grace.hopper@127.0.0.1:{manager.port}"
     if answer == "200":
         assert line["outcome"] == transferred("account_managers", manager.uri.replace(
             "grace@", "grace.hopper@"))
-        assert gold.calls() == []
+        assert gold.calls()[seen:] == []
     else:
         assert "to_manager:rejected_486" in line["path"]
         assert line["outcome"] == transferred("gold", gold.uri)
-        assert [(c.customer, c.tier) for c in gold.calls()] == [("C-1001", "gold")]
+        assert [(c.customer, c.tier) for c in gold.calls()[seen:]] == [("C-1001", "gold")]
 
 
-def test_manager_outside_the_allow_list_ends_in_the_gold_queue(tmp_path: Path, agents: list[Agent]) -> None:
-    manager, gold = Agent("grace", tmp_path).start(), Agent("gold", tmp_path).start()
-    agents += [manager, gold]
-    server = start_server(manager_config(tmp_path, manager, gold), tmp_path / "srv")
-    try:
-        run = call(server, tmp_path, "annie", "100", caller="+15551000003")  # Annie Easley: pbx.partner.example
-        assert run.returncode == 0, run.describe()
-        line = server.call_ended("annie-")
-    finally:
-        server.stop()
+def test_manager_outside_the_allow_list_ends_in_the_gold_queue(tmp_path: Path, agents: list[Agent],
+                                                               managed: Managed) -> None:
+    manager = Agent("grace", tmp_path, port=managed.manager_port).start()
+    agents.append(manager)
+    gold, seen = managed.gold, len(managed.gold.calls())
+    run = call(managed.server, tmp_path, "annie", "100", caller="+15551000003")  # Annie Easley: pbx.partner.example
+    assert run.returncode == 0, run.describe()
+    line = managed.server.call_ended("annie-")
     skipped = line["transfers"][0]
     assert {k: skipped[k] for k in ("step", "queue", "uri", "result", "code", "sent_at")} == {
         "step": "to_manager", "queue": "account_managers", "uri": "sip:annie.easley@pbx.partner.example",
         "result": "disallowed", "code": None, "sent_at": None}
     assert "to_manager:target_disallowed" in line["path"]
     assert line["outcome"] == transferred("gold", gold.uri)
-    assert manager.calls() == [] and [c.customer for c in gold.calls()] == ["C-1003"]
+    assert manager.calls() == [] and [c.customer for c in gold.calls()[seen:]] == ["C-1003"]

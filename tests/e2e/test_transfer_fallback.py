@@ -1,6 +1,7 @@
 """Every transfer lands (issue 10): 20 calls at once whose first target refuses (REFER 405 or 603, NOTIFY 486,
 no answer to the REFER, 202 and no NOTIFY) all end in the fallback queue, through the Kamailio front with
-several workers, five times over; and the same calls straight at a single worker (development mode).
+several workers (one run per kind; `bench/transfer_repeat.py` repeats the runs and measures the rates); and the
+same calls straight at a single worker (development mode).
 
 The transferee's NOTIFYs carry `Event: refer;id=<CSeq>` like real ones, and no scenario accepts a 481
 (ivr/sip/transfer.py: what pjsip did to them). Each call's `call.ended` line must show the refused attempt
@@ -21,7 +22,6 @@ from sippkit import SippRun, sipp
 pytestmark = pytest.mark.sip
 
 CALLS = 20
-REPEATS = 5
 WORKERS = 6  # 24 slots for 20 calls: Kamailio releases a slot a little before pjsua does (KAMAILIO_NOTES.md)
 FIRST = f"sip:sales@{QUEUE_HOST}"
 FALLBACK = transferred("default", f"sip:default@{QUEUE_HOST}")
@@ -77,13 +77,12 @@ def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_twenty_refused_first_transfers_at_once_land_in_the_fallback(fronted: IvrServer, workdir: Path,
                                                                      case: str) -> None:
-    for repeat in range(REPEATS):
-        lines = fallback_calls(fronted, workdir, case, f"{case}r{repeat}")
-        assert_fell_back(lines, CASES[case][2])
-        assert len({line["worker"] for line in lines}) >= 2  # spread by the front
-        late = sum(line["transfers"][0]["result"] == "rejected_408" for line in lines)
-        print(f"{case} run {repeat}: {CALLS} calls, at most {peak_overlap(lines)} up at once, "
-              f"{late} first attempts timed out at the front")  # figures, not checks
+    lines = fallback_calls(fronted, workdir, case, f"{case}f")
+    assert_fell_back(lines, CASES[case][2])
+    assert len({line["worker"] for line in lines}) >= 2  # spread by the front
+    late = sum(line["transfers"][0]["result"] == "rejected_408" for line in lines)
+    print(f"{case}: {CALLS} calls, at most {peak_overlap(lines)} up at once, "
+          f"{late} first attempts timed out at the front")  # figures, not checks
 
 
 @pytest.mark.parametrize("case", ["refer405", "refer603", "refer408"])

@@ -1,12 +1,16 @@
 """Test seam for the Kamailio front: configs, SIPp stand-in workers and callers, raw SIP requests.
 
-Ports (127.0.0.x only): front 16000-16009, SIPp callers 16010-16029 (their media 16030-16097),
-stand-in workers 16101-16109 (media 16110-16149), stand-in registrar 16199 (media 16150). Every wait is bounded.
+Ports (127.0.0.x only), as offsets in a block of 200 that this pytest process holds alone (BASE, below):
+front +0..+9, SIPp callers +10..+29 (their media +30..+97), stand-in workers +101..+109 (media +110..+149),
+stand-in registrar +199 (media +150). Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
+import random
 import secrets
 import shutil
 import socket
@@ -23,8 +27,30 @@ from ivr.config.model import IvrConfig
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "sipp-scenarios" / "front"
 HOST = "127.0.0.1"
-FRONT_PORT = 16000
-WORKER_BASE = 16101
+BLOCKS = range(10000, 15000, 200)
+"""Blocks of fixed ports: below the kernel's ephemeral range (32768+), clear of tests/sip's fixed ports
+(15100-15189), the e2e worker spans (16200-19999, tests/e2e/ivrkit.py), the benches (20000+) and the security
+suite (21000-29000)."""
+
+
+def _claim_block() -> tuple[int, int]:
+    """The first free block, in random order, held with an exclusive flock for as long as this process lives:
+    suites run at once (other checkouts, other engineers) never share a block."""
+    for base in random.sample(list(BLOCKS), len(BLOCKS)):
+        fd = os.open(f"/tmp/ivr-test-front-ports-{base}.lock", os.O_RDONLY | os.O_CREAT, 0o644)  # held until exit
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return base, fd
+    raise RuntimeError(f"all {len(BLOCKS)} port blocks of the front tests are held by other test runs")
+
+
+BASE, _BLOCK_LOCK = _claim_block()
+FRONT_PORT = BASE
+WORKER_BASE = BASE + 101
+REGISTRAR_PORT = BASE + 199
 RETRY_AFTER = 17
 KAMAILIO = "/usr/sbin/kamailio"
 
@@ -61,7 +87,7 @@ class Uas:
 
     def start(self) -> None:
         argv = ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", HOST, "-p", str(self.port),
-                "-mi", HOST, "-mp", str(16110 + 4 * self.index), "-key", "log", str(self.log),
+                "-mi", HOST, "-mp", str(BASE + 110 + 4 * self.index), "-key", "log", str(self.log),
                 "-nostdin", "-trace_err", "-error_file", str(self.err)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -104,9 +130,9 @@ _uac_ports = itertools.cycle(range(17))
 def uac_argv(scenario: str, *, calls: int = 1, hold_ms: int = 0, source: str = HOST, rate: int = 50,
              trace: Path | None = None, timeout: int = 20) -> list[str]:
     slot = next(_uac_ports)
-    port = 16010 + slot
+    port = BASE + 10 + slot
     argv = ["sipp", f"{HOST}:{FRONT_PORT}", "-sf", str(SCENARIOS / scenario), "-s", "100", "-i", source,
-            "-p", str(port), "-mi", source, "-mp", str(16030 + 4 * slot), "-m", str(calls),
+            "-p", str(port), "-mi", source, "-mp", str(BASE + 30 + 4 * slot), "-m", str(calls),
             "-l", str(calls), "-r", str(rate), "-rp", "1000", "-d", str(hold_ms), "-nostdin",
             "-timeout", f"{timeout}s", "-timeout_error", "-recv_timeout", "5s"]
     if trace is not None:

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 from conftest import StartFront
-from front_harness import HOST, RETRY_AFTER, SCENARIOS, run_uac, sip_request, uac_argv, wait_until
+from front_harness import (
+    BASE,
+    FRONT_PORT,
+    HOST,
+    REGISTRAR_PORT,
+    RETRY_AFTER,
+    SCENARIOS,
+    run_uac,
+    sip_request,
+    uac_argv,
+    wait_until,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -124,18 +135,20 @@ async def test_a_trunk_with_registration_registers_with_the_front_as_contact(fro
                                                                             tmp_path: Path) -> None:
     trace = tmp_path / "registrar.msg"
     registrar = subprocess.Popen(
-        ["sipp", "-sf", str(SCENARIOS / "registrar.xml"), "-i", HOST, "-p", "16199", "-mp", "16150", "-m", "1",
-         "-key", "password", "s3cret", "-key", "reg_expires", "300", "-nostdin", "-timeout", "15s", "-timeout_error",
+        ["sipp", "-sf", str(SCENARIOS / "registrar.xml"), "-i", HOST, "-p", str(REGISTRAR_PORT), "-mp", str(BASE + 150),
+         "-m", "1", "-key", "password", "s3cret", "-key", "reg_expires", "300", "-nostdin", "-timeout", "15s",
+         "-timeout_error",
          "-trace_msg", "-message_file", str(trace)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True)
     try:
         carrier = {"name": "carrier", "sources": ["127.0.0.1/32"],
-                   "registration": {"registrar": "sip:127.0.0.1:16199", "user": "acme", "password": "s3cret"}}
+                   "registration": {"registrar": f"sip:127.0.0.1:{REGISTRAR_PORT}", "user": "acme",
+                                    "password": "s3cret"}}
         await front(trunks=[carrier])
         out, _ = registrar.communicate(timeout=15)
     finally:
         registrar.kill()
     assert registrar.returncode == 0, out[-2000:]
     text = trace.read_text()
-    assert "Contact: <sip:reg-carrier@127.0.0.1:16000>" in text and 'username="acme"' in text
+    assert f"Contact: <sip:reg-carrier@127.0.0.1:{FRONT_PORT}>" in text and 'username="acme"' in text
     assert "403 Wrong Password" not in text  # the digest the front computed matched the password

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from front_harness import HOST, make_config, need_tools
+from front_harness import FRONT_PORT, HOST, make_config, need_tools
 
 from ivr.front.kamailio import FrontError, KamailioProcess, options_ping
 
-PORT = 16005
+PORT = FRONT_PORT + 5
 
 
 def group_members(pgid: int) -> list[int]:

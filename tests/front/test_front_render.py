@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from front_harness import KAMAILIO, make_config
+from front_harness import FRONT_PORT, KAMAILIO, WORKER_BASE, make_config
 
 from ivr.config.model import Registration
 from ivr.front.kamailio import memory_flags, render, ua_pattern, uacreg_table, workers
@@ -41,14 +41,15 @@ def test_kamailio_accepts_the_rendered_cfg(name: str, tmp_path: Path) -> None:
 
 def test_workers_are_numbered_like_the_controller() -> None:
     config = make_config(workers=3)
-    assert workers(config) == [("w000", "127.0.0.1", 16101), ("w001", "127.0.0.1", 16102),
-                               ("w002", "127.0.0.1", 16103)]
+    assert workers(config) == [("w000", "127.0.0.1", WORKER_BASE), ("w001", "127.0.0.1", WORKER_BASE + 1),
+                               ("w002", "127.0.0.1", WORKER_BASE + 2)]
 
 
 def test_tables(tmp_path: Path) -> None:
     files = render(make_config(**VARIANTS["registration"]), tmp_path)
     rows = [line for line in files.dispatcher.read_text().splitlines() if not line.startswith("#")]
-    assert rows == ["1 sip:127.0.0.1:16101 0 2 duid=w000;maxload=2", "1 sip:127.0.0.1:16102 0 1 duid=w001;maxload=2"]
+    assert rows == [f"1 sip:127.0.0.1:{WORKER_BASE} 0 2 duid=w000;maxload=2",
+                    f"1 sip:127.0.0.1:{WORKER_BASE + 1} 0 1 duid=w001;maxload=2"]
     address = tmp_path / "trunks.address"
     assert [line for line in address.read_text().splitlines() if not line.startswith("#")] == [
         "1 127.0.0.1 32 0 demo", "1 192.0.2.0 24 0 carrier", "1 [2001:db8::1] 128 0 carrier",
@@ -58,7 +59,7 @@ def test_tables(tmp_path: Path) -> None:
                       "s3\\:cr\\\\et::sip\\:sip.example.net\\:5060;transport=udp:600:0:0::")
     assert (tmp_path / "dbtext" / "uacreg").stat().st_mode & 0o077 == 0
     cfg = files.cfg.read_text()
-    assert 'reg_contact_addr", "127.0.0.1:16000"' in cfg and '$rU == "reg-carrier"' in cfg
+    assert f'reg_contact_addr", "127.0.0.1:{FRONT_PORT}"' in cfg and '$rU == "reg-carrier"' in cfg
     assert 'allow_source_address("101")' in cfg and '$avp(trunk) = "carrier"' in cfg
     assert 'modparam("uac", "reg_retry_interval", 60)' in cfg and 'modparam("uac", "reg_timer_interval", 10)' in cfg
     assert "jsonrpcs" not in cfg  # an external front without front.rpc_socket has no RPC
@@ -70,7 +71,7 @@ def test_tables(tmp_path: Path) -> None:
 
 def test_cfg_choices(tmp_path: Path) -> None:
     cfg = render(make_config(workers=2, transports=("udp",)), tmp_path).cfg.read_text()
-    assert "disable_tcp=yes" in cfg and "listen=udp:127.0.0.1:16000" in cfg and "listen=tcp" not in cfg
+    assert "disable_tcp=yes" in cfg and f"listen=udp:127.0.0.1:{FRONT_PORT}" in cfg and "listen=tcp" not in cfg
     assert "dns=off" in cfg and 'modparam("tm", "fr_timer", 1500)' in cfg
     assert "Retry-After: 17" in cfg and 'ds_select_dst("1", "10")' in cfg and "uac.so" not in cfg
     assert "X-IVR-Front" not in cfg  # only a managed start adds the instance token

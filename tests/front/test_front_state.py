@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StartFront
-from front_harness import ROOT, Uas, sip_request, uac_argv, wait_until
+from front_harness import FRONT_PORT, REGISTRAR_PORT, ROOT, Uas, sip_request, uac_argv, wait_until
 from structlog.testing import capture_logs
 
 from ivr.front.monitor import FrontMonitor
@@ -32,7 +32,7 @@ def refusals(metrics: Metrics) -> dict[str, float]:
 
 def in_dialog_stray(source: str) -> str | None:
     """A BYE with a To-tag that belongs to no dialog and carries no Route: nothing to follow."""
-    return sip_request("BYE", source=source, headers={"To": "<sip:100@127.0.0.1:16000>;tag=nodialog"})
+    return sip_request("BYE", source=source, headers={"To": f"<sip:100@127.0.0.1:{FRONT_PORT}>;tag=nodialog"})
 
 
 async def refuse_everything(worker: Uas) -> None:
@@ -114,7 +114,8 @@ async def test_rpc_to_a_missing_socket_is_unavailable(tmp_path: Path) -> None:
 
 async def test_ivr_front_rpc_prints_the_answer_with_passwords_masked(front: StartFront) -> None:
     carrier = {"name": "carrier", "sources": ["127.0.0.9/32"],
-               "registration": {"registrar": "sip:127.0.0.9:16198", "user": "acme", "password": "pw-not-printed"}}
+               "registration": {"registrar": f"sip:127.0.0.9:{REGISTRAR_PORT - 1}", "user": "acme",
+                                "password": "pw-not-printed"}}
     kamailio, _ = await front(["uas.xml"], trunks=[{"name": "demo", "sources": ["127.0.0.1/32"]}, carrier])
 
     def ivr_rpc(*args: str) -> subprocess.CompletedProcess[str]:

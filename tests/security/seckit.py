@@ -10,13 +10,12 @@ doing, not a ban's.
 from __future__ import annotations
 
 import random
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from ivrkit import ROOT, IvrServer, default_config  # noqa: E402
+from ivrkit import ROOT, IvrServer, default_config, free_span  # noqa: E402
 
 __all__ = ["ROOT", "IvrServer"]  # re-exported for the tests
 
@@ -41,21 +40,7 @@ TRANSFER_FLOW: dict[str, Any] = {
 
 def free_port(host: str, span: int = 1) -> int:
     """A port free on `host` for UDP and TCP, with `span - 1` free ports after it."""
-    for _ in range(50):
-        base = random.randrange(21000, 29000)
-        if all(_free(host, base + i) for i in range(span)):
-            return base
-    raise AssertionError(f"no {span} free ports on {host}")
-
-
-def _free(host: str, port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                return False
-    return True
+    return free_span(span, host, range(21000, 29000))
 
 
 def security_config() -> dict[str, Any]:

@@ -50,7 +50,7 @@ from tlskit import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from ivrkit import ROOT, IvrServer, default_config, free_port  # noqa: E402
+from ivrkit import ROOT, IvrServer, default_config, free_port, free_span  # noqa: E402
 
 pytestmark = pytest.mark.sip  # baresip missing fails the test (scripts/bootstrap installs baresip-core)
 
@@ -80,7 +80,7 @@ def live_worker(server: IvrServer) -> str:
 def tls_config(pki: Pki, tls_port: int, uas_port: int) -> dict[str, Any]:
     cfg = default_config()
     rtp = 34000 + 40 * random.randrange(0, 100)
-    cfg["sip"].update(listen_port=free_port(), workers=2, worker_base_port=free_port(), rtp_port_start=rtp,
+    cfg["sip"].update(listen_port=free_port(), workers=2, worker_base_port=free_span(2), rtp_port_start=rtp,
                       max_call_duration="120s", drain_timeout="5s")
     cfg["front"] = {"mode": "managed", "tls": {"enabled": True, "port": tls_port, "certificate": str(pki.cert),
                                                "private_key": str(pki.key), "ca_list": str(pki.ca)}}
@@ -384,6 +384,7 @@ def test_worker_killed_mid_srtp_call_is_recorded_and_its_replacement_takes_srtp_
         setup.server.wait_for(lambda e: e.get("event") == "worker.ready" and e.get("worker") == worker
                               and e.get("pid") != pid, 30, what=f"{worker} restarted")
         first.stop()  # its BYE through the front releases the dead call's slot in the dispatcher
+        setup.server.wait_front_active(worker)  # else the other worker takes the call on a loaded machine
         second.start().dial(f"sip:300@127.0.0.1:{setup.tls_port};transport=tls")
         second.wait_log(r"Call established", 20)
         second.wait_log(r"SRTP is Enabled", 5)
