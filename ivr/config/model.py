@@ -411,6 +411,20 @@ class IvrConfig(Strict):
         """The node's name: node_name, or the host name."""
         return self.node_name or platform.node()
 
+    @model_validator(mode="after")
+    def _tier_source_is_a_trunk(self) -> IvrConfig:
+        """The tier's calls must reach the TRUNK checks: its address must be among a trunk's sources."""
+        if not self.front.tier_source:
+            return self
+        tier = ipaddress.ip_network(self.front.tier_source, strict=False)
+        for trunk in self.trunks:
+            for source in trunk.sources:
+                net = ipaddress.ip_network(source, strict=False)
+                if tier.version == net.version and tier.subnet_of(net):  # type: ignore[arg-type]
+                    return self
+        raise ValueError(f"front.tier_source {self.front.tier_source} is among no trunk's sources: the tier's calls "
+                         "would get silence (list the tier's address in the trunk that stands for the tier)")
+
     @field_validator("numbers")
     @classmethod
     def _number_keys(cls, value: dict[str, str]) -> dict[str, str]:

@@ -11,8 +11,6 @@ comments there).
 
 from __future__ import annotations
 
-import re
-
 from ivr.front.cfg_template import CfgTemplate
 
 DRAIN_PARAM = """
@@ -77,7 +75,7 @@ def tier_trust_parts(trunk_names: list[str], tier_source: str) -> dict[str, str]
     """The values of MAIN's `tier_trust` and `tier_trunk` placeholders: empty without a tier."""
     if not tier_source:
         return {"tier_trust": "", "tier_trunk": ""}
-    names = "^(" + "|".join(re.escape(name) for name in trunk_names) + ")$"
+    names = "^(" + "|".join(trunk_names) + ")$"  # Name: [A-Za-z_][A-Za-z0-9_-]*, literal in a POSIX regex
     return {"tier_trust": TIER_TRUST.substitute(group=TIER_GROUP, names=names), "tier_trunk": TIER_TRUNK}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import StartFront
 from front_harness import KAMAILIO, make_config, sip_request, wait_until
+from pydantic import ValidationError
 
 from ivr.front.kamailio import render
 
@@ -18,7 +19,7 @@ TIER = "127.0.0.2"
 OTHER_TRUNK = "127.0.0.3"
 STRANGER = "127.0.0.4"
 TRUNKS = [{"name": "link", "sources": [f"{TIER}/32", f"{OTHER_TRUNK}/32"]},
-          {"name": "carrier", "sources": ["192.0.2.1/32"], "transport": "tcp", "srtp": "optional"}]
+          {"name": "carrier-b", "sources": ["192.0.2.1/32"], "transport": "tcp", "srtp": "optional"}]
 
 
 def test_the_trust_is_rendered_only_for_a_node_behind_a_tier(tmp_path: Path) -> None:
@@ -28,7 +29,7 @@ def test_the_trust_is_rendered_only_for_a_node_behind_a_tier(tmp_path: Path) -> 
     cfg = files.cfg.read_text()
     outside = cfg[cfg.index("route[OUTSIDE]"):cfg.index("route[WITHINDLG]")]
     assert outside.index("$var(tier_trunk) = $hdr(X-IVR-Trunk)") < outside.index("remove_hf_re")
-    assert '=~ "^(link|carrier)$"' in outside and 'allow_source_address("2")' in outside
+    assert '=~ "^(link|carrier-b)$"' in outside and 'allow_source_address("2")' in outside
     trunk = cfg[cfg.index("route[TRUNK]"):cfg.index("route[DISPATCH]")]
     assert trunk.index("$avp(trunk) = $var(tier_trunk)") < trunk.index('append_hf("X-IVR-Trunk: $avp(trunk)')
     # the carrier's transport rule is the tier's to check; its SRTP rule still applies on the node
@@ -46,9 +47,9 @@ async def test_only_the_tier_names_the_carrier(front: StartFront) -> None:
     def seen() -> list[str]:
         return [trunk for w in uas for _, trunk in w.calls()]
 
-    cases = [(TIER, "carrier", "carrier"),        # the tier passes the carrier it matched on
+    cases = [(TIER, "carrier-b", "carrier-b"),    # the tier passes the carrier it matched on
              (TIER, "nobody", "link"),            # a name the node does not know: its own ACL's name
-             (OTHER_TRUNK, "carrier", "link"),    # a trunk that is no tier cannot choose its trunk
+             (OTHER_TRUNK, "carrier-b", "link"),  # a trunk that is no tier cannot choose its trunk
              (TIER, "", "link")]                  # no header: as before
     for i, (source, claimed, expected) in enumerate(cases):
         answer = sip_request(source=source, headers={"X-IVR-Trunk": claimed}, wait=3.0)
@@ -56,5 +57,11 @@ async def test_only_the_tier_names_the_carrier(front: StartFront) -> None:
         wait_until(lambda n=i + 1: len(seen()) == n, 3.0, f"INVITE {i + 1} at a stand-in worker")
         assert seen()[-1] == expected, (source, claimed, seen())
     # a stranger, even claiming the tier's header, gets silence and reaches no worker
-    assert sip_request(source=STRANGER, headers={"X-IVR-Trunk": "carrier"}, wait=1.0) is None
+    assert sip_request(source=STRANGER, headers={"X-IVR-Trunk": "carrier-b"}, wait=1.0) is None
     assert len(seen()) == len(cases)
+
+
+def test_a_tier_source_among_no_trunk_sources_is_refused() -> None:
+    with pytest.raises(ValidationError, match="among no trunk's sources"):
+        make_config(trunks=TRUNKS, front={"tier_source": "127.0.0.9/32"})
+    make_config(trunks=[{"name": "link", "sources": ["127.0.0.0/24"]}], front={"tier_source": TIER})  # within
