@@ -114,7 +114,7 @@ class TierRunner:
         note = self._run_dir / SOCKET_NOTE
         note.write_text(str(front.rpc_socket) + "\n")
         rpc = KamailioRpc(front.rpc_socket, timeout=2.0)
-        health = TierHealth(rpc, self.metrics, lambda: tier_of(self._config), lambda: front.running)
+        health = TierHealth(rpc, self.metrics, lambda: front.running)
         admin: web.AppRunner | None = None
         try:
             if tier.admin_port:

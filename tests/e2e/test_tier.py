@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,6 +137,7 @@ class Cluster:
         tier_cfg = e2e_config()
         tier_cfg["trunks"] = [{**tier_cfg["trunks"][0], "name": "carrier", "sources": [CALLER_HOST]}]
         tier_cfg["tier"] = {"listen_host": TIER_HOST, "listen_port": free_port(TIER_HOST), "probe_interval": PROBE_S,
+                            "admin_host": TIER_HOST, "admin_port": free_port(TIER_HOST),
                             "nodes": [{"name": "n1", "address": self.address(0)}]}
         self.tier = Tier(tier_cfg, tmp / "tier")
 
@@ -273,6 +275,16 @@ def tier_destinations(c: Cluster) -> dict[str, str]:
     return found
 
 
+def tier_health(c: Cluster) -> dict[str, Any]:
+    """The tier's /healthz (`tier.admin_port`, tier_health.py), whatever its status."""
+    tier = c.tier.config["tier"]
+    try:
+        with urllib.request.urlopen(f"http://{tier['admin_host']}:{tier['admin_port']}/healthz", timeout=5) as answer:
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as err:
+        return dict(json.load(err))
+
+
 def test_a_killed_node_loses_only_its_own_calls_and_leaves_rotation(cluster: Cluster, workdir: Path) -> None:
     held = sipp(cluster.tier.port, "long_hold.xml", service="500", tag="held", workdir=workdir, calls=4,
                 concurrency=4, rate=20, duration_ms=6000, local_ip=CALLER_HOST, remote_host=TIER_HOST,
@@ -292,6 +304,9 @@ def test_a_killed_node_loses_only_its_own_calls_and_leaves_rotation(cluster: Clu
     wait_until(lambda: tier_destinations(cluster).get(cluster.address(0), "").startswith("I"), 3 * PROBE_S + 2,
                lambda: str(tier_destinations(cluster)))
     assert tier_destinations(cluster)[cluster.address(1)].startswith("A")
+    wait_until(lambda: {n: v["state"] for n, v in tier_health(cluster)["nodes"].items()}
+               == {"n1": "inactive", "n2": "active"}, 3 * PROBE_S + 2, lambda: str(tier_health(cluster)))
+    assert tier_health(cluster)["ok"] is True  # one node is enough to take calls
     output, _ = held.communicate(timeout=90)
     run = collect(held.returncode, output, workdir, "held")
     # The survivor's held calls end normally; the dead node's calls are lost (their BYE gets no 200).
