@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import platform
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -62,6 +61,7 @@ def command(args: argparse.Namespace) -> int:
         return 2
     logging_cfg = loaded.config.logging
     logs.configure(args.log_level or logging_cfg.level, logging_cfg.format)
+    structlog.contextvars.bind_contextvars(node=loaded.config.node())  # every line names the node (node_name)
     try:
         asyncio.run(Server(loaded, run_dir=Path(args.run_dir), log_level=args.log_level or logging_cfg.level).run())
     except (RuntimeError, IvrError, OSError) as exc:  # start-up: workers not ready, front or a port unavailable
@@ -255,7 +255,7 @@ class Server:
         def status() -> dict[str, object]:
             workers = [{"name": name, "pid": w.pid, "ready": w.ready.is_set(), "restarts": w.restarts}
                        for name, w in pool.workers.items()]
-            return {"health": health(), "workers": workers, "http": http.stats(), "node": platform.node()}
+            return {"health": health(), "workers": workers, "http": http.stats(), "node": self.loaded.config.node()}
 
         console = ConsoleSources(config=lambda: self.loaded.config, live=router.snapshot, status=status, store=store)
         app = make_app(self.metrics, health, router.snapshot, http.stats, console=console, token=token)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import platform
 import random
 import time
 import uuid
@@ -157,7 +156,7 @@ class CallRouter:
         now = self._clock()
         info = CallInfo(call_id=call_id, caller=offer.caller, dialed=offer.dialed, trunk=trunk.name,
                         sip_call_id=offer.sip_call_id, worker=worker, uid=uuid.uuid4().hex,
-                        node=platform.node())
+                        node=self.config.node())
         session = FlowSession(self.config, flow, info, now, self.cursors, self.switches)
         call = LiveCall(worker=worker, call_id=call_id, session=session, info=info, offered_at=now, slots=slots)
         self.calls[(worker, call_id)] = call

@@ -7,6 +7,7 @@ this module validates each value on its own.
 from __future__ import annotations
 
 import ipaddress
+import platform
 import re
 from typing import Annotated, Literal
 
@@ -130,6 +131,17 @@ class FrontConfig(Strict):
                                          "consecutive failure, up to registration_retry_max.")
     registration_retry_max: Duration = Field(1800.0, ge=4, le=86400, description="Longest wait between "
                                              "registration attempts while a registrar keeps failing.")
+    tier_source: str = Field("", description="A node behind a Kamailio tier (README \"Beyond one machine\"): the "
+                             "tier's address (IP or CIDR). Only an INVITE from there keeps its X-IVR-Trunk "
+                             "header, the carrier the tier matched, when it names a trunk of this config; the "
+                             "node's front then names the call after that trunk and applies its SRTP rule "
+                             "(the tier already checked its transport). From anyone else the header is removed. "
+                             "The tier must also be among a trunk's sources. Empty: no tier, trust nobody.")
+
+    @field_validator("tier_source")
+    @classmethod
+    def _tier_source(cls, value: str) -> str:
+        return _cidr(value) if value else value
 
 
 
@@ -391,6 +403,27 @@ class IvrConfig(Strict):
     tts: TtsConfig = Field(default_factory=TtsConfig, description="Text to speech of `say` steps; languages.")
     tier: TierConfig | None = Field(None, description="A Kamailio tier over several IVR nodes (`ivr tier run`); "
                                     "absent on a node's own config.")
+    node_name: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=64, description="This node's name in "
+                           "call records (`node`), the status and the logs' context; empty: the host name. Several "
+                           "nodes on one machine need their own (IVR_NODE_NAME).")
+
+    def node(self) -> str:
+        """The node's name: node_name, or the host name."""
+        return self.node_name or platform.node()
+
+    @model_validator(mode="after")
+    def _tier_source_is_a_trunk(self) -> IvrConfig:
+        """The tier's calls must reach the TRUNK checks: its address must be among a trunk's sources."""
+        if not self.front.tier_source:
+            return self
+        tier = ipaddress.ip_network(self.front.tier_source, strict=False)
+        for trunk in self.trunks:
+            for source in trunk.sources:
+                net = ipaddress.ip_network(source, strict=False)
+                if tier.version == net.version and tier.subnet_of(net):  # type: ignore[arg-type]
+                    return self
+        raise ValueError(f"front.tier_source {self.front.tier_source} is among no trunk's sources: the tier's calls "
+                         "would get silence (list the tier's address in the trunk that stands for the tier)")
 
     @field_validator("numbers")
     @classmethod

@@ -32,6 +32,11 @@ class TierConfig(Strict):
         "(10) does not, and each node already spreads its calls over its workers by load.")
     probe_interval: int = Field(1, ge=1, le=60, description="Seconds between OPTIONS probes of each node; a "
                                 "node answering 503 (draining) or not at all leaves rotation at the next probe.")
+    admin_host: str = Field("127.0.0.1", description="Address of the tier's admin HTTP endpoint (/healthz: the "
+                            "tier's Kamailio and its nodes' dispatcher states; /metrics). Off loopback it needs "
+                            "the bearer token of `admin.token_env`, as a node's admin port does.")
+    admin_port: int | None = Field(None, ge=1, le=65535, description="Port of the tier's admin endpoint; unset: "
+                                   "none.")
     run_dir: str = Field("run/tier", description="Where `ivr tier run` renders the tier's files and its "
                          "jsonrpcs socket (relative to the current directory).")
 

@@ -188,7 +188,7 @@ route[OUTSIDE] {
 \tif (!sanity_check("17895", "7")) {
 \t\t$var(refuse) = "400"; route(COUNT_REFUSAL); exit;  # sanity has replied itself
 \t}
-\tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
+%%{tier_trust}\tremove_hf_re("^[Xx]-[Ii][Vv][Rr]-");
 %%{probe}\tif (allow_source_address("1")) {
 \t\treturn;
 \t}
@@ -252,7 +252,7 @@ route[TRUNK] {
 \tif (!allow_source_address("1")) {
 \t\t$var(refuse) = "403"; $var(reason) = "Forbidden"; route(REFUSE);
 \t}
-%%{registered}
+%%{registered}%%{tier_trunk}
 \tappend_hf("X-IVR-Trunk: $avp(trunk)\\r\\n");
 \tdlg_manage();
 \t$dlg_var(caller_ip) = $si;

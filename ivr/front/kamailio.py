@@ -144,6 +144,9 @@ def address_file(config: IvrConfig) -> str:
         for source in trunk.sources:
             net = ipaddress.ip_network(source, strict=False)
             lines.append(f"{group} {_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
+    if config.front.tier_source:  # a tier in front of this node: its X-IVR-Trunk is kept (tier_template.py)
+        net = ipaddress.ip_network(config.front.tier_source, strict=False)
+        lines.append(f"{tier_template.TIER_GROUP} {_host(str(net.network_address))} {net.prefixlen} 0 tier")
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +253,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         "queue_targets": queue_targets(config),
         **tier_template.parts(ds_algorithm, sip.retry_after),
+        **tier_template.tier_trust_parts([trunk.name for trunk in config.trunks], front.tier_source),
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
         "stat_params": "".join(t.STAT_PARAM.substitute(name=name) for name, _, _ in refusal_stats()),
         **_registration_parts(config, str(base_dir / DBTEXT_DIR)),

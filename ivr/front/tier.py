@@ -32,11 +32,12 @@ def tier_of(config: IvrConfig) -> TierConfig:
 
 
 def tier_view(config: IvrConfig) -> IvrConfig:
-    """The config as the tier's Kamailio sees it: the tier's listen address, the tier's probing interval."""
+    """The config as the tier's Kamailio sees it: the tier's listen address, the tier's probing interval, and no
+    tier in front of it (a tier trusts no X-IVR-Trunk: it matches the carrier itself)."""
     tier = tier_of(config)
     sip = config.sip.model_copy(update={"listen_host": tier.listen_host, "listen_port": tier.listen_port,
                                         "workers": len(tier.nodes)})
-    front = config.front.model_copy(update={"probe_interval": tier.probe_interval})
+    front = config.front.model_copy(update={"probe_interval": tier.probe_interval, "tier_source": ""})
     return config.model_copy(update={"sip": sip, "front": front})
 
 

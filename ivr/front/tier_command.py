@@ -1,9 +1,11 @@
 """`ivr tier run|render|reload CONFIG`: the Kamailio tier over several IVR nodes (ivr/front/tier.py).
 
 `run` renders into `tier.run_dir`, starts Kamailio as a child (dies with this process), logs `tier.ready`, and
-stops it on SIGTERM/SIGINT. SIGHUP, or `ivr tier reload CONFIG` from another shell, re-reads the YAML and
-reloads the node list (`dispatcher.reload` over the tier's jsonrpcs socket): nodes join or leave without a
-restart of the tier. A changed listen address or algorithm needs a restart (the reload says so).
+stops it on SIGTERM/SIGINT. With `tier.admin_port`, an admin endpoint (the project's admin app: /healthz,
+/metrics) reports the tier's Kamailio and its nodes' dispatcher states (tier_health.py). SIGHUP, or
+`ivr tier reload CONFIG` from another shell, re-reads the YAML and reloads the node list (`dispatcher.reload`
+over the tier's jsonrpcs socket): nodes join or leave without a restart of the tier. A changed listen address,
+algorithm, probe interval or admin address needs a restart (the reload says so).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import signal
 from pathlib import Path
 
 import structlog
+from aiohttp import web
 
 from ivr import logs
+from ivr.admin import make_app
 from ivr.config.load import load_config
 from ivr.config.model import IvrConfig
+from ivr.console.auth import admin_token
 from ivr.errors import ConfigError, IvrError
 from ivr.front.kamailio import DISPATCHER_NAME, KamailioProcess, render
 from ivr.front.rpc import KamailioRpc, RpcError, RpcUnavailable
 from ivr.front.tier import nodes_list, tier_of, tier_view
+from ivr.front.tier_health import TierHealth
+from ivr.metrics import Metrics
 
 DEFAULT_CONFIG = "config/ivr.yaml"
 SOCKET_NOTE = "rpc_socket"
@@ -95,32 +102,54 @@ class TierRunner:
         self._run_dir = run_dir
         self._root = root
         self._stop = asyncio.Event()
+        self.metrics = Metrics()
 
     async def run(self) -> None:
         self._run_dir.mkdir(parents=True, exist_ok=True)
+        tier = tier_of(self._config)
+        token = admin_token(self._config.admin.model_copy(update={"host": tier.admin_host})) \
+            if tier.admin_port else None  # before anything starts: an open port off loopback is a start-up error
         front = KamailioProcess(tier_view(self._config), self._run_dir, config_dir=self._root, tier=True)
         await front.start()
         note = self._run_dir / SOCKET_NOTE
         note.write_text(str(front.rpc_socket) + "\n")
         rpc = KamailioRpc(front.rpc_socket, timeout=2.0)
+        health = TierHealth(rpc, self.metrics, lambda: front.running)
+        admin: web.AppRunner | None = None
+        try:
+            if tier.admin_port:
+                admin = web.AppRunner(make_app(self.metrics, health.health, token=token), access_log=None)
+                await admin.setup()
+                await web.TCPSite(admin, tier.admin_host, tier.admin_port).start()
+            await self._serve(front, rpc, health)
+        finally:
+            if admin is not None:
+                await admin.cleanup()
+            note.unlink(missing_ok=True)
+            await front.stop()
+
+    async def _serve(self, front: KamailioProcess, rpc: KamailioRpc, health: TierHealth) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload(rpc)))
         tier = tier_of(self._config)
+        await health.poll()
+        admin = f"{tier.admin_host}:{tier.admin_port}" if tier.admin_port else None
         log.info("tier.ready", listen=f"{tier.listen_host}:{tier.listen_port}", nodes=[n.name for n in tier.nodes],
-                 algorithm=tier.algorithm, probe_interval=tier.probe_interval, pid=front.pid)
-        try:
-            while not self._stop.is_set() and front.running:
-                try:
-                    await asyncio.wait_for(self._stop.wait(), 0.5)
-                except TimeoutError:
-                    pass
-            if not front.running:
-                log.error("tier.kamailio_exited", returncode=front.returncode, tail=front.stderr_tail())
-        finally:
-            note.unlink(missing_ok=True)
-            await front.stop()
+                 algorithm=tier.algorithm, probe_interval=tier.probe_interval, pid=front.pid, admin=admin)
+        loop_time = loop.time
+        next_poll = loop_time() + tier.probe_interval
+        while not self._stop.is_set() and front.running:
+            try:
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+            except TimeoutError:
+                pass
+            if loop_time() >= next_poll and front.running:
+                await health.poll()
+                next_poll = loop_time() + tier_of(self._config).probe_interval
+        if not front.running:
+            log.error("tier.kamailio_exited", returncode=front.returncode, tail=front.stderr_tail())
 
     async def _reload(self, rpc: KamailioRpc) -> None:
         try:
@@ -129,8 +158,8 @@ class TierRunner:
             log.error("tier.reload_rejected", reason="invalid", issues=[str(i) for i in exc.issues])
             return
         old, new = tier_of(self._config), loaded.config.tier
-        if new is None or (new.listen_host, new.listen_port, new.algorithm, new.probe_interval) != (
-                old.listen_host, old.listen_port, old.algorithm, old.probe_interval):
+        fixed = ("listen_host", "listen_port", "algorithm", "probe_interval", "admin_host", "admin_port")
+        if new is None or any(getattr(new, name) != getattr(old, name) for name in fixed):
             log.error("tier.reload_rejected", reason="restart_needed")
             return
         try:

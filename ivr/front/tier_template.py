@@ -45,3 +45,42 @@ def parts(ds_algorithm: str, retry_after: int) -> dict[str, str]:
         "load_update": LOAD_UPDATE.get(ds_algorithm, NO_LOAD),
         "load_unset": LOAD_UNSET.get(ds_algorithm, NO_LOAD),
     }
+
+# --- A node behind a tier: the carrier's identity (front.tier_source) ----------------------------------------
+# The tier matches the real carrier by its trunk ACL and names it in X-IVR-Trunk, as a front does for its
+# workers. A node's front keeps that name only from the tier's address (permissions group TIER_GROUP), only on
+# an initial INVITE, and only when it names a trunk of the node's own config; it then names the call after that
+# trunk (records, the worker's per-trunk rules, SRTP). Everyone else's X-IVR-* headers are removed as before.
+# $var is per process, not per message: reset on every outside request.
+
+TIER_GROUP = 2
+
+TIER_TRUST = CfgTemplate("""\t$var(tier_trunk) = "";
+\tif (is_method("INVITE") && !has_totag() && allow_source_address("%%{group}") && $hdr(X-IVR-Trunk) =~ "%%{names}") {
+\t\t$var(tier_trunk) = $hdr(X-IVR-Trunk);  # the carrier the tier matched (tier_template.py)
+\t}
+""")
+
+TIER_TRUNK = """
+\tif ($var(tier_trunk) != "") {  # behind a tier: the call is the carrier's, not the tier link's
+\t\t$avp(trunk) = $var(tier_trunk);
+\t}"""
+
+TIER_TRANSPORT = CfgTemplate("""\t\tif ($var(tier_trunk) == "") {  # the tier checked the transport
+%%{check}\t\t}
+""")
+
+
+def tier_trust_parts(trunk_names: list[str], tier_source: str) -> dict[str, str]:
+    """The values of MAIN's `tier_trust` and `tier_trunk` placeholders: empty without a tier."""
+    if not tier_source:
+        return {"tier_trust": "", "tier_trunk": ""}
+    names = "^(" + "|".join(trunk_names) + ")$"  # Name: [A-Za-z_][A-Za-z0-9_-]*, literal in a POSIX regex
+    return {"tier_trust": TIER_TRUST.substitute(group=TIER_GROUP, names=names), "tier_trunk": TIER_TRUNK}
+
+
+def tier_transport(check: str, tier_source: str) -> str:
+    """A trunk's transport check, skipped for a call the tier passed on (the tier-node hop is UDP/TCP)."""
+    if not tier_source or not check:
+        return check
+    return TIER_TRANSPORT.substitute(check="".join("\t" + line for line in check.splitlines(keepends=True)))

@@ -21,6 +21,7 @@ from pathlib import Path
 from ivr.config.model import IvrConfig, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
+from ivr.front import tier_template
 
 TLS_CFG_NAME = "tls.cfg"
 
@@ -34,8 +35,9 @@ def listen_line(config: IvrConfig) -> str:
     return f"\nlisten=tls:{host}:{config.front.tls.port}"
 
 
-def _trunk_block(trunk: Trunk) -> str:
-    body = "" if trunk.transport == "any" else t.TRUNK_TRANSPORT.substitute(transport=trunk.transport)
+def _trunk_block(trunk: Trunk, tier_source: str) -> str:
+    check = "" if trunk.transport == "any" else t.TRUNK_TRANSPORT.substitute(transport=trunk.transport)
+    body = tier_template.tier_transport(check, tier_source)
     if trunk.transport != "udp":
         body += t.TRUNK_TLS_ALIAS
     if trunk.srtp != "off":
@@ -50,7 +52,7 @@ def cfg_parts(config: IvrConfig, base_dir: Path) -> dict[str, str]:
         "tls_global": t.TLS_GLOBAL if enabled else "",
         "tls_load": t.TLS_LOAD if enabled else "",
         "tls_params": t.TLS_PARAMS.substitute(tls_cfg=str(base_dir / TLS_CFG_NAME)) if enabled else "",
-        "trunk_security": "".join(_trunk_block(trunk) for trunk in config.trunks
+        "trunk_security": "".join(_trunk_block(trunk, config.front.tier_source) for trunk in config.trunks
                                   if trunk.transport != "any" or trunk.srtp != "off"),
     }
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,14 +51,19 @@ def free_port(host: str) -> int:
     raise RuntimeError(f"no free port on {host}")
 
 
-def node_config(host: str, rtp_start: int, dsn: str) -> dict[str, Any]:
+def node_config(name: str, host: str, rtp_start: int, dsn: str) -> dict[str, Any]:
     cfg = e2e_config(workers=2)
+    cfg["node_name"] = name  # records tell the two nodes on this one machine apart by it
     cfg["sip"].update(listen_host=host, listen_port=free_port(host), worker_host=host, media_address=host,
                       worker_base_port=free_port(host), rtp_port_start=rtp_start, drain_timeout="8s")
     cfg["admin"].update(host=host, port=free_port(host))
     cfg["demo_crm"].update(host=host)
     cfg["http"]["crm"]["base_url"] = f"http://{host}:{cfg['demo_crm']['port']}"
-    cfg["trunks"] = [{**cfg["trunks"][0], "sources": [TIER_HOST]}]  # the tier is this node's trunk
+    # The tier is this node's trunk ("link"); the carrier the tier matched comes in its X-IVR-Trunk, trusted only
+    # from the tier's address (front.tier_source). The carrier's own sources are never seen by the node.
+    cfg["trunks"] = [{**cfg["trunks"][0], "name": "link", "sources": [TIER_HOST]},
+                     {**cfg["trunks"][0], "name": "carrier", "sources": ["192.0.2.1/32"]}]
+    cfg["front"]["tier_source"] = f"{TIER_HOST}/32"
     cfg["records"] = {"store": "postgresql", "dsn": dsn, "batch_wait": "100ms", "batch_size": 20}
     return cfg
 
@@ -124,13 +130,14 @@ class Cluster:
     def __init__(self, tmp: Path, pg: PgServer) -> None:
         self.tmp = tmp
         self.pg = pg
-        self.configs = [node_config(host, 34000 + 200 * i, pg.dsn) for i, host in enumerate(NODE_HOSTS)]
+        self.configs = [node_config(f"node{i + 1}", host, 34000 + 200 * i, pg.dsn) for i, host in enumerate(NODE_HOSTS)]
         self.nodes: list[IvrServer] = []
         self.retired: list[IvrServer] = []
         """Nodes stopped by a test (restarted or killed): their log lines still count."""
         tier_cfg = e2e_config()
-        tier_cfg["trunks"] = [{**tier_cfg["trunks"][0], "sources": [CALLER_HOST]}]
+        tier_cfg["trunks"] = [{**tier_cfg["trunks"][0], "name": "carrier", "sources": [CALLER_HOST]}]
         tier_cfg["tier"] = {"listen_host": TIER_HOST, "listen_port": free_port(TIER_HOST), "probe_interval": PROBE_S,
+                            "admin_host": TIER_HOST, "admin_port": free_port(TIER_HOST),
                             "nodes": [{"name": "n1", "address": self.address(0)}]}
         self.tier = Tier(tier_cfg, tmp / "tier")
 
@@ -205,8 +212,13 @@ def test_a_node_added_to_the_yaml_joins_on_reload_and_calls_spread_over_both(clu
     ended = cluster.ended("spread-")
     assert {i for i, _ in ended} == {0, 1}
     assert all(e["outcome"] == transferred("gold", f"sip:gold@{QUEUE_HOST}") for _, e in ended)
-    assert all(e["trunk"] == "demo" for _, e in ended)
+    # The carrier's name, not the tier link's, and not the "sipp" the scenario forges in its own X-IVR-Trunk
+    # (the tier removes it, as any front does; the node trusts only the tier's).
+    assert all(e["trunk"] == "carrier" for _, e in ended)
+    assert {e["node"] for _, e in ended} == {"node1", "node2"}
     wait_until(lambda: pg_count(cluster.pg, "spread-") == 8, 20)  # both nodes write the one database
+    rows = [r for r in cluster.pg.rows() if str(r.get("sip_call_id", "")).startswith("spread-")]
+    assert {r["node"] for r in rows} == {"node1", "node2"} and {r["trunk"] for r in rows} == {"carrier"}
 
 
 def test_rolling_restart_under_load_loses_no_call(cluster: Cluster, workdir: Path) -> None:
@@ -263,6 +275,16 @@ def tier_destinations(c: Cluster) -> dict[str, str]:
     return found
 
 
+def tier_health(c: Cluster) -> dict[str, Any]:
+    """The tier's /healthz (`tier.admin_port`, tier_health.py), whatever its status."""
+    tier = c.tier.config["tier"]
+    try:
+        with urllib.request.urlopen(f"http://{tier['admin_host']}:{tier['admin_port']}/healthz", timeout=5) as answer:
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as err:
+        return dict(json.load(err))
+
+
 def test_a_killed_node_loses_only_its_own_calls_and_leaves_rotation(cluster: Cluster, workdir: Path) -> None:
     held = sipp(cluster.tier.port, "long_hold.xml", service="500", tag="held", workdir=workdir, calls=4,
                 concurrency=4, rate=20, duration_ms=6000, local_ip=CALLER_HOST, remote_host=TIER_HOST,
@@ -282,6 +304,9 @@ def test_a_killed_node_loses_only_its_own_calls_and_leaves_rotation(cluster: Clu
     wait_until(lambda: tier_destinations(cluster).get(cluster.address(0), "").startswith("I"), 3 * PROBE_S + 2,
                lambda: str(tier_destinations(cluster)))
     assert tier_destinations(cluster)[cluster.address(1)].startswith("A")
+    wait_until(lambda: {n: v["state"] for n, v in tier_health(cluster)["nodes"].items()}
+               == {"n1": "inactive", "n2": "active"}, 3 * PROBE_S + 2, lambda: str(tier_health(cluster)))
+    assert tier_health(cluster)["ok"] is True  # one node is enough to take calls
     output, _ = held.communicate(timeout=90)
     run = collect(held.returncode, output, workdir, "held")
     # The survivor's held calls end normally; the dead node's calls are lost (their BYE gets no 200).
