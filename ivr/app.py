@@ -4,7 +4,7 @@ Start order: demo CRM -> HTTP client -> records (store, spools) -> workers (each
 -> admin. SIGTERM/SIGINT drains: new INVITEs get 503 + Retry-After, live calls may finish until
 `sip.drain_timeout`, the rest are hung up, then everything stops in reverse order (workers release pjsua2
 in its documented order; records are flushed last). SIGHUP reloads the config for new calls
-(`config/diff.py` says which sections can change without a restart).
+(`config/diff.py` says which sections can change without a restart). The event loop is uvloop's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
+import uvloop
 from aiohttp import web
 
 from ivr import logs
@@ -63,7 +64,9 @@ def command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level or logging_cfg.level, logging_cfg.format)
     structlog.contextvars.bind_contextvars(node=loaded.config.node())  # every line names the node (node_name)
     try:
-        asyncio.run(Server(loaded, run_dir=Path(args.run_dir), log_level=args.log_level or logging_cfg.level).run())
+        # uvloop: the worker link's read-decode-dispatch-write costs a third less CPU per event than on the
+        # default loop (bench/README.md, issue 14); signals, subprocesses, aiohttp and executors behave the same.
+        uvloop.run(Server(loaded, run_dir=Path(args.run_dir), log_level=args.log_level or logging_cfg.level).run())
     except (RuntimeError, IvrError, OSError) as exc:  # start-up: workers not ready, front or a port unavailable
         log.error("ivr.start_failed", error=str(exc), kind=type(exc).__name__)
         return 1
@@ -132,7 +135,8 @@ class Server:
             await stack.enter_async_context(self._admin(router, pool, http, records.store, token))
             self._install_signals(router)
             log.info("ivr.ready", listen=f"{cfg.sip.listen_host}:{cfg.sip.listen_port}", workers=cfg.sip.workers,
-                     calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path))
+                     calls_per_worker=cfg.sip.calls_per_worker, front=mode, config=str(self.loaded.path),
+                     event_loop=type(asyncio.get_running_loop()).__module__)
             await self._stop.wait()
             await self._drain(router)
 

@@ -70,6 +70,7 @@ def test_worker_killed_mid_call_is_recorded_and_replaced(tmp_path: Path) -> None
 
 def test_sigterm_drains_new_calls_get_503_and_live_calls_finish(tmp_path: Path) -> None:
     server = start_server(e2e_config(), tmp_path / "srv")
+    assert server.events("ivr.ready")[0]["event_loop"] == "uvloop"  # the signal handlers below are uvloop's
     holder = hold_in_background(server, tmp_path, "draining", 3000)
     wait_until(lambda: len(live_calls(server)) == 1)
     assert server.proc is not None
