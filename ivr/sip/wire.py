@@ -41,7 +41,9 @@ _TYPES: dict[str, type[Any]] = {
 }
 
 
-_FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TYPES.values()}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TYPES.values()
+}
 """Each message type's field names, looked up once (`dataclasses.fields` per message was a third of encode)."""
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
