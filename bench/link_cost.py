@@ -1,6 +1,6 @@
 """The controller's CPU per worker-link round trip: one event read from a worker + one command written back.
 
-The controller end is the product's own code (`WorkerPool._read` -> sink -> `WorkerPool.send`, `ivr/sip/wire.py`)
+The controller end is the product's own code (`WorkerPool._serve` -> sink -> `WorkerPool.send`, `ivr/sip/wire.py`)
 on a Unix socketpair; the worker end is a small blocking peer process that sends the events of the bench's
 full-flow call in turn and waits for each command (ping-pong, so every event wakes the controller's loop, as
 on a quiet worker). Reported: the controller process's CPU seconds (user + sys, `time.process_time`) per
@@ -71,11 +71,11 @@ async def _controller(fd: int, rounds: int) -> tuple[float, float]:
     lost: Callable[[str], None] = lambda name: None  # noqa: E731
     pool = WorkerPool([spec], prompts_dir="", sip=sip, on_event=sink, on_lost=lost)
     w = pool.workers["w000"]
-    reader, w.writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fd))
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    task = asyncio.create_task(pool._read(w, reader))
+    task = asyncio.create_task(pool._serve(w, socket.socket(fileno=fd)))
     await done
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    assert w.writer is not None
     w.writer.close()
     await task
     return cpu, wall

@@ -2,13 +2,15 @@
 
 Each worker is a process running `python -m ivr.sip.worker <argv>`, forked from the workers' zygote
 (`ivr/sip/zygote.py`: the worker's code imported once, shared by every worker), holding one end of a
-socketpair; the other end is an asyncio stream here. A worker's link dropping (EOF, crash, SIGKILL) is reported through
+socketpair; the other end is a protocol on the controller's loop (`WorkerLink`) that decodes and dispatches
+each line as it arrives. A worker's link dropping (EOF, crash, SIGKILL) is reported through
 `on_lost(worker)` so the calls it held are recorded as lost, and the worker is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,11 +66,46 @@ def srtp_args(trunks: tuple[Trunk, ...], front_hosts: frozenset[str]) -> tuple[s
     return tuple(args)
 
 
+MAX_LINE = 1 << 20
+"""Bytes without a newline after which a worker's link is cut (a worker's longest real line is a few KB)."""
+
+
+class WorkerLink(asyncio.Protocol):
+    """The controller's end of one worker's socketpair: every complete line goes to `on_line` from the loop's
+    read callback. No stream reader: a line costs no task wake-up, future or readline call (bench/README.md,
+    bench/link_cost.py). `closed` is resolved when the link drops (EOF, reset, or a runaway line)."""
+
+    def __init__(self, name: str, on_line: Callable[[bytes], None], closed: asyncio.Future[None]) -> None:
+        self._name = name
+        self._on_line = on_line
+        self._closed = closed
+        self._partial = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._partial:
+            data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        for line in lines:
+            self._on_line(line)
+        if len(self._partial) > MAX_LINE and self._transport is not None:
+            log.error("worker.line_too_long", worker=self._name, bytes=len(self._partial))
+            self._partial = b""
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
 @dataclass
 class Worker:
     spec: WorkerSpec
     process: ZygoteChild | None = None
-    writer: asyncio.StreamWriter | None = None
+    writer: asyncio.Transport | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int = 0
     restarts: int = 0
@@ -156,34 +193,41 @@ class WorkerPool:
             return
         finally:
             child.close()
-        reader, w.writer = await asyncio.open_unix_connection(sock=parent)
         w.pid = w.process.pid
         log.info("worker.started", worker=w.spec.name, pid=w.pid, sip_port=w.spec.sip_port)
         try:
-            await self._read(w, reader)
+            await self._serve(w, parent)
         finally:
             was_ready = w.ready.is_set()
             w.ready.clear()
-            w.writer.close()
-            w.writer = None
+            if w.writer is not None:
+                w.writer.close()
+                w.writer = None
             code = await self._reap(w.process)
             if not self._stopping or code not in (0, None):
                 log.error("worker.exited", worker=w.spec.name, pid=w.pid, code=code, was_ready=was_ready)
             self._on_lost(w.spec.name)
 
-    async def _read(self, w: Worker, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            try:
-                call, message = wire.decode(line)
-            except wire.WireError as exc:
-                log.error("worker.bad_line", worker=w.spec.name, error=str(exc))
-                continue
-            if isinstance(message, events.WorkerReady):
-                w.ready.set()
-                log.info("worker.ready", worker=w.spec.name, pid=message.pid, max_calls=message.max_calls)
-                continue
-            if isinstance(message, events.WorkerEvent):
-                self._on_event(w.spec.name, call, message)
+    async def _serve(self, w: Worker, sock: socket.socket) -> None:
+        """Speak the wire protocol on `sock` until the worker's end closes."""
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        link = WorkerLink(w.spec.name, functools.partial(self._receive, w), closed)
+        w.writer, _ = await loop.create_unix_connection(lambda: link, sock=sock)
+        await closed
+
+    def _receive(self, w: Worker, line: bytes) -> None:
+        try:
+            call, message = wire.decode(line)
+        except wire.WireError as exc:
+            log.error("worker.bad_line", worker=w.spec.name, error=str(exc))
+            return
+        if isinstance(message, events.WorkerReady):
+            w.ready.set()
+            log.info("worker.ready", worker=w.spec.name, pid=message.pid, max_calls=message.max_calls)
+            return
+        if isinstance(message, events.WorkerEvent):
+            self._on_event(w.spec.name, call, message)
 
     @staticmethod
     async def _reap(process: ZygoteChild) -> int | None:
