@@ -10,9 +10,9 @@ front-shm-256 (in the controller, ivr.front.kamailio): Kamailio started with `-m
 instead of what `memory_flags()` computes (64 MB up to 1,023 call slots).
 
 uvloop (in the controller, ivr.app): the controller's asyncio loop is uvloop's (`uvloop.install()` before
-`asyncio.run`); uvloop installed into the venv by hand (`.venv/bin/pip install uvloop`), not a dependency. Since 2026-12-01
-(branch `ctl`) this is the product's behaviour (`uvloop.run` in ivr/app.py, uvloop a dependency), so the variant
-changes nothing; kept so earlier commands still run.
+`asyncio.run`); uvloop installed into the venv by hand (`.venv/bin/pip install uvloop`), not a dependency.
+Since 2026-12-01 (branch `ctl`) this is the product's behaviour (`uvloop.run` in ivr/app.py, uvloop a
+dependency), so the variant changes nothing; kept so earlier commands still run.
 """
 
 from __future__ import annotations
