@@ -111,7 +111,7 @@ def command(args: argparse.Namespace) -> int:
     if overload:
         print(f"ivr qa: {overload}", file=sys.stderr)
     try:
-        with _stop_on_sigterm():
+        with _stop_on_signals():
             rows = run(paths, directory, args, control)
     except KeyboardInterrupt:
         print("ivr qa: interrupted; every SIPp child stopped", file=sys.stderr)
@@ -177,17 +177,34 @@ def _demo_url(loaded: LoadedConfig) -> str | None:
     return f"http://{demo.host}:{demo.port}" if demo.enabled else None
 
 
-@contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM is handled as Ctrl-C (KeyboardInterrupt in the main thread) while the calls run."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+class _Stop:
+    """A stop asked for by SIGTERM or SIGINT. The handler only records it; the main thread raises
+    KeyboardInterrupt itself at a safe point (`_results`), never from inside a lock: an exception raised
+    asynchronously in `concurrent.futures.wait` can leave a future's lock held, and the worker thread that
+    then sets that future's result blocks for ever (seen once: `ivr qa` hung after SIGINT)."""
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    requested = False
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.requested:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT stop the run like Ctrl-C while the calls run. SIGINT explicitly too: a shell starts
+    background jobs with SIGINT ignored, and `kill -INT` on an `ivr qa ... &` would otherwise be lost."""
+    def request(signum: int, frame: FrameType | None) -> None:
+        _Stop.requested = True
+
+    _Stop.requested = False
+    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Children:
@@ -251,6 +268,7 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
     executor = ThreadPoolExecutor(max_workers=args.parallel, thread_name_prefix="ivr-qa")
     try:
         for wave in waves(jobs):
+            _Stop.check()
             if wave.crm != "ok":
                 assert control is not None
                 _behaviour(control, CRM_FAULTS[wave.crm])
@@ -277,7 +295,9 @@ def _results(futures: list[Future[Row]]) -> list[Row]:
     """The rows of a wave once all its jobs are done; waits in short steps so a signal is seen at once."""
     pending: set[Future[Row]] = set(futures)
     while pending:
+        _Stop.check()
         _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+    _Stop.check()
     return [f.result() for f in futures]
 
 
