@@ -94,20 +94,21 @@ class _Doc:
 
     def _group(self, label: str, anchor: str, timing: str, late_ok: bool, bye: str | None,
                extra: tuple[str, ...], late: str, then: str | None, via: Callable[[str], str] | None) -> list[str]:
-        def route(element: str) -> str:
+        def route(element: str, jumps: tuple[str, ...] = ("next", "ontimeout")) -> str:
             element = _keeping_request(element)
             if via is None:
                 return element
             if then is not None and not _JUMP.search(element):  # an anchor that falls through: jump instead
                 return element.replace("<recv ", f'<recv next="{via(then)}" ', 1)
-            return _JUMP.sub(lambda m: f'{m[1]}="{via(m[2])}"', element)
+            return _JUMP.sub(lambda m: f'{m[1]}="{via(m[2]) if m[1] in jumps else m[2]}"', element)
 
-        lines = [route(f'  <recv request="OPTIONS" optional="true" {timing} next="options_{label}"/>'),
+        # an OPTIONS or re-INVITE goes straight to its handler (answered from [last_*]; see _KEPT_FOR)
+        lines = [route(f'  <recv request="OPTIONS" optional="true" {timing} next="options_{label}"/>', ("ontimeout",)),
                  *(route(e) for e in extra)]
         if late_ok:  # (not routed: this is the answer that `answer_first` waits for)
             lines.append(f'  <recv response="200" optional="{late}" next="{label}"/>')
             lines.append(f'  <recv response="481" optional="{late}" next="{label}"/>')
-        lines.append(route(f'  <recv request="INVITE" optional="true" next="reinvite_{label}"/>'))
+        lines.append(f'  <recv request="INVITE" optional="true" next="reinvite_{label}"/>')
         if bye is not None:
             lines.append(route(f'  <recv request="BYE" optional="true" next="{bye}"/>'))
         lines.append(route(anchor))
@@ -136,16 +137,19 @@ class _Doc:
 _JUMP = re.compile(r'\b(next|ontimeout)="([^"]+)"')
 
 
-_KEPT = (("Via", "q_via"), ("From", "q_from"), ("To", "q_to"), ("Call-ID", "q_call_id"), ("CSeq", "q_cseq"))
+_KEPT = (("Via", "qv"), ("From", "qf"), ("To", "qt"), ("CSeq", "qc"))
 _KEEP = "".join(f'<ereg regexp="[^[:cntrl:]]*" search_in="hdr" header="{name}:" assign_to="{var}"/>'
                 for name, var in _KEPT)
+_KEPT_FOR = ("REFER", "BYE")
+"""The requests that may overtake the 200 to our INFO / NOTIFY (an OPTIONS or re-INVITE that does is not
+handled: rare, and a scenario file must stay under SIPp's 64 KiB)."""
 
 
 def _keeping_request(element: str) -> str:
-    """A request's `<recv>` that keeps the headers its answer copies (`response`). Not `[last_Via:]` and the
-    like: those name the last message received, which is the 200 to our own request when `answer_first`
-    took that 200 between the request and its answer."""
-    if ' request="' not in element:
+    """A REFER's or BYE's `<recv>` that keeps the headers its answer copies (`response(kept=True)`). Not
+    `[last_Via:]` and the like: those name the last message received, which is the 200 to our own request
+    when `answer_first` took that 200 between the request and its answer."""
+    if not any(f' request="{m}"' in element for m in _KEPT_FOR):
         return element
     if "<action>" in element:
         return element.replace("<action>", "<action>" + _KEEP, 1)
@@ -153,16 +157,14 @@ def _keeping_request(element: str) -> str:
     return element[:-2].rstrip() + f"><action>{_KEEP}</action></recv>"
 
 
-def response(code: int, reason: str, sdp: bool = False, next_label: str | None = None) -> str:
+def response(code: int, reason: str, sdp: bool = False, next_label: str | None = None, kept: bool = False) -> str:
     body = "Content-Type: application/sdp\n      Content-Length: [len]\n\n      " + _SDP.format(
         version="2353687638") if sdp else "Content-Length: 0\n"
     nxt = f' next="{next_label}"' if next_label else ""
+    copied = ("      Via:[$qv]\n      From:[$qf]\n      To:[$qt]\n      Call-ID: [call_id]\n      CSeq:[$qc]" if kept
+              else "      [last_Via:]\n      [last_From:]\n      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]")
     text = f"""      SIP/2.0 {code} {reason}
-      Via:[$q_via]
-      From:[$q_from]
-      To:[$q_to]
-      Call-ID:[$q_call_id]
-      CSeq:[$q_cseq]
+{copied}
       Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
       {body}"""
     return f"  <send{nxt}>\n{_cdata(text)}\n  </send>"
@@ -324,7 +326,7 @@ def _transfers(doc: _Doc, last_at: float) -> None:
             return
         # logged before the answer: SIPp takes no message while it sits on an element after a <send>
         doc.main.append(f'  <nop><action>{_log(f"refused k={k} code={transfer.answer}")}</action></nop>')
-        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused")))
+        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused"), kept=True))
         previous = transfer.at
     timeout = int((doc.path.end_at - previous) * 1000) + doc.slack_ms
     _await_bye(doc, "wait_bye", timeout,
@@ -334,7 +336,7 @@ def _transfers(doc: _Doc, last_at: float) -> None:
 def _accept(doc: _Doc) -> None:
     """202, NOTIFY 100 (active), its 200, NOTIFY 200 (terminated), then the BYE and that NOTIFY's 200
     in either order."""
-    doc.main.append(response(202, "Accepted"))
+    doc.main.append(response(202, "Accepted", kept=True))
     notify = ("      Event: refer;id=[$refer_cseq]\n      Subscription-State: {state}\n"
               "      Content-Type: message/sipfrag;version=2.0\n")
     doc.main.append(doc.request("NOTIFY", notify.format(state="active;expires=60"), "SIP/2.0 100 Trying"))
@@ -350,18 +352,18 @@ def _await_bye(doc: _Doc, label: str, timeout: int, extra: tuple[str, ...] = (),
              then=f"{label}_bye")
     doc.main.append(f'  <label id="{label}_bye"/>')
     doc.main.append(f'  <nop><action>{_log("bye tick=[clock_tick]")}</action></nop>')
-    doc.main.append(response(200, "OK", next_label="end"))
+    doc.main.append(response(200, "OK", next_label="end", kept=True))
 
 
 def _endings(doc: _Doc) -> list[str]:
     return [
         '  <label id="bye_early"/>',
         f'  <nop><action>{_log("bye tick=[clock_tick] early=1")}</action></nop>',
-        response(200, "OK"),
+        response(200, "OK", kept=True),
         _fail("bye_before_refer"),
         '  <nop next="end"/>',
         '  <label id="refer_unexpected"/>',
         f'  <nop><action>{_log("refer_unexpected uri=[$ru_uri] tick=[clock_tick]")}</action></nop>',
-        response(603, "Declined"),
+        response(603, "Declined", kept=True),
         _fail("unexpected_refer"),
         '  <nop next="end"/>']
