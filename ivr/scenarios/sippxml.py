@@ -4,9 +4,9 @@ The caller sends its digits at the times the engine asked for them (SIP INFO, or
 from the ACK), answers each REFER the way the path says (202 + NOTIFY 100 + NOTIFY 200, or a refusal) and
 ends with the IVR's BYE. Nothing waits in a `<pause>`: every wait is a `<recv>` with a timeout, preceded
 by optional receives, so a REFER, a BYE or a re-INVITE is taken whenever it comes; the 200 to the last
-NOTIFY and the BYE are accepted in either order; in-dialog requests carry `[routes]` (Record-Route). A request
-that overtakes the 200 to our last INFO or NOTIFY is answered after that 200 (`_Doc.answer_first`), from the
-headers kept at its `<recv>`.
+NOTIFY and the BYE are accepted in either order; in-dialog requests carry `[routes]` (Record-Route). A REFER
+or BYE that overtakes the 200 to our last INFO or NOTIFY is answered after that 200 (`_Doc.answer_first`),
+from the headers kept at its `<recv>`.
 Every observation is a `QA ...` line of the `-trace_logs` file, read back by `ivr qa` (ivr/scenarios/verdict.py).
 """
 
