@@ -4,12 +4,16 @@ The caller sends its digits at the times the engine asked for them (SIP INFO, or
 from the ACK), answers each REFER the way the path says (202 + NOTIFY 100 + NOTIFY 200, or a refusal) and
 ends with the IVR's BYE. Nothing waits in a `<pause>`: every wait is a `<recv>` with a timeout, preceded
 by optional receives, so a REFER, a BYE or a re-INVITE is taken whenever it comes; the 200 to the last
-NOTIFY and the BYE are accepted in either order; in-dialog requests carry `[routes]` (Record-Route).
+NOTIFY and the BYE are accepted in either order; in-dialog requests carry `[routes]` (Record-Route). A REFER
+or BYE that overtakes the 200 to our last INFO or NOTIFY is answered after that 200 (`_Doc.answer_first`),
+from the headers kept at its `<recv>`.
 Every observation is a `QA ...` line of the `-trace_logs` file, read back by `ivr qa` (ivr/scenarios/verdict.py).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
@@ -51,6 +55,10 @@ class _Doc:
     slack_ms: int
     main: list[str] = field(default_factory=list)
     handlers: list[str] = field(default_factory=list)
+    unanswered: bool = False
+    """Our last request (an INFO, the final NOTIFY) was just sent: the next wait may take a request before
+    that request's 200."""
+    answers_first: set[str] = field(default_factory=set)
 
     def request(self, method: str, extra: str = "", body: str = "", cseq: str = "[cseq]") -> str:
         head = f"""      {method} [next_url] SIP/2.0
@@ -67,33 +75,96 @@ class _Doc:
         return f"  <send{retrans}>\n{_cdata(head)}\n  </send>"
 
     def wait(self, label: str, anchor: str, timing: str, late_ok: bool = True, bye: str | None = "bye_early",
-             extra: tuple[str, ...] = (), late: str = "true") -> None:
+             extra: tuple[str, ...] = (), late: str = "true", then: str | None = None) -> None:
         """A wait point: optional OPTIONS, late 200s, re-INVITEs, BYEs, then the anchor `<recv>`. SIPp times
-        a wait by its first `<recv>`, so `timing` (timeout=, ontimeout=) goes there."""
+        a wait by its first `<recv>`, so `timing` (timeout=, ontimeout=) goes there. `then` names the label the
+        anchor falls through to when it has no `next`.
+
+        Right after an INFO or the final NOTIFY the wait comes twice: first a copy where every request (and the
+        timeout) leads through `answer_first` (the 200 to our request is taken first), then the wait proper
+        under `label`, where that 200 (or any handled request) returns."""
+        if self.unanswered:
+            self.unanswered = False
+            self.main.append(f"  <!-- {label}: our last request may still be unanswered -->")
+            self.main.extend(self._group(label, anchor, timing, True, bye, extra, late, then, self.answer_first))
         self.main.append(f'  <label id="{label}"/>')
-        self.main.append(f'  <recv request="OPTIONS" optional="true" {timing} next="options_{label}"/>')
+        self.main.extend(self._group(label, anchor, timing, late_ok, bye, extra, late, None, None))
         self.handlers.append(_options(label))
-        self.main.extend(extra)
-        if late_ok:
-            self.main.append(f'  <recv response="200" optional="{late}" next="{label}"/>')
-            self.main.append(f'  <recv response="481" optional="{late}" next="{label}"/>')
-        self.main.append(f'  <recv request="INVITE" optional="true" next="reinvite_{label}"/>')
-        if bye is not None:
-            self.main.append(f'  <recv request="BYE" optional="true" next="{bye}"/>')
-        self.main.append(anchor)
         self.handlers.append(_reinvite(label))
 
+    def _group(self, label: str, anchor: str, timing: str, late_ok: bool, bye: str | None,
+               extra: tuple[str, ...], late: str, then: str | None, via: Callable[[str], str] | None) -> list[str]:
+        def route(element: str, jumps: tuple[str, ...] = ("next", "ontimeout")) -> str:
+            element = _keeping_request(element)
+            if via is None:
+                return element
+            if then is not None and not _JUMP.search(element):  # an anchor that falls through: jump instead
+                return element.replace("<recv ", f'<recv next="{via(then)}" ', 1)
+            return _JUMP.sub(lambda m: f'{m[1]}="{via(m[2]) if m[1] in jumps else m[2]}"', element)
 
-def response(code: int, reason: str, sdp: bool = False, next_label: str | None = None) -> str:
+        # an OPTIONS or re-INVITE goes straight to its handler (answered from [last_*]; see _KEPT_FOR)
+        lines = [route(f'  <recv request="OPTIONS" optional="true" {timing} next="options_{label}"/>', ("ontimeout",)),
+                 *(route(e) for e in extra)]
+        if late_ok:  # (not routed: this is the answer that `answer_first` waits for)
+            lines.append(f'  <recv response="200" optional="{late}" next="{label}"/>')
+            lines.append(f'  <recv response="481" optional="{late}" next="{label}"/>')
+        lines.append(f'  <recv request="INVITE" optional="true" next="reinvite_{label}"/>')
+        if bye is not None:
+            lines.append(route(f'  <recv request="BYE" optional="true" next="{bye}"/>'))
+        lines.append(route(anchor))
+        return lines
+
+    def answer_first(self, target: str) -> str:
+        """A `<recv>` of the 200 (or 481) to our last request (INFO, NOTIFY), then on to `target`; returns its
+        label.
+
+        SIPp 3.6.1 sends nothing while a `<send retrans>` awaits its final answer (the request's retransmission
+        timer holds every later `<send>`), and a response that arrives while the call sits on a `<send>` or
+        a `<nop>` matches no `<recv>` there: the call is aborted as unexpected (call.cpp process_incoming
+        looks forward from the current element, and back only across optional receives). A request that
+        overtakes that 200 therefore jumps straight here, so the call is on this `<recv>` when the 200
+        comes; an unexpected REFER or BYE still ends at its failing handler after it."""
+        name = f"answer_first_{target}"
+        if name not in self.answers_first:
+            self.answers_first.add(name)
+            self.handlers.append("\n".join([
+                f'  <label id="{name}"/>',
+                f'  <recv response="481" optional="true" next="{target}"/>',
+                f'  <recv response="200" next="{target}"/>']))
+        return name
+
+
+_JUMP = re.compile(r'\b(next|ontimeout)="([^"]+)"')
+
+
+_KEPT = (("Via", "qv"), ("From", "qf"), ("To", "qt"), ("CSeq", "qc"))
+_KEEP = "".join(f'<ereg regexp="[^[:cntrl:]]*" search_in="hdr" header="{name}:" assign_to="{var}"/>'
+                for name, var in _KEPT)
+_KEPT_FOR = ("REFER", "BYE")
+"""The requests that may overtake the 200 to our INFO / NOTIFY (an OPTIONS or re-INVITE that does is not
+handled: rare, and a scenario file must stay under SIPp's 64 KiB)."""
+
+
+def _keeping_request(element: str) -> str:
+    """A REFER's or BYE's `<recv>` that keeps the headers its answer copies (`response(kept=True)`). Not
+    `[last_Via:]` and the like: those name the last message received, which is the 200 to our own request
+    when `answer_first` took that 200 between the request and its answer."""
+    if not any(f' request="{m}"' in element for m in _KEPT_FOR):
+        return element
+    if "<action>" in element:
+        return element.replace("<action>", "<action>" + _KEEP, 1)
+    assert element.endswith("/>"), element
+    return element[:-2].rstrip() + f"><action>{_KEEP}</action></recv>"
+
+
+def response(code: int, reason: str, sdp: bool = False, next_label: str | None = None, kept: bool = False) -> str:
     body = "Content-Type: application/sdp\n      Content-Length: [len]\n\n      " + _SDP.format(
         version="2353687638") if sdp else "Content-Length: 0\n"
     nxt = f' next="{next_label}"' if next_label else ""
+    copied = ("      Via:[$qv]\n      From:[$qf]\n      To:[$qt]\n      Call-ID: [call_id]\n      CSeq:[$qc]" if kept
+              else "      [last_Via:]\n      [last_From:]\n      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]")
     text = f"""      SIP/2.0 {code} {reason}
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
+{copied}
       Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
       {body}"""
     return f"  <send{nxt}>\n{_cdata(text)}\n  </send>"
@@ -223,6 +294,7 @@ def _digits(doc: _Doc, method: DtmfMethod, pcap: str | None) -> float:
                         f'{_log(f"digit d={escape(press.digit)} tick=[clock_tick]")}</action></nop>')
         body = f"Signal={press.digit}\n      Duration=160"
         doc.main.append(doc.request("INFO", "      Content-Type: application/dtmf-relay\n", body))
+        doc.unanswered = True
     return presses[-1].at
 
 
@@ -247,14 +319,14 @@ def _transfers(doc: _Doc, last_at: float) -> None:
     for k, transfer in enumerate(doc.path.transfers, start=1):
         timeout = int((transfer.at - previous) * 1000) + doc.slack_ms
         anchor = f'  <recv request="REFER">{_refer_capture(k, transfer)}</recv>'
-        doc.wait(f"wait_refer_{k}", anchor, f'timeout="{timeout}"')
+        doc.wait(f"wait_refer_{k}", anchor, f'timeout="{timeout}"', then=f"refer_{k}")
         doc.main.append(f'  <label id="refer_{k}"/>')
         if transfer.answer == 200:
             _accept(doc)
             return
         # logged before the answer: SIPp takes no message while it sits on an element after a <send>
         doc.main.append(f'  <nop><action>{_log(f"refused k={k} code={transfer.answer}")}</action></nop>')
-        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused")))
+        doc.main.append(response(transfer.answer, REASONS.get(transfer.answer, "Refused"), kept=True))
         previous = transfer.at
     timeout = int((doc.path.end_at - previous) * 1000) + doc.slack_ms
     _await_bye(doc, "wait_bye", timeout,
@@ -264,32 +336,34 @@ def _transfers(doc: _Doc, last_at: float) -> None:
 def _accept(doc: _Doc) -> None:
     """202, NOTIFY 100 (active), its 200, NOTIFY 200 (terminated), then the BYE and that NOTIFY's 200
     in either order."""
-    doc.main.append(response(202, "Accepted"))
+    doc.main.append(response(202, "Accepted", kept=True))
     notify = ("      Event: refer;id=[$refer_cseq]\n      Subscription-State: {state}\n"
               "      Content-Type: message/sipfrag;version=2.0\n")
     doc.main.append(doc.request("NOTIFY", notify.format(state="active;expires=60"), "SIP/2.0 100 Trying"))
     doc.wait("notify_trying", '  <recv response="200"/>', 'timeout="5000"', late_ok=False)
     doc.main.append(doc.request("NOTIFY", notify.format(state="terminated;reason=noresource"), "SIP/2.0 200 OK"))
-    # "global": the answer to our last NOTIFY may be dispatched right after the BYE, while SIPp is on the
-    # <send> of the BYE's 200 (no <recv> can be there); it is taken, and the IVR's retransmitted BYE answered.
+    doc.unanswered = True  # the BYE may overtake this NOTIFY's 200: it is answered after that 200
+    # "global": a 200 (or 481) that still comes while SIPp is past this wait (on a <send>) is taken here
     _await_bye(doc, "await_end", 5000 + doc.slack_ms, late="global")
 
 
 def _await_bye(doc: _Doc, label: str, timeout: int, extra: tuple[str, ...] = (), late: str = "true") -> None:
-    doc.wait(label, '  <recv request="BYE"/>', f'timeout="{timeout}"', bye=None, extra=extra, late=late)
+    doc.wait(label, '  <recv request="BYE"/>', f'timeout="{timeout}"', bye=None, extra=extra, late=late,
+             then=f"{label}_bye")
+    doc.main.append(f'  <label id="{label}_bye"/>')
     doc.main.append(f'  <nop><action>{_log("bye tick=[clock_tick]")}</action></nop>')
-    doc.main.append(response(200, "OK", next_label="end"))
+    doc.main.append(response(200, "OK", next_label="end", kept=True))
 
 
 def _endings(doc: _Doc) -> list[str]:
     return [
         '  <label id="bye_early"/>',
         f'  <nop><action>{_log("bye tick=[clock_tick] early=1")}</action></nop>',
-        response(200, "OK"),
+        response(200, "OK", kept=True),
         _fail("bye_before_refer"),
         '  <nop next="end"/>',
         '  <label id="refer_unexpected"/>',
         f'  <nop><action>{_log("refer_unexpected uri=[$ru_uri] tick=[clock_tick]")}</action></nop>',
-        response(603, "Declined"),
+        response(603, "Declined", kept=True),
         _fail("unexpected_refer"),
         '  <nop next="end"/>']

@@ -121,6 +121,7 @@ def test_written_scenarios_are_valid_sipp_xml(open_paths: dict[str, CallPath], t
     assert len(files) > len(open_paths)  # INFO for every path, RFC 4733 for those with digits
     for file in files:
         text = file.read_text(encoding="ISO-8859-1")
+        assert file.stat().st_size <= 65536, file.name  # SIPp 3.6.1 xp_parser: XP_MAX_FILE_LEN
         root = ET.fromstring(text.split("\n", 2)[2])  # past the XML declaration and DOCTYPE
         labels = {e.get("id") for e in root.iter("label")}
         targets = {e.get(a) for e in root for a in ("next", "ontimeout") if e.get(a)}
