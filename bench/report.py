@@ -107,36 +107,30 @@ def run_phases(bench: Any) -> None:
 
 
 def _rate(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
-    steps: list[dict[str, Any]] = bench.results.setdefault("rate", {"steps": []})["steps"]
-    for rate in bench.args.rates:
-        if bench.out_of_time(bench.args.window + 30):
-            break
-        print(f"rate: {rate} cps for {bench.args.window:g} s ...", flush=True)
-        step = bench.rate_step(srv, rate, idle["cores"]["total"])
-        steps.append(step)
-        print("  " + _rate_line(step), flush=True)
-        if not step["ok"]:
-            break
-        time.sleep(3)
-    passed = [s["rate_cps"] for s in steps if s["ok"]]
-    bench.results["rate"]["max_sustained_cps"] = max(passed, default=0)
+    _rate_steps(bench, srv, idle, "rate", bench.args.rates, "rate: {rate} cps", "full")
 
 
 def _ladder(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
     """The peer kit's call at rising rates; stops after the first step with a failed call."""
-    steps: list[dict[str, Any]] = bench.results.setdefault("ladder", {"steps": []})["steps"]
-    for rate in bench.args.ladder_rates:
+    _rate_steps(bench, srv, idle, "ladder", bench.args.ladder_rates, "ladder: peer call at {rate} cps", "peer")
+
+
+def _rate_steps(bench: Any, srv: Any, idle: dict[str, Any], key: str, rates: list[float], title: str,
+                call: str) -> None:
+    """Rising rate steps of one call kind, `--window` s each; stops after the first step with a failure."""
+    steps: list[dict[str, Any]] = bench.results.setdefault(key, {"steps": []})["steps"]
+    for rate in rates:
         if bench.out_of_time(bench.args.window + 30):
             break
-        print(f"ladder: peer call at {rate} cps for {bench.args.window:g} s ...", flush=True)
-        step = bench.rate_step(srv, rate, idle["cores"]["total"], call="peer")
+        print(f"{title.format(rate=rate)} for {bench.args.window:g} s ...", flush=True)
+        step = bench.rate_step(srv, rate, idle["cores"]["total"], call=call)
         steps.append(step)
         print("  " + _rate_line(step), flush=True)
         if not step["ok"]:
             break
         time.sleep(3)
     passed = [s["rate_cps"] for s in steps if s["ok"]]
-    bench.results["ladder"]["max_sustained_cps"] = max(passed, default=0)
+    bench.results[key]["max_sustained_cps"] = max(passed, default=0)
 
 
 def _soak(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
