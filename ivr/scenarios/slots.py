@@ -35,6 +35,11 @@ class Load:
     live: int
     capacity: int
 
+    def fits(self, need: int) -> bool:
+        """`need` more calls fit (a run bigger than the whole server waits for an idle one; no worker ready:
+        nothing fits)."""
+        return self.capacity > 0 and self.live + min(need, self.capacity) <= self.capacity
+
 
 class Slots:
     """One target's admin API. `admit` is called from the job threads; one admission at a time."""
@@ -76,7 +81,7 @@ class Slots:
         with self._lock:
             began = time.monotonic()
             load = self.load()
-            while load is not None and load.live + min(need, load.capacity) > load.capacity:
+            while load is not None and not load.fits(need):
                 if stopped() or time.monotonic() - began > self.wait_s:
                     break
                 time.sleep(POLL_S)
@@ -87,7 +92,7 @@ class Slots:
             exited = started()
             if load is None:
                 return False, "the target's admin API did not answer"
-            room = load.live + min(need, load.capacity) <= load.capacity
+            room = load.fits(need)
             settle_until, lowest = time.monotonic() + SETTLE_S, load.live
             while time.monotonic() < settle_until and not exited() and not stopped():
                 time.sleep(POLL_S / 4)
