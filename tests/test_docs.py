@@ -139,8 +139,7 @@ def run_block(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_docs_have_blocks_and_few_skips() -> None:
     found = blocks()
     assert len(found) >= 5
-    # 4: one owed run (the ivr qa sweep against scripts/run, a 503 on vip_routing.silver): 2026-12-01 session note
-    assert sum(1 for b in found if b.skip) <= 4, [b.id for b in found if b.skip]
+    assert sum(1 for b in found if b.skip) <= 3, [b.id for b in found if b.skip]
 
 
 @pytest.mark.sip

@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ from ivr.scenarios import command as scenarios
 from ivr.scenarios.model import CallPath
 from ivr.scenarios.ports import PortPool, Ports
 from ivr.scenarios.schedule import Job, default_parallel, waves
+from ivr.scenarios.slots import Slots, from_config
 from ivr.scenarios.verdict import ObservedCall, judge, parse
 from ivr.simulate import DEFAULT_CONFIG, parse_at
 
@@ -49,6 +50,8 @@ BIND_RETRIES = 3
 """SIPp runs that could not bind a local port (taken by another process since it was found free) are started
 again on other ports, this many times; no call was placed by such a run."""
 CRM_FAULTS: dict[str, dict[str, object]] = {"slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
+SLOT_WAIT_S = 60.0
+"""How long a path waits for room on the target (a call left up ends at the server's own timeouts)."""
 STOP_GRACE_S = 3.0
 """Seconds a SIPp child has to exit after SIGTERM before it is killed."""
 
@@ -82,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a target that is not loopback")
     parser.add_argument("--crm-control", metavar="URL", help="the demo CRM's base URL for the CRM-fault paths "
                         "(default: from the config's demo_crm)")
+    parser.add_argument("--admin", metavar="URL", help="the target's admin API: a path starts only when the "
+                        "target has room for its calls (/healthz live calls; default: the config's admin address "
+                        "for a loopback target)")
+    parser.add_argument("--slot-wait", type=float, default=SLOT_WAIT_S, metavar="S", help="seconds a path waits "
+                        f"for free call slots on the target before it starts anyway (default {SLOT_WAIT_S:g})")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     scenarios.add_generation_arguments(parser)
 
@@ -110,12 +118,17 @@ def command(args: argparse.Namespace) -> int:
     overload = _over_capacity(paths, args, loaded)
     if overload:
         print(f"ivr qa: {overload}", file=sys.stderr)
+    slots = _slots(args, loaded)
     try:
         with _stop_on_signals():
-            rows = run(paths, directory, args, control)
+            rows = run(paths, directory, args, control, slots)
     except KeyboardInterrupt:
         print("ivr qa: interrupted; every SIPp child stopped", file=sys.stderr)
         return 130
+    if slots is not None and slots.waited:
+        longest = max(slots.waited, key=lambda w: w[1])
+        print(f"ivr qa: {len(slots.waited)} paths waited for free call slots on the target (longest "
+              f"{longest[1]:.1f} s: {longest[0]})", file=sys.stderr)
     _print(rows, args.json)
     return 1 if any(r.verdict == "FAIL" for r in rows) else 0
 
@@ -170,6 +183,30 @@ def _over_capacity(paths: Sequence[CallPath], args: argparse.Namespace, loaded: 
     return (f"up to {peak} calls at once ({min(args.parallel, len(sizes))} paths at a time, --rate {args.rate:g} x "
             f"the call's length) but the config's server takes {capacity} ({sip.workers} workers x "
             f"{sip.calls_per_worker}): calls beyond that are refused with 503 and fail; lower --rate or --parallel")
+
+
+def _slots(args: argparse.Namespace, loaded: LoadedConfig) -> Slots | None:
+    """The target's admin API when there is one to read (ivr.scenarios.slots); else a warning."""
+    port = int(args.target.rpartition(":")[2])
+    slots = from_config(loaded.config, args.admin, _loopback(args.target), port, args.slot_wait)
+    if slots is None:
+        print("ivr qa: the target is not CONFIG's server on loopback and no --admin URL was given: paths start on "
+              "--parallel alone, and a call the target still holds may get its next path a 503", file=sys.stderr)
+        return None
+    if slots.load() is None:
+        print(f"ivr qa: the target's admin API ({slots.url}/healthz) does not answer: paths start on --parallel "
+              "alone, and a call the target still holds may get its next path a 503", file=sys.stderr)
+        return None
+    return slots
+
+
+def _loopback(target: str) -> bool:
+    host = target.rpartition(":")[0]
+    try:
+        return all(ipaddress.ip_address(str(info[4][0])).is_loopback
+                   for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_UDP))
+    except (OSError, ValueError):
+        return False
 
 
 def _demo_url(loaded: LoadedConfig) -> str | None:
@@ -245,10 +282,13 @@ class Children:
                 proc.wait()
 
 
-def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, control: str | None) -> list[Row]:
+def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, control: str | None,
+        slots: Slots | None = None) -> list[Row]:
     """Every job, wave by wave (ivr.scenarios.schedule): the ordinary paths `--parallel` at a time, then each
-    CRM-fault class with the demo CRM switched to it; rows in the paths' order. KeyboardInterrupt (Ctrl-C,
-    SIGTERM) stops every SIPp child, restores the CRM's normal service and propagates."""
+    CRM-fault class with the demo CRM switched to it; rows in the paths' order. With `slots` (the target's admin
+    API) each job starts when the target has room for its calls, and a fault wave when the target is idle.
+    KeyboardInterrupt (Ctrl-C, SIGTERM) stops every SIPp child, restores the CRM's normal service and
+    propagates."""
     rows: list[Row] = []
     jobs: list[Job] = []
     can_control = control is not None and _behaviour(control, {})
@@ -271,10 +311,13 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
             _Stop.check()
             if wave.crm != "ok":
                 assert control is not None
+                if slots is not None:  # the switch is global: no call left up may see it
+                    slots.wait_idle(lambda: _Stop.requested)
+                    _Stop.check()
                 _behaviour(control, CRM_FAULTS[wave.crm])
             try:
                 calls = args.calls if wave.crm == "ok" else 1
-                futures = [executor.submit(_run_job, job, directory, args, calls, ports, children)
+                futures = [executor.submit(_run_job, job, directory, args, calls, ports, children, slots)
                            for job in wave.jobs]
                 rows += _results(futures)
             finally:
@@ -317,11 +360,11 @@ def _skip(job: Job, why: str) -> Row:
 
 
 def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, pool: PortPool,
-             children: Children) -> Row:
+             children: Children, slots: Slots | None = None) -> Row:
     for _ in range(BIND_RETRIES):
         ports = pool.reserve()
         try:
-            row, unbound = _run_sipp(job, directory, args, calls, ports, children)
+            row, unbound = _run_sipp(job, directory, args, calls, ports, children, slots)
         finally:
             pool.release(ports)
         if not unbound:
@@ -330,18 +373,32 @@ def _run_job(job: Job, directory: Path, args: argparse.Namespace, calls: int, po
 
 
 def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, ports: Ports,
-              children: Children) -> tuple[Row, bool]:
-    """One SIPp run on `ports`: its row, and whether SIPp died on a local port it could not bind."""
+              children: Children, slots: Slots | None = None) -> tuple[Row, bool]:
+    """One SIPp run on `ports`, started when `slots` says the target has room: its row, and whether SIPp died
+    on a local port it could not bind."""
     path = job.path
-    tag = f"{path.name}.{job.method}.{int(time.time() * 1000)}"
     bound = int(path.end_at + args.slack + calls / args.rate + 30)
-    log, err = directory / f"{tag}.log", directory / f"{tag}.errors"
-    cmd = ["sipp", args.target, "-sf", job.xml, "-inf", job.csv, "-i", args.local_ip,
-           "-p", str(ports.sip), "-mi", args.local_ip, "-mp", str(ports.media),
-           "-m", str(calls), "-r", str(args.rate), "-l", str(_at_once(path, args) if calls > 1 else 1),
-           "-nostdin", "-timeout", f"{bound}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
-           "-trace_err", "-error_file", str(err), "-cid_str", f"qa-%u-%p@{args.local_ip}"]
-    proc = children.start(cmd, directory)
+    started: list[tuple[subprocess.Popen[str], Path, Path]] = []
+
+    def start() -> Callable[[], bool]:
+        tag = f"{path.name}.{job.method}.{int(time.time() * 1000)}"  # the start time, after any wait for slots
+        log, err = directory / f"{tag}.log", directory / f"{tag}.errors"
+        cmd = ["sipp", args.target, "-sf", job.xml, "-inf", job.csv, "-i", args.local_ip,
+               "-p", str(ports.sip), "-mi", args.local_ip, "-mp", str(ports.media),
+               "-m", str(calls), "-r", str(args.rate), "-l", str(_at_once(path, args) if calls > 1 else 1),
+               "-nostdin", "-timeout", f"{bound}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
+               "-trace_err", "-error_file", str(err), "-cid_str", f"qa-%u-%p@{args.local_ip}"]
+        proc = children.start(cmd, directory)
+        started.append((proc, log, err))
+        return lambda: proc.poll() is not None
+
+    note = ""
+    if slots is None:
+        start()
+    else:
+        at_once = _at_once(path, args) if calls > 1 else 1
+        _, note = slots.admit(f"{path.name} ({job.method})", at_once, start, lambda: children.stopped)
+    proc, log, err = started[0]
     try:
         output, _ = proc.communicate(timeout=bound + 30)
         code = proc.returncode
@@ -354,10 +411,11 @@ def _run_sipp(job: Job, directory: Path, args: argparse.Namespace, calls: int, p
     observed = parse(log.read_text(errors="replace")) if log.exists() else {}
     errors = err.read_text(errors="replace") if err.exists() else ""
     unbound = code != 0 and not observed and "Unable to bind" in output + errors
-    return _row(job, code, output, observed, calls, err), unbound
+    return _row(job, code, output, observed, calls, err, note), unbound
 
 
-def _row(job: Job, code: int, output: str, observed: dict[str, ObservedCall], calls: int, err: Path) -> Row:
+def _row(job: Job, code: int, output: str, observed: dict[str, ObservedCall], calls: int, err: Path,
+         note: str = "") -> Row:
     path = job.path
     problems = {cid: judge(path, call, job.method) for cid, call in observed.items()}
     bad = [cid for cid, found in problems.items() if found]
@@ -370,6 +428,8 @@ def _row(job: Job, code: int, output: str, observed: dict[str, ObservedCall], ca
     detail = "; ".join(sorted({p for cid in bad for p in problems[cid]}))
     if not ok and not detail:
         detail = _sipp_reason(code, output, err)
+    if not ok and note:  # started without room on the target: say so next to the failure
+        detail += f" ({note})"
     return Row(path.name, job.method, path.expected, observed_text, "PASS" if ok else "FAIL",
                _timing(path, list(observed.values())), detail)
 

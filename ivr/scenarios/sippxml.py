@@ -137,9 +137,17 @@ class _Doc:
 _JUMP = re.compile(r'\b(next|ontimeout)="([^"]+)"')
 
 
-_KEPT = (("Via", "qv"), ("From", "qf"), ("To", "qt"), ("CSeq", "qc"))
-_KEEP = "".join(f'<ereg regexp="[^[:cntrl:]]*" search_in="hdr" header="{name}:" assign_to="{var}"/>'
-                for name, var in _KEPT)
+_KEPT = (("From", "qf"), ("To", "qt"), ("CSeq", "qc"))
+_VIAS = "[[:cntrl:]](Via:[^[:cntrl:]]*([[:cntrl:]]+Via:[^[:cntrl:]]*)*)"
+"""Every Via line of the request, as written ("Via: a" CRLF "Via: b"), in `qv`. Not `search_in="hdr"`: that
+takes one occurrence of a header, and a request the front relays has two Vias (the front's and the worker's).
+An answer carrying only the front's reaches the worker with none: pjsip drops it (PJSIP_EMISSINGHDR) and
+retransmits its REFER or BYE until the front's dialog is gone (481) or Timer F (32 s), and pjsua's call slot
+stays taken meanwhile, after the call has ended for the controller (INVITEs then met 486 on every worker and
+the front answered 503)."""
+_KEEP = (f'<ereg regexp="{_VIAS}" search_in="msg" assign_to="whole,qv,qvn"/>'
+         + "".join(f'<ereg regexp="[^[:cntrl:]]*" search_in="hdr" header="{name}:" assign_to="{var}"/>'
+                   for name, var in _KEPT))
 _KEPT_FOR = ("REFER", "BYE")
 """The requests that may overtake the 200 to our INFO / NOTIFY (an OPTIONS or re-INVITE that does is not
 handled: rare, and a scenario file must stay under SIPp's 64 KiB)."""
@@ -161,7 +169,7 @@ def response(code: int, reason: str, sdp: bool = False, next_label: str | None =
     body = "Content-Type: application/sdp\n      Content-Length: [len]\n\n      " + _SDP.format(
         version="2353687638") if sdp else "Content-Length: 0\n"
     nxt = f' next="{next_label}"' if next_label else ""
-    copied = ("      Via:[$qv]\n      From:[$qf]\n      To:[$qt]\n      Call-ID: [call_id]\n      CSeq:[$qc]" if kept
+    copied = ("      [$qv]\n      From:[$qf]\n      To:[$qt]\n      Call-ID: [call_id]\n      CSeq:[$qc]" if kept
               else "      [last_Via:]\n      [last_From:]\n      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]")
     text = f"""      SIP/2.0 {code} {reason}
 {copied}
@@ -306,8 +314,8 @@ _LATE_NOTIFY_ANSWER = (
     '  <label id="done"/>',
     '  <nop display="done"/>')
 _UNREACHED = ("  <nop><action>" + "".join(f'<assignstr assign_to="{v}" value=""/>' for v in
-                                          ("whole", "cmp", "never", "why", "ru_uri", "sent", "refer_cseq"))
-              + '<log message="unreached [$whole] [$cmp] [$never] [$why] [$ru_uri] [$sent] [$refer_cseq]"/>'
+                                          ("whole", "cmp", "never", "why", "ru_uri", "sent", "refer_cseq", "qvn"))
+              + '<log message="unreached [$whole] [$cmp] [$never] [$why] [$ru_uri] [$sent] [$refer_cseq] [$qvn]"/>'
               + "</action></nop>")
 _CAPTURE_ANY = ('<action><ereg regexp="(sips?:[^&gt; ]*)" search_in="hdr" header="Refer-To:" '
                 'assign_to="whole,ru_uri"/></action>')

@@ -4,7 +4,8 @@ The full sweep of every default path against `scripts/run`'s configuration is th
 (tests/test_docs.py); it sees the office as the clock has it. Here the office schedule is forced open, then
 closed (SIGHUP reload of the same server), so both branches of the support flow pass whatever the time of day,
 with digits by SIP INFO and RFC 4733; a bounded load run puts several calls of one path up at once; and a broken
-queue URI in the server's config fails exactly the paths that reach that queue.
+queue URI in the server's config fails exactly the paths that reach that queue. A server with fewer free slots
+than `--parallel` (a call of someone else's held up) gets each path only when it has room (its admin API).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 import yaml
 from conftest import e2e_config, start_server
 from ivrkit import ROOT, IvrServer
+from sippkit import sipp
 
 pytestmark = pytest.mark.sip
 
@@ -35,12 +39,18 @@ def _config(hours: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def _qa(config: Path, port: int, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
+    code, rows, output, _ = _qa_run(config, port, *extra)
+    return code, rows, output
+
+
+def _qa_run(config: Path, port: int, *extra: str) -> tuple[int, list[dict[str, Any]], str, str]:
     cmd = [sys.executable, "-m", "ivr", "qa", str(config), "--target", f"127.0.0.1:{port}", "--json", "--slack", "20",
            *extra]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     rows = json.loads(done.stdout) if done.stdout.strip().startswith("[") else []
     failed = [r for r in rows if r["verdict"] == "FAIL"]
-    return done.returncode, rows, json.dumps(failed, indent=1) + done.stdout[-2000:] + done.stderr[-2000:]
+    return (done.returncode, rows, json.dumps(failed, indent=1) + done.stdout[-2000:] + done.stderr[-2000:],
+            done.stderr)
 
 
 def _verdicts(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -127,3 +137,42 @@ def _sipp_runs(out: Path) -> list[tuple[str, float, float]]:
 def _overlap(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
     return a[1] < b[2] and b[1] < a[2]
 
+
+
+def _live_calls(server: IvrServer) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.config['admin']['port']}/healthz", timeout=5) as resp:
+        return int(json.load(resp)["live_calls"])
+
+
+def test_paths_wait_for_free_slots_when_the_target_holds_other_calls(tmp_path: Path) -> None:
+    """A 2-slot server with one call held up by someone else, `--parallel 2`, three paths: started together two
+    of them would meet a full server (486/503, a FAIL caused by the sweep's own scheduling). `ivr qa` reads the
+    target's live calls from its admin API and starts a path only when it has room, so every path passes and
+    the server never has more calls up than its slots."""
+    cfg = e2e_config(workers=1)
+    cfg["schedules"]["office"] = {"timezone": "Europe/London", "hours": ALWAYS_OPEN}
+    cfg["sip"]["calls_per_worker"] = 2
+    server = start_server(cfg, tmp_path / "srv")
+    config = server.workdir / "ivr.yaml"
+    try:
+        held = sipp(server.sip_port, "long_hold.xml", service="500", tag="held", workdir=tmp_path, duration_ms=15000,
+                    variables={"caller": "+15553000005"}, timeout=40, background=True)
+        assert isinstance(held, subprocess.Popen)
+        end = time.monotonic() + 15
+        while _live_calls(server) < 1:
+            assert time.monotonic() < end and held.poll() is None, "the held call did not come up"
+            time.sleep(0.1)
+        code, rows, output, stderr = _qa_run(config, server.sip_port, "--flow", "support", "--dtmf", "info",
+                                             "--parallel", "2", "--path", "support.open.press_[012]")
+        held.communicate(timeout=40)
+    finally:
+        server.stop()
+    assert code == 0, output
+    assert [(r["name"], r["verdict"]) for r in rows] == [
+        ("support.open.press_1", "PASS"), ("support.open.press_2", "PASS"), ("support.open.press_0", "PASS")], output
+    assert "waited for free call slots" in stderr, stderr  # the held call left one slot: a path had to wait
+    assert not server.events("call.rejected"), output
+    ended = [(e["started_at"], e["ended_at"]) for e in server.events("call.ended")]
+    assert len(ended) == 4, ended  # the held call and the three paths, none refused by pjsua either
+    most = max(sum(1 for s, e in ended if s <= at < e) for at, _ in ended)
+    assert most <= 2, ended

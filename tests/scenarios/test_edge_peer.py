@@ -86,6 +86,8 @@ class _Peer:
         self.seen: list[str] = []
         self.caller: tuple[str, int] = ("127.0.0.1", 0)
         self.dialog: dict[str, str] = {}
+        self.vias: dict[str, list[str]] = {}
+        """The Via lines of each request we sent, by CSeq: its answer must carry every one, in order."""
 
     def _recv(self) -> tuple[str, dict[str, str], str]:
         while True:
@@ -112,8 +114,11 @@ class _Peer:
 
     def _request(self, method: str, extra: str = "") -> bytes:
         self.cseq += 1
-        lines = [f"{method} {self.dialog['target']} SIP/2.0",
-                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK-peer-{self.cseq}",
+        # two Vias, as a request the front relays from a worker has (the front's, then the worker's)
+        vias = [f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK-peer-{self.cseq}",
+                f"Via: SIP/2.0/UDP 127.0.0.1:5101;rport=5101;branch=z9hG4bKPj-worker-{self.cseq}"]
+        self.vias[f"{self.cseq} {method}"] = vias
+        lines = [f"{method} {self.dialog['target']} SIP/2.0", *vias,
                  f"From: {self.dialog['local']}", f"To: {self.dialog['remote']}",
                  f"Call-ID: {self.dialog['call_id']}", f"CSeq: {self.cseq} {method}",
                  f"Contact: <sip:ivr@127.0.0.1:{self.port}>", "Max-Forwards: 70", *filter(None, [extra]),
@@ -127,9 +132,12 @@ class _Peer:
 
     def _expect(self, want: str, method: str = "") -> dict[str, str]:
         """The next message starts with `want`; a response must answer our request `method` (its CSeq)."""
-        first, headers, _ = self._recv()
+        first, headers, text = self._recv()
         assert first.startswith(want), (want, first)
         assert not method or headers.get("cseq", "").endswith(f" {method}"), (want, method, headers.get("cseq"))
+        if method:  # an answer with only the first Via would reach the worker behind a front with none
+            vias = [ln for ln in text.split("\r\n\r\n", 1)[0].split("\r\n") if ln.lower().startswith("via:")]
+            assert vias == self.vias[headers["cseq"]], (want, vias, self.vias[headers["cseq"]])
         return headers
 
     def run(self) -> None:
