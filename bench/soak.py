@@ -85,9 +85,11 @@ def live_gauge(srv: rig.Server) -> float | None:
         return None
 
 
-def fd_kinds(pids: list[int], root: int) -> dict[str, dict[str, int]]:
-    """Open fds per role by kind (socket, pipe, anon_inode, file, other): what a difference at idle is made of."""
-    out: dict[str, dict[str, int]] = {}
+def fd_kinds(pids: list[int], root: int) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Open fds per role by kind (socket, pipe, anon_inode, file, other), and the files' paths per role with
+    their counts: what a difference at idle is made of."""
+    kinds: dict[str, dict[str, int]] = {}
+    files: dict[str, dict[str, int]] = {}
     for pid in pids:
         role = rig.role_of(pid, root) or "other"
         try:
@@ -99,11 +101,14 @@ def fd_kinds(pids: list[int], root: int) -> dict[str, dict[str, int]]:
                 target = os.readlink(f"/proc/{pid}/fd/{name}")
             except OSError:
                 continue
-            kind = target.split(":", 1)[0] if ":" in target and not target.startswith("/") else (
-                "file" if target.startswith("/") else "other")
-            acc = out.setdefault(role, {})
-            acc[kind] = acc.get(kind, 0) + 1
-    return out
+            if target.startswith("/"):
+                kind = "file"
+                acc = files.setdefault(role, {})
+                acc[target] = acc.get(target, 0) + 1
+            else:
+                kind = target.split(":", 1)[0] if ":" in target else "other"
+            kinds.setdefault(role, {})[kind] = kinds.setdefault(role, {}).get(kind, 0) + 1
+    return kinds, files
 
 
 def sample(srv: rig.Server, t: float, phase: str, placing: bool | None = None) -> Sample:
@@ -118,7 +123,7 @@ def sample(srv: rig.Server, t: float, phase: str, placing: bool | None = None) -
     if placing is not None:
         out["placing"] = placing
     if phase.startswith("idle"):
-        out["fd_kinds"] = fd_kinds(pids, root)
+        out["fd_kinds"], out["fd_files"] = fd_kinds(pids, root)
     return out
 
 
@@ -221,7 +226,20 @@ def back_to_idle(before: Sample | None, after: Sample | None) -> dict[str, Any] 
             "pids_gone": sorted(set(pb) - set(pa)), "pids_new": sorted(set(pa) - set(pb)),
             "fds_differing_processes": differing, "memory": memory,
             "fd_kinds": {"before": before.get("fd_kinds"), "after": after.get("fd_kinds")},
+            "fd_files_differing": _differing_files(before.get("fd_files") or {}, after.get("fd_files") or {}),
             "after_t_s": after["t_s"], "ok": live_back and fds_back}
+
+
+def _differing_files(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Per role, the files open a different number of times after than before: {path: [before, after]}."""
+    out: dict[str, Any] = {}
+    for role in sorted(set(before) | set(after)):
+        b, a = before.get(role, {}), after.get(role, {})
+        diff = {path: [b.get(path, 0), a.get(path, 0)] for path in sorted(set(b) | set(a))
+                if b.get(path) != a.get(path)}
+        if diff:
+            out[role] = diff
+    return out
 
 
 def judge(samples: list[Sample], warmup_s: float, end_s: float) -> dict[str, Any]:
@@ -317,7 +335,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
             name, placing = phase()
             samples.append(sample(srv, time.monotonic() - t0, name, placing))
             s = samples[-1]
-            print(f"  soak {s['t_s']:.0f} s ({phase}): live {s['live_calls']}, PSS "
+            print(f"  soak {s['t_s']:.0f} s ({name}): live {s['live_calls']}, PSS "
                   f"{s['memory']['total']['pss_kb'] // 1024} MB, fds {s['fds']['total']['fds']}, "
                   f"load {s['loadavg'][0]}", flush=True)
 
