@@ -26,8 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="full-flow cps during the soak (default %(default)s: 80%% of 35, today's sustained rate)")
     p.add_argument("--soak-hold", type=int, default=100, help="media calls held alongside the soak")
     p.add_argument("--soak-sample", type=float, default=10.0, help="seconds between soak samples")
-    p.add_argument("--soak-warmup", type=float, default=30.0,
-                   help="seconds of the soak left out of the slopes (the load ramps up)")
+    p.add_argument("--soak-warmup", type=float, default=180.0,
+                   help="seconds of the soak left out of the slopes: the load ramps up and the workers' memory "
+                   "warms up (their first calls un-share the zygote's pages; ~2 min at 28 cps on 96 workers)")
     p.add_argument("--soak-drain", type=float, default=60.0,
                    help="after the soak's last call: at most this many seconds for live calls and fds to come "
                    "back to the idle baseline (default: %(default)s)")
@@ -78,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             or not 0 <= args.soak_drain <= 300):
         p.error("bounded by design: a soak of at most 18 minutes and 40,000 calls, samples >= 1 s apart, "
                 "a drain of at most 300 s")
+    if "soak" in args.phases and args.soak_warmup >= args.soak_minutes * 60 - 3 * args.soak_sample:
+        p.error("--soak-warmup leaves fewer than 3 samples of the soak to judge memory on")
     holds = (args.holds if "hold" in args.phases else []) + ([args.combined_hold] if "combined" in args.phases else [])
     holds += [args.soak_hold + args.soak_rate * 2] if "soak" in args.phases else []
     if max(holds, default=0) > 4 * args.workers:

@@ -17,8 +17,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import digit_latency  # noqa: E402
 import soak  # noqa: E402
 
-RECORDED = ROOT / "bench" / "results" / "final-soak-96w-20261201.json"
+RESULTS = ROOT / "bench" / "results"
+RECORDED = RESULTS / "final-soak-96w-20261201.json"
 """The 10-minute soak whose old verdict called fds.total and live_calls 'not flat' (28 cps + 100 held)."""
+RECORDED_18 = RESULTS / "soak18-96w-20261201.json"
+"""The 18-minute soak (28 cps + 100 held, warm-up 180 s) on a machine at load 14-20: 13,927 flow calls failed."""
 
 
 def _sample(t: float, phase: str, *, live: float | None, fds: dict[str, int], pss: dict[str, int],
@@ -171,3 +174,19 @@ def test_refused_or_failed_digit_calls_fail_the_phase() -> None:
     assert digit_latency.calls_ok(None) and digit_latency.calls_ok({"calls": calls})
     assert not digit_latency.calls_ok({"calls": {**calls, "rejected": 1}})
     assert not digit_latency.calls_ok({"calls": {**calls, "failed": 2, "exit_code": 1}})
+
+
+@pytest.mark.parametrize("path", [RECORDED, RECORDED_18], ids=["10min", "18min"])
+def test_recorded_soaks_are_judged_on_their_steady_window_only(path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"{path.name} not in this checkout")
+    s = json.loads(path.read_text())["soak"]
+    end = s["minutes"] * 60
+    verdict = soak.judge(s["samples"], s["warmup_s"], end)
+    window = soak.steady(s["samples"], s["warmup_s"], end)
+    assert window and window[0]["t_s"] >= s["warmup_s"] and window[-1]["t_s"] <= end - soak.RAMP_DOWN_MARGIN_S
+    assert len(window) == verdict["steady_window"]["samples"] < len(s["samples"])
+    # what the old verdict judged and got wrong is reported, not judged
+    assert set(verdict["memory_flat"]) == {"pss_kb.total", "rss_kb.total"}
+    assert "fds.total" in verdict["trends"] and "live_calls" in verdict["trends"]
+    assert verdict["back_to_idle"] is None and verdict["leak_free"] is None
