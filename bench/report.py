@@ -144,7 +144,7 @@ def _rate_steps(bench: Any, srv: Any, idle: dict[str, Any], key: str, rates: lis
 
 def _soak(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
     a = bench.args
-    if bench.out_of_time(a.soak_hold / a.ramp + a.soak_minutes * 60 + 90 + a.soak_drain):
+    if bench.out_of_time(a.soak_hold / a.ramp + a.soak_minutes * 60 + 90 + 2 * a.soak_drain):
         return
     print(f"soak: {a.soak_minutes:g} min at {a.soak_rate} cps with {a.soak_hold} media calls held ...", flush=True)
     out = bench.soak(srv, idle["cores"]["total"])

@@ -6,7 +6,8 @@ workers, Kamailio), open file descriptors (of every process, summed per role), t
 (`ivr_live_calls` on the admin /metrics, /healthz's `live_calls` if the gauge is absent), CPU per role, and
 SIPp's count of flow calls placed so far. Each sample has a phase:
 
-  idle_before   one sample before the held calls are placed: the baseline
+  idle_before   one sample before the held calls are placed, once the live-call gauge reads 0 (an earlier
+                phase's calls may still be ending; waits at most --soak-drain s): the baseline
   load          while the flow runs (`placing`: SIPp has not yet placed its last call)
   ramp_down     the flow's and then the held calls' last calls ending
   idle_after    after every call ended: sampled every DRAIN_POLL_S until live calls and fds are back to the
@@ -289,6 +290,17 @@ def records_check(db: Path, placed: set[str], wait_s: float = 30.0) -> dict[str,
             "ok": not missing and not twice}
 
 
+def wait_idle(srv: rig.Server, limit_s: float) -> dict[str, Any]:
+    """Before the baseline: wait (at most limit_s) until the live-call gauge reads 0 (an earlier phase's calls
+    may still be ending) and then one more DRAIN_POLL_S (their players and media are released just after)."""
+    t0, live = time.monotonic(), live_gauge(srv)
+    while live != 0 and time.monotonic() - t0 < limit_s:
+        time.sleep(DRAIN_POLL_S)
+        live = live_gauge(srv)
+    time.sleep(DRAIN_POLL_S)
+    return {"waited_s": round(time.monotonic() - t0, 1), "live_calls": live}
+
+
 def drain(srv: rig.Server, baseline: Sample, t0: float, limit_s: float) -> list[Sample]:
     """idle_after samples every DRAIN_POLL_S until the live calls and the fds (total) are back to the baseline,
     or limit_s has passed; the last one is the verdict's."""
@@ -312,6 +324,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     seconds = a.soak_minutes * 60
     run_dir = bench.run_dir(f"soak-{a.soak_rate}cps-{a.soak_hold}held")
     load0, t00 = rig.loadavg(), time.monotonic()
+    idle_wait = wait_idle(srv, a.soak_drain)
     samples = [sample(srv, -(a.soak_hold / a.ramp + 1.5) if a.soak_hold else 0.0, "idle_before")]
     hold = hold_meter = None
     with rig.DropWatch(bench.drop_ranges(srv)) as drops:
@@ -366,7 +379,7 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     verdict = judge(samples, a.soak_warmup, seconds)
     out: dict[str, Any] = {
         "minutes": a.soak_minutes, "rate_cps": a.soak_rate, "hold_calls": a.soak_hold, "sample_s": a.soak_sample,
-        "warmup_s": a.soak_warmup, "drain_limit_s": a.soak_drain, "wall_s": round(wall, 1),
+        "warmup_s": a.soak_warmup, "drain_limit_s": a.soak_drain, "idle_wait": idle_wait, "wall_s": round(wall, 1),
         "loadavg_before": load0, "loadavg_after": rig.loadavg(),
         "flow": res, "hold": hres, "rtp_flow": rtp_flow, "rtp_hold": rtp_hold, "drops": drops.result(),
         "server": drive.summarize_calls(drive.call_ended_lines(srv.log, offset)),
