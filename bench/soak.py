@@ -225,7 +225,9 @@ def back_to_idle(before: Sample | None, after: Sample | None) -> dict[str, Any] 
     return {"live_calls": {"before": before["live_calls"], "after": after["live_calls"], "back": live_back},
             "fds": fds, "fds_back": fds_back, "processes": {"before": before["processes"], "after": after["processes"]},
             "pids_gone": sorted(set(pb) - set(pa)), "pids_new": sorted(set(pa) - set(pb)),
-            "fds_differing_processes": differing, "memory": memory,
+            "fds_differing_processes": differing,
+            "fds_max_extra_per_process": max((a - b for b, a in differing.values()), default=0),
+            "memory": memory,
             "fd_kinds": {"before": before.get("fd_kinds"), "after": after.get("fd_kinds")},
             "fd_files_differing": _differing_files(before.get("fd_files") or {}, after.get("fd_files") or {}),
             "after_t_s": after["t_s"], "ok": live_back and fds_back}

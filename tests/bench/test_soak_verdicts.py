@@ -95,7 +95,7 @@ def test_an_fd_left_open_after_the_load_fails_back_to_idle_and_names_the_process
     idle = verdict["back_to_idle"]
     assert idle["fds"]["total"] == {"before": 122, "after": 132, "diff": 10}
     assert idle["fds"]["workers"]["diff"] == 10 and idle["fds"]["controller"]["diff"] == 0
-    assert idle["fds_differing_processes"] == {"workers-1": [11, 21]}
+    assert idle["fds_differing_processes"] == {"workers-1": [11, 21]} and idle["fds_max_extra_per_process"] == 10
     assert not idle["ok"] and verdict["leak_free"] is False
     # normalised by the live calls, the same leak shows while the load runs: ~1 fd per minute left over
     assert verdict["per_live_call"]["residual_slope_per_min"] == pytest.approx(1.0, abs=0.2)
