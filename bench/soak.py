@@ -15,8 +15,10 @@ SIPp's count of flow calls placed so far. Each sample has a phase:
 
 What leaks is judged where a leak shows, not where the gauges merely follow the calls in flight:
 - `back_to_idle`: idle after == idle before, exactly, for the live-call gauge and the open fds (total and
-  per role; per process listed when they differ). fds and live calls follow the calls in flight at the
-  sample instant (a call's RTP sockets), so only the idle ends can judge them exactly.
+  per role; per process listed when they differ), except a worker's last prompt player, whose WAV files
+  pjmedia closes at the worker's next call (DEFERRED_PLAYER_FDS: at most 2 per worker, WAV files only,
+  sockets/pipes exact; reported as `fds_excess_is_deferred_players`). fds and live calls follow the calls in
+  flight at the sample instant (a call's RTP sockets), so only the idle ends can judge them.
 - `memory_flat`: RSS/PSS slope (least squares, per minute) over the steady window only: samples of the
   `load` phase after --soak-warmup s while SIPp was still placing calls (not the ramp-up, not the ramp-down),
   flat when the drift over that window is within FLAT_MEMORY of its mean. Memory's warm-up (a worker's first
@@ -53,6 +55,12 @@ FLAT_COUNT = 0.02
 RAMP_DOWN_MARGIN_S = 5.0
 """Samples without a phase (older runs): the steady window ends this long before the flow's end."""
 DRAIN_POLL_S = 2.0
+DEFERRED_PLAYER_FDS = 2
+"""A worker may keep its last prompt player's WAV files open at idle (a playlist: 2): pjmedia's conference
+bridge (asynchronous since pjproject 2.14) removes a port on its clock, which stops with the worker's last
+call, so the last player's port and files go at the next call (pjsip/pjproject#4253). Bounded: at most one
+player per worker, whatever the number of calls (a probe of 6 and 16 held calls on 2 workers left exactly one
+per worker). `back_to_idle` accepts that excess, WAV files in workers only, every other fd kind exact."""
 JUDGED_MEMORY = ("pss_kb.total", "rss_kb.total")
 
 Sample = dict[str, Any]
@@ -222,15 +230,22 @@ def back_to_idle(before: Sample | None, after: Sample | None) -> dict[str, Any] 
         m["pss_warm_up_kb"] = None if m["pss_kb_after"] is None else m["pss_kb_after"] - m["pss_kb_before"]
     live_back = after["live_calls"] is not None and after["live_calls"] == before["live_calls"]
     fds_back = all(v["diff"] == 0 for v in fds.values())
+    files = _differing_files(before.get("fd_files") or {}, after.get("fd_files") or {})
+    kinds_b, kinds_a = before.get("fd_kinds") or {}, after.get("fd_kinds") or {}
+    extra = max((a - b for b, a in differing.values()), default=0)
+    deferred = (not fds_back and not (set(pb) ^ set(pa)) and extra <= DEFERRED_PLAYER_FDS
+                and {r for r, v in fds.items() if v["diff"]} <= {"workers", "total"}
+                and set(files) <= {"workers"}
+                and all(p.endswith(".wav") for p in files.get("workers", {}))
+                and all({k: n for k, n in kinds_b.get(r, {}).items() if k != "file"}
+                        == {k: n for k, n in kinds_a.get(r, {}).items() if k != "file"} for r in kinds_b))
     return {"live_calls": {"before": before["live_calls"], "after": after["live_calls"], "back": live_back},
-            "fds": fds, "fds_back": fds_back, "processes": {"before": before["processes"], "after": after["processes"]},
+            "fds": fds, "fds_back": fds_back, "fds_excess_is_deferred_players": deferred,
+            "processes": {"before": before["processes"], "after": after["processes"]},
             "pids_gone": sorted(set(pb) - set(pa)), "pids_new": sorted(set(pa) - set(pb)),
-            "fds_differing_processes": differing,
-            "fds_max_extra_per_process": max((a - b for b, a in differing.values()), default=0),
-            "memory": memory,
-            "fd_kinds": {"before": before.get("fd_kinds"), "after": after.get("fd_kinds")},
-            "fd_files_differing": _differing_files(before.get("fd_files") or {}, after.get("fd_files") or {}),
-            "after_t_s": after["t_s"], "ok": live_back and fds_back}
+            "fds_differing_processes": differing, "fds_max_extra_per_process": extra, "memory": memory,
+            "fd_kinds": {"before": kinds_b, "after": kinds_a}, "fd_files_differing": files,
+            "after_t_s": after["t_s"], "ok": live_back and (fds_back or deferred)}
 
 
 def _differing_files(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:

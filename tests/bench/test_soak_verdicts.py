@@ -190,3 +190,26 @@ def test_recorded_soaks_are_judged_on_their_steady_window_only(path: Path) -> No
     assert set(verdict["memory_flat"]) == {"pss_kb.total", "rss_kb.total"}
     assert "fds.total" in verdict["trends"] and "live_calls" in verdict["trends"]
     assert verdict["back_to_idle"] is None and verdict["leak_free"] is None
+
+
+def _idle_pair(extra: int, kind: str, path: str = "/p/hold_music.wav") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Idle before/after with `extra` more fds of `kind` in worker workers-1 after (files: at `path`)."""
+    samples = _soak(idle_after_fds=extra)
+    before, after = samples[0], samples[-1]
+    before["fd_kinds"] = {"workers": {"socket": 16, "file": 6}, "controller": {"socket": 100}}
+    before["fd_files"] = {"workers": {"/dev/null": 6}}
+    after["fd_kinds"] = {"workers": {"socket": 16 + (extra if kind == "socket" else 0),
+                                     "file": 6 + (extra if kind == "file" else 0)}, "controller": {"socket": 100}}
+    after["fd_files"] = {"workers": {"/dev/null": 6, **({path: extra} if kind == "file" else {})}}
+    return before, after
+
+
+def test_a_workers_last_prompt_player_left_open_at_idle_is_not_a_leak() -> None:
+    """pjmedia removes a conference port on its clock, which stops with the worker's last call: that call's
+    playlist (2 WAV files) closes at the next call. At most 2 WAV fds per worker pass; anything else fails."""
+    idle = soak.back_to_idle(*_idle_pair(2, "file"))
+    assert idle is not None and not idle["fds_back"] and idle["fds_excess_is_deferred_players"] and idle["ok"]
+    assert idle["fd_files_differing"] == {"workers": {"/p/hold_music.wav": [0, 2]}}
+    for pair in (_idle_pair(2, "socket"), _idle_pair(4, "file"), _idle_pair(2, "file", "/run/spool/seg-1")):
+        idle = soak.back_to_idle(*pair)
+        assert idle is not None and not idle["fds_excess_is_deferred_players"] and not idle["ok"]
