@@ -50,22 +50,33 @@ class DigitCallers:
         self.admin, self.rate = srv.ports.admin, rate
         self.sipp = caller(srv, rate, seconds, run)
         self.before: Buckets = {}
+        self.marked: Buckets | None = None
+        self.marked_at_s: float | None = None
 
     def start(self) -> DigitCallers:
         self.before = scrape(self.admin)
         self.sipp.start()
         return self
 
+    def mark(self, t_s: float) -> None:
+        """Also report the digits after this point (the soak: after its warm-up), as `delay_after_mark`."""
+        self.marked, self.marked_at_s = scrape(self.admin), round(t_s, 1)
+
     def wait(self) -> None:
         self.sipp.wait()
 
     def result(self) -> dict[str, Any]:
         calls = self.sipp.result()
-        delay = delays(self.before, scrape(self.admin))
-        rfc = delay.get("rfc4733") or {}
+        after = scrape(self.admin)
+        delay = delays(self.before, after)
         answered = calls["answered_logged"]
-        return {"rate_cps": self.rate, "calls": calls, "delay": delay, "expected_rfc4733_digits":
-                answered * DIGITS_PER_CALL, "target_met": target_met(rfc)}
+        out = {"rate_cps": self.rate, "calls": calls, "delay": delay, "expected_rfc4733_digits":
+               answered * DIGITS_PER_CALL, "target_met": target_met(delay.get("rfc4733") or {})}
+        if self.marked is not None:
+            steady = delays(self.marked, after)
+            out |= {"marked_at_s": self.marked_at_s, "delay_after_mark": steady,
+                    "target_met_after_mark": target_met(steady.get("rfc4733") or {})}
+        return out
 
 
 def calls_ok(result: dict[str, Any] | None) -> bool:

@@ -284,7 +284,16 @@ def _digits(d: dict[str, Any] | None) -> str:
     calls = d["calls"]
     return (f"; digit calls {calls['created']}, {calls['rejected']} rejected (503/486: no digits), "
             f"{calls['failed']} failed, {d.get('expected_rfc4733_digits')} RFC 4733 digits expected; digit delay "
-            f"(worker -> engine) " + ", ".join(parts) + f"; p99 <= 30 ms: {d.get('target_met')}")
+            f"(worker -> engine) " + ", ".join(parts) + f"; p99 <= 30 ms: {d.get('target_met')}" + _after_mark(d))
+
+
+def _after_mark(d: dict[str, Any]) -> str:
+    if d.get("delay_after_mark") is None:
+        return ""
+    parts = [f"{m} {v['digits']} ({v.get('within_30_ms')} <= 30 ms) p50 <= {v['p50_ms_le']} p99 <= {v['p99_ms_le']} "
+             f"max <= {v.get('max_ms_le')} ms" for m, v in sorted(d["delay_after_mark"].items())]
+    return (f"; after {d['marked_at_s']} s (warm-up): " + ", ".join(parts)
+            + f"; p99 <= 30 ms: {d.get('target_met_after_mark')}")
 
 
 def _soak_line(s: dict[str, Any]) -> str:
@@ -300,7 +309,7 @@ def _soak_line(s: dict[str, Any]) -> str:
         mem = idle["memory"].get("total", {})
         back = (f"idle after vs before ({idle['after_t_s']} s): live {idle['live_calls']['before']} -> "
                 f"{idle['live_calls']['after']}, fds {idle['fds']['total']['before']} -> "
-                f"{idle['fds']['total']['after']} ({'back' if idle['ok'] else 'NOT BACK'}), "
+                f"{idle['fds']['total']['after']} ({_back(idle)}), "
                 f"PSS warm-up {mem.get('pss_warm_up_kb')} kB")
     else:
         back = "idle after vs before: not measured"
@@ -312,6 +321,16 @@ def _soak_line(s: dict[str, Any]) -> str:
             f"fds {slope('fds.total', False)}, live {slope('live_calls', False)} (not judged; "
             f"{pl.get('fds_per_live_call')} fds per live call, residual {pl.get('residual_slope_per_min')}/min); "
             f"{back}; ok {s['ok']}; load {s['loadavg_after'][0]}" + _digits(s.get("digits")))
+
+
+def _back(idle: dict[str, Any]) -> str:
+    if not idle["live_calls"]["back"]:
+        return "live calls NOT BACK"
+    if idle["fds_back"]:
+        return "back exactly"
+    if idle.get("fds_excess_is_deferred_players"):
+        return f"back but for workers' last prompt players, <= {idle['fds_max_extra_per_process']} WAV fds each"
+    return "fds NOT BACK"
 
 
 def _scale_line(r: dict[str, Any]) -> str:

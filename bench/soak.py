@@ -376,6 +376,8 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
 
         while flow.proc.poll() is None and time.monotonic() < deadline:
             tick(flow_phase)
+            if digits and digits.marked is None and samples[-1]["t_s"] >= a.soak_warmup:
+                digits.mark(samples[-1]["t_s"])  # the digits' delay in the steady window, apart
         flow.wait()
         cpu1, wall = srv.cpu(), time.monotonic() - t0
         if digits:
