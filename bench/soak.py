@@ -191,22 +191,30 @@ def trends(window: list[Sample]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def per_live_call(window: list[Sample]) -> dict[str, Any] | None:
-    """fds.total against the live-call gauge over the window (least squares fds = a + b x live): b, a, and the
-    slope per minute of the residual (what the calls in flight do not explain). Reported, not judged."""
+def per_live_call(window: list[Sample], baseline: Sample | None = None) -> dict[str, Any] | None:
+    """fds.total against the live-call gauge over the window. With the idle baseline: each sample's fds above
+    the baseline per live call (mean) and the slope per minute of what the calls in flight do not explain
+    (excess - mean x live). Without one (older runs): least squares fds = a + b x live, b per call, a at no
+    call, the residual's slope (unreliable when the live calls barely vary). Reported, not judged."""
     pts = [(s["t_s"], float(s["live_calls"]), float(s["fds"]["total"]["fds"])) for s in window
-           if s["live_calls"] is not None and s["live_calls"] >= 0]
+           if s["live_calls"] is not None and s["live_calls"] > 0]
     if len(pts) < 3:
         return None
     n = len(pts)
-    mx, my = sum(p[1] for p in pts) / n, sum(p[2] for p in pts) / n
-    sxx = sum((p[1] - mx) ** 2 for p in pts)
-    b = sum((p[1] - mx) * (p[2] - my) for p in pts) / sxx if sxx else 0.0
-    a = my - b * mx
+    if baseline is not None:
+        a = float(baseline["fds"]["total"]["fds"])
+        b = sum(fds - a for _, _, fds in pts) / sum(live for _, live, _ in pts)
+        method = "excess over the idle baseline / live calls"
+    else:
+        mx, my = sum(p[1] for p in pts) / n, sum(p[2] for p in pts) / n
+        sxx = sum((p[1] - mx) ** 2 for p in pts)
+        b = sum((p[1] - mx) * (p[2] - my) for p in pts) / sxx if sxx else 0.0
+        a = my - b * mx
+        method = "least squares over the window (no idle baseline)"
     residual = [(t, fds - (a + b * live)) for t, live, fds in pts]
     slope = slope_per_minute(residual)
     minutes = (pts[-1][0] - pts[0][0]) / 60
-    return {"fds_per_live_call": round(b, 2), "fds_at_no_call": round(a, 1),
+    return {"method": method, "fds_per_live_call": round(b, 2), "fds_at_no_call": round(a, 1),
             "residual_slope_per_min": None if slope is None else round(slope, 2),
             "residual_drift": None if slope is None else round(slope * minutes, 1), "samples": n}
 
@@ -274,7 +282,7 @@ def judge(samples: list[Sample], warmup_s: float, end_s: float) -> dict[str, Any
     return {"steady_window": {"from_s": first["t_s"] if first else None,
                               "to_s": window[-1]["t_s"] if window else None, "samples": len(window)},
             "trends": tr, "memory_flat": memory_flat, "pss_kb_growth_to_steady_window": warm,
-            "per_live_call": per_live_call(window), "back_to_idle": idle,
+            "per_live_call": per_live_call(window, before), "back_to_idle": idle,
             "leak_free": None if idle is None else bool(window and all(memory_flat.values()) and idle["ok"])}
 
 
