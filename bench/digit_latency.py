@@ -58,16 +58,29 @@ class DigitCallers:
         self.sipp.start()
         return self
 
-    def mark(self, t_s: float) -> None:
-        """Also report the digits after this point (the soak: after its warm-up), as `delay_after_mark`."""
-        self.marked, self.marked_at_s = scrape(self.admin), round(t_s, 1)
+    def mark(self, t_s: float) -> bool:
+        """Also report the digits after this point (the soak: after its warm-up), as `delay_after_mark`.
+        False if the admin endpoint did not answer (a loaded server): the caller tries again later."""
+        try:
+            self.marked = scrape(self.admin)
+        except OSError:
+            return False
+        self.marked_at_s = round(t_s, 1)
+        return True
+
+    def kill(self) -> None:
+        self.sipp.kill()
 
     def wait(self) -> None:
         self.sipp.wait()
 
     def result(self) -> dict[str, Any]:
         calls = self.sipp.result()
-        after = scrape(self.admin)
+        try:
+            after = scrape(self.admin, timeout=30)
+        except OSError as exc:
+            return {"rate_cps": self.rate, "calls": calls, "error": f"/metrics did not answer: {exc}",
+                    "delay": {}, "target_met": None}
         delay = delays(self.before, after)
         answered = calls["answered_logged"]
         out = {"rate_cps": self.rate, "calls": calls, "delay": delay, "expected_rfc4733_digits":
@@ -94,9 +107,9 @@ def target_met(d: dict[str, Any]) -> bool | None:
     return d["p99_ms_le"] is not None and d["p99_ms_le"] <= TARGET_MS
 
 
-def scrape(admin_port: int) -> Buckets:
+def scrape(admin_port: int, timeout: float = 5.0) -> Buckets:
     """Cumulative bucket counts of ivr_digit_delay_ms per method (empty before the first digit)."""
-    with urllib.request.urlopen(f"http://{rig.HOST}:{admin_port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{rig.HOST}:{admin_port}/metrics", timeout=timeout) as r:
         text = r.read().decode()
     return parse(text)
 

@@ -352,50 +352,63 @@ def run(bench: Any, srv: rig.Server, idle_cores: float, *, meter_base: int,
     idle_wait = wait_idle(srv, a.soak_drain)
     samples = [sample(srv, -(a.soak_hold / a.ramp + 1.5) if a.soak_hold else 0.0, "idle_before")]
     hold = hold_meter = None
-    with rig.DropWatch(bench.drop_ranges(srv)) as drops:
-        if a.soak_hold:
-            hold, hold_meter = bench.hold(srv, a.soak_hold, seconds + 30, run_dir / "hold", ramp=a.ramp)
-            time.sleep(a.soak_hold / a.ramp + 1.5)
-        meter = drive.Meter(meter_base, min(1400, max(200, a.soak_rate * 8)), run_dir)
-        flow = bench.full_flow(srv, a.soak_rate, seconds, run_dir / "flow")
-        flow.rtp_ports = meter.ports
-        digits = bench.digit_callers(srv, seconds, run_dir)
-        total = int(a.soak_rate * seconds)
-        offset, cpu0, t0 = srv.log_offset(), srv.cpu(), time.monotonic()
-        flow.start()
-        if digits:
-            digits.start()
-        assert flow.proc is not None
-        deadline = t0 + seconds + 120
+    meter: drive.Meter | None = None
+    flow: drive.Sipp | None = None
+    digits: digit_latency.DigitCallers | None = None
+    try:
+        with rig.DropWatch(bench.drop_ranges(srv)) as drops:
+            if a.soak_hold:
+                hold, hold_meter = bench.hold(srv, a.soak_hold, seconds + 30, run_dir / "hold", ramp=a.ramp)
+                time.sleep(a.soak_hold / a.ramp + 1.5)
+            meter = drive.Meter(meter_base, min(1400, max(200, a.soak_rate * 8)), run_dir)
+            flow = bench.full_flow(srv, a.soak_rate, seconds, run_dir / "flow")
+            flow.rtp_ports = meter.ports
+            digits = bench.digit_callers(srv, seconds, run_dir)
+            total = int(a.soak_rate * seconds)
+            offset, cpu0, t0 = srv.log_offset(), srv.cpu(), time.monotonic()
+            flow.start()
+            if digits:
+                digits.start()
+            assert flow.proc is not None
+            deadline = t0 + seconds + 120
 
-        def tick(phase: Callable[[], tuple[str, bool | None]]) -> None:
-            time.sleep(max(0.0, t0 + len(samples) * a.soak_sample - time.monotonic()))
-            name, placing = phase()
-            samples.append(sample(srv, time.monotonic() - t0, name, placing))
-            s = samples[-1]
-            print(f"  soak {s['t_s']:.0f} s ({name}): live {s['live_calls']}, PSS "
-                  f"{s['memory']['total']['pss_kb'] // 1024} MB, fds {s['fds']['total']['fds']}, "
-                  f"load {s['loadavg'][0]}", flush=True)
+            def tick(phase: Callable[[], tuple[str, bool | None]]) -> None:
+                time.sleep(max(0.0, t0 + len(samples) * a.soak_sample - time.monotonic()))
+                name, placing = phase()
+                samples.append(sample(srv, time.monotonic() - t0, name, placing))
+                s = samples[-1]
+                print(f"  soak {s['t_s']:.0f} s ({name}): live {s['live_calls']}, PSS "
+                      f"{s['memory']['total']['pss_kb'] // 1024} MB, fds {s['fds']['total']['fds']}, "
+                      f"load {s['loadavg'][0]}", flush=True)
 
-        def flow_phase() -> tuple[str, bool]:
-            # steady only while SIPp has more than a second of calls left to place (its stat file lags <= 1 s)
-            placing = flow.created() < total - a.soak_rate
-            return ("load" if placing else "ramp_down"), placing
+            def flow_phase() -> tuple[str, bool]:
+                # steady only while SIPp has more than a second of calls left to place (its stat file lags <= 1 s)
+                placing = flow.created() < total - a.soak_rate
+                return ("load" if placing else "ramp_down"), placing
 
-        while flow.proc.poll() is None and time.monotonic() < deadline:
-            tick(flow_phase)
-            if digits and digits.marked is None and samples[-1]["t_s"] >= a.soak_warmup:
-                digits.mark(samples[-1]["t_s"])  # the digits' delay in the steady window, apart
-        flow.wait()
-        cpu1, wall = srv.cpu(), time.monotonic() - t0
-        if digits:
-            digits.wait()
-        while hold is not None and hold.proc is not None and hold.proc.poll() is None and \
-                time.monotonic() < deadline + 60:
-            tick(lambda: ("ramp_down", None))
-        if hold is not None:
-            hold.wait()
-        samples.extend(drain(srv, samples[0], t0, a.soak_drain))
+            while flow.proc.poll() is None and time.monotonic() < deadline:
+                tick(flow_phase)
+                if digits and digits.marked is None and samples[-1]["t_s"] >= a.soak_warmup:
+                    digits.mark(samples[-1]["t_s"])  # the digits' delay in the steady window, apart (retried)
+            flow.wait()
+            cpu1, wall = srv.cpu(), time.monotonic() - t0
+            if digits:
+                digits.wait()
+            while hold is not None and hold.proc is not None and hold.proc.poll() is None and \
+                    time.monotonic() < deadline + 60:
+                tick(lambda: ("ramp_down", None))
+            if hold is not None:
+                hold.wait()
+            samples.extend(drain(srv, samples[0], t0, a.soak_drain))
+    except BaseException:  # never leave SIPp or a meter running (they hold the bench's fixed ports)
+        for sipp in (flow, hold, digits.sipp if digits else None):
+            if sipp is not None:
+                sipp.kill()
+        for m in (meter, hold_meter):
+            if m is not None:
+                m.stop()
+        raise
+    assert flow is not None and meter is not None
     res = flow.result()
     hres = hold.result() if hold is not None else None
     rtp_flow = meter.stop()
