@@ -241,7 +241,8 @@ def back_to_idle(before: Sample | None, after: Sample | None) -> dict[str, Any] 
     files = _differing_files(before.get("fd_files") or {}, after.get("fd_files") or {})
     kinds_b, kinds_a = before.get("fd_kinds") or {}, after.get("fd_kinds") or {}
     extra = max((a - b for b, a in differing.values()), default=0)
-    deferred = (not fds_back and not (set(pb) ^ set(pa)) and extra <= DEFERRED_PLAYER_FDS
+    deferred = (not fds_back and "fd_files" in before and "fd_files" in after and not (set(pb) ^ set(pa))
+                and extra <= DEFERRED_PLAYER_FDS
                 and {r for r, v in fds.items() if v["diff"]} <= {"workers", "total"}
                 and set(files) <= {"workers"}
                 and all(p.endswith(".wav") for p in files.get("workers", {}))
