@@ -328,16 +328,15 @@ def wait_idle(srv: rig.Server, limit_s: float) -> dict[str, Any]:
 
 
 def drain(srv: rig.Server, baseline: Sample, t0: float, limit_s: float) -> list[Sample]:
-    """idle_after samples every DRAIN_POLL_S until the live calls and the fds (total) are back to the baseline,
-    or limit_s has passed; the last one is the verdict's."""
+    """idle_after samples every DRAIN_POLL_S until `back_to_idle` holds against the baseline (live calls and fds
+    back, a worker's deferred last player aside) or limit_s has passed; the last one is the verdict's."""
     out: list[Sample] = []
     end = time.monotonic() + limit_s
     while True:
         s = sample(srv, time.monotonic() - t0, "idle_after")
         out.append(s)
-        back = (s["live_calls"] == baseline["live_calls"]
-                and s["fds"]["total"]["fds"] == baseline["fds"]["total"]["fds"])
-        if back or time.monotonic() + DRAIN_POLL_S > end:
+        idle = back_to_idle(baseline, s)
+        if (idle is not None and idle["ok"]) or time.monotonic() + DRAIN_POLL_S > end:
             return out
         time.sleep(DRAIN_POLL_S)
 
