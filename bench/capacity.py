@@ -115,7 +115,9 @@ class Bench:
                           rate=rate, total=int(rate * seconds), limit=3000, pause_ms=1000,
                           service=rig.PEER_NUMBER, timeout_s=seconds + 90, extra=["-rtp_echo"])
 
-    def rate_step(self, srv: rig.Server, rate: int, idle_cores: float, *, call: str = "full") -> dict[str, Any]:
+    def rate_step(self, srv: rig.Server, rate: int, idle_cores: float, *, call: str = "full",
+                  digits_alongside: bool = True) -> dict[str, Any]:
+        """One rate step; `--digit-rate` digit callers run alongside the full flow (not the peer call, not scale)."""
         seconds = self.args.window
         run = self.run_dir(f"{'ladder' if call == 'peer' else 'rate'}-{rate}")
         meter: drive.Meter | drive.SippEcho
@@ -126,16 +128,21 @@ class Bench:
             meter = drive.Meter(METER_FULL, min(1400, max(200, rate * 8)), run)
             sipp = self.full_flow(srv, rate, seconds, run)
             sipp.rtp_ports = meter.ports
+        digits = self.digit_callers(srv, seconds, run) if call == "full" and digits_alongside else None
         offset, load0, gen0 = srv.log_offset(), rig.loadavg(), children_cpu()
         with rig.DropWatch(self.drop_ranges(srv)) as drops:
             cpu0, th0, t0 = srv.cpu(), srv.threads(), time.monotonic()
             sipp.start()
+            if digits:
+                digits.start()
             profile = self.profile(srv, seconds, run) if self.args.profile else None
             wprofile = self.profile_worker(srv, seconds, run) if self.args.profile else None
             sipp.wait()
             cpu1, th1, wall = srv.cpu(), srv.threads(), time.monotonic() - t0
             profile_summary = profile.summary() if profile else None
             wprofile_summary = wprofile.summary() if wprofile else None
+            if digits:
+                digits.wait()
             time.sleep(1.0)
         res, rtp = sipp.result(), meter.stop()
         out = {"call": call, "rate_cps": rate, "window_s": seconds, "wall_s": round(wall, 1), "loadavg_before": load0,
@@ -145,8 +152,10 @@ class Bench:
                "cpu": cpu_report(cpu0, cpu1, wall, idle_cores, res["successful"]),
                "worker_thread_cores": rig.thread_delta(th0, th1, wall),
                "profile": profile_summary,
-               "worker_profile": wprofile_summary}
-        out["ok"] = res["failed"] == 0 and res["successful"] == int(rate * seconds) and res["exit_code"] == 0
+               "worker_profile": wprofile_summary,
+               "digits": digits.result() if digits else None}
+        out["ok"] = (res["failed"] == 0 and res["successful"] == int(rate * seconds) and res["exit_code"] == 0
+                     and digit_latency.calls_ok(out["digits"]))
         out["rtp_clean"] = rtp_clean(out["rtp"], out["drops"])
         return out
 
@@ -201,9 +210,7 @@ class Bench:
             meter = drive.Meter(METER_FULL, min(1400, max(200, rate * 8)), run)
             flow = self.full_flow(srv, rate, seconds, run / "flow")
             flow.rtp_ports = meter.ports
-            digits = (digit_latency.caller(srv, self.args.digit_rate, seconds, run / "digits")
-                      if self.args.digit_rate else None)
-            digits0 = digit_latency.scrape(srv.ports.admin) if digits else {}
+            digits = self.digit_callers(srv, seconds, run)
             offset, cpu0, th0, t0 = srv.log_offset(), srv.cpu(), srv.threads(), time.monotonic()
             flow.start()
             if digits:
@@ -218,9 +225,6 @@ class Bench:
             if digits:
                 digits.wait()
             time.sleep(1.0)
-        if digits:
-            digit_out = {"rate_cps": self.args.digit_rate, "calls": digits.result(),
-                         "delay": digit_latency.delays(digits0, digit_latency.scrape(srv.ports.admin))}
         res, hres, rtp_flow, rtp_hold = flow.result(), hold.result(), meter.stop(), hold_meter.stop()
         out = {"hold_calls": calls, "rate_cps": rate, "window_s": seconds, "live_before_flow": live,
                "loadavg_before": load0, "loadavg_after": rig.loadavg(), "flow": res, "hold": hres,
@@ -231,15 +235,21 @@ class Bench:
                "worker_thread_cores": rig.thread_delta(th0, th1, wall),
                "profile": profile_summary,
                "worker_profile": wprofile_summary,
-               "digits": digit_out if digits else None}
+               "digits": digits.result() if digits else None}
         p99 = [t["1"]["p99"] for t in (res["timers_ms"], hres["timers_ms"]) if "1" in t and t["1"]["p99"] is not None]
         out["invite_200_p99_ms"] = max(p99) if p99 else None
         out["ok"] = (res["failed"] == 0 and res["successful"] == int(rate * seconds) and hres["failed"] == 0
-                     and hres["rejected"] == 0 and hres["successful"] == calls)
+                     and hres["rejected"] == 0 and hres["successful"] == calls
+                and digit_latency.calls_ok(out["digits"]))
         out["rtp_clean"] = rtp_clean(out["rtp_flow"], out["drops"]) and rtp_clean(out["rtp_hold"], out["drops"])
         out["target_met"] = bool(out["ok"] and out["rtp_clean"] and out["invite_200_p99_ms"] is not None
                                  and out["invite_200_p99_ms"] < 50)
         return out
+
+    def digit_callers(self, srv: rig.Server, seconds: float, run: Path) -> digit_latency.DigitCallers | None:
+        """`--digit-rate` RFC 4733 digit callers alongside a phase's load (None without the option)."""
+        rate = self.args.digit_rate
+        return digit_latency.DigitCallers(srv, rate, seconds, run / "digits") if rate else None
 
     def soak(self, srv: rig.Server, idle_cores: float) -> dict[str, Any]:
         return soak.run(self, srv, idle_cores, meter_base=METER_FULL, cpu_report=cpu_report)

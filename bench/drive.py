@@ -221,6 +221,10 @@ class Sipp:
             self.proc.kill()
             self.proc.wait()
 
+    def created(self) -> int:
+        """Calls placed so far (SIPp rewrites its stat file every second with -fd 1)."""
+        return int(_last_row(self.workdir / "stat.csv").get("TotalCallCreated", 0) or 0)
+
     def call_ids(self) -> set[str]:
         """The Call-IDs of every call this run placed: SIPp numbers them `<call number>-<its pid>@<local ip>`."""
         assert self.proc is not None

@@ -26,8 +26,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="full-flow cps during the soak (default %(default)s: 80%% of 35, today's sustained rate)")
     p.add_argument("--soak-hold", type=int, default=100, help="media calls held alongside the soak")
     p.add_argument("--soak-sample", type=float, default=10.0, help="seconds between soak samples")
-    p.add_argument("--soak-warmup", type=float, default=30.0,
-                   help="seconds of the soak left out of the slopes (the load ramps up)")
+    p.add_argument("--soak-warmup", type=float, default=180.0,
+                   help="seconds of the soak left out of the slopes: the load ramps up and the workers' memory "
+                   "warms up (their first calls un-share the zygote's pages; ~2 min at 28 cps on 96 workers)")
+    p.add_argument("--soak-drain", type=float, default=60.0,
+                   help="after the soak's last call: at most this many seconds for live calls and fds to come "
+                   "back to the idle baseline (default: %(default)s)")
     p.add_argument("--holds", type=_ints, default=[100, 200, 250, 280], help="concurrent long-call levels")
     p.add_argument("--window", type=float, default=60.0, help="seconds of each rate step and of combined")
     p.add_argument("--hold-window", type=float, default=60.0, help="seconds each hold level is held at full load")
@@ -51,8 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="BENCH-ONLY A/B experiments, comma list of media-thread, front-shm-256, uvloop "
                    "(bench/variant/sitecustomize.py); default: the product as it is")
     p.add_argument("--digit-rate", type=float, default=0.0,
-                   help="combined phase: also this many calls/s that type 1234# as RFC 4733 events (SIPp "
-                   "play_pcap_audio, needs root); reports the server's digit delay (bench/digit_latency.py)")
+                   help="rate steps (full flow), combined and soak: also this many calls/s that type 1234# as "
+                   "RFC 4733 events (SIPp play_pcap_audio, needs root); reports the server's digit delay "
+                   "(bench/digit_latency.py); their failures or refusals fail the step")
     p.add_argument("--max-minutes", type=float, default=40.0, help="hard bound on the whole run")
     p.add_argument("--out", help="JSON path (default bench/results/capacity-<UTC time>.json)")
     args = p.parse_args(argv)
@@ -70,8 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     top = max(args.rates + args.ladder_rates, default=0)
     if top * args.window > 20000 or args.window > 300 or args.hold_window > 300:
         p.error("bounded by design: at most 20,000 calls per step and 300 s windows")
-    if args.soak_minutes > 18 or args.soak_rate * args.soak_minutes * 60 > 40000 or args.soak_sample < 1:
-        p.error("bounded by design: a soak of at most 18 minutes and 40,000 calls, samples >= 1 s apart")
+    if (args.soak_minutes > 18 or args.soak_rate * args.soak_minutes * 60 > 40000 or args.soak_sample < 1
+            or not 0 <= args.soak_drain <= 300):
+        p.error("bounded by design: a soak of at most 18 minutes and 40,000 calls, samples >= 1 s apart, "
+                "a drain of at most 300 s")
+    if "soak" in args.phases and args.soak_warmup >= args.soak_minutes * 60 - 3 * args.soak_sample:
+        p.error("--soak-warmup leaves fewer than 3 samples of the soak to judge memory on")
     holds = (args.holds if "hold" in args.phases else []) + ([args.combined_hold] if "combined" in args.phases else [])
     holds += [args.soak_hold + args.soak_rate * 2] if "soak" in args.phases else []
     if max(holds, default=0) > 4 * args.workers:
@@ -135,7 +144,7 @@ def _rate_steps(bench: Any, srv: Any, idle: dict[str, Any], key: str, rates: lis
 
 def _soak(bench: Any, srv: Any, idle: dict[str, Any]) -> None:
     a = bench.args
-    if bench.out_of_time(a.soak_hold / a.ramp + a.soak_minutes * 60 + 90):
+    if bench.out_of_time(a.soak_hold / a.ramp + a.soak_minutes * 60 + 90 + 2 * a.soak_drain):
         return
     print(f"soak: {a.soak_minutes:g} min at {a.soak_rate} cps with {a.soak_hold} media calls held ...", flush=True)
     out = bench.soak(srv, idle["cores"]["total"])
@@ -180,7 +189,7 @@ def _scale(bench: Any) -> None:
             idle = bench.idle(srv, a.idle)
             row: dict[str, Any] = {"workers": workers, "startup_s": round(srv.started_s, 1), "idle": idle}
             if a.scale_rate:
-                step = bench.rate_step(srv, a.scale_rate, idle["cores"]["total"])
+                step = bench.rate_step(srv, a.scale_rate, idle["cores"]["total"], digits_alongside=False)
                 row["rate_step"] = step
             rows.append(row)
             print("  " + _scale_line(row), flush=True)
@@ -240,7 +249,7 @@ def _rate_line(s: dict[str, Any]) -> str:
             f"INVITE->200 p50/p99 {_ms(sp['timers_ms'], '1')} ms; digit->REFER {_ms(sp['timers_ms'], '2')} ms; "
             f"{cpu['ms_per_call']['total']} CPU ms/call ({cpu['cores']['total']} cores); "
             f"RTP {_rtp(s['rtp'], s['drops'])}; load gen {s.get('load_generator_cores')} cores; "
-            f"load {s['loadavg_after'][0]}")
+            f"load {s['loadavg_after'][0]}" + _digits(s.get("digits")))
 
 
 def _hold_line(lv: dict[str, Any]) -> str:
@@ -270,27 +279,58 @@ def _combined_line(c: dict[str, Any]) -> str:
 def _digits(d: dict[str, Any] | None) -> str:
     if not d:
         return ""
-    parts = [f"{m} {v['digits']} digits p50 <= {v['p50_ms_le']} p99 <= {v['p99_ms_le']} ms"
-             for m, v in sorted(d["delay"].items())]
+    parts = [f"{m} {v['digits']} digits ({v.get('within_30_ms')} <= 30 ms) p50 <= {v['p50_ms_le']} p99 <= "
+             f"{v['p99_ms_le']} max <= {v.get('max_ms_le')} ms" for m, v in sorted(d["delay"].items())]
     calls = d["calls"]
     return (f"; digit calls {calls['created']}, {calls['rejected']} rejected (503/486: no digits), "
-            f"{calls['failed']} failed; digit delay (worker -> engine) "
-            + ", ".join(parts))
+            f"{calls['failed']} failed, {d.get('expected_rfc4733_digits')} RFC 4733 digits expected; digit delay "
+            f"(worker -> engine) " + ", ".join(parts) + f"; p99 <= 30 ms: {d.get('target_met')}" + _after_mark(d))
+
+
+def _after_mark(d: dict[str, Any]) -> str:
+    if d.get("delay_after_mark") is None:
+        return ""
+    parts = [f"{m} {v['digits']} ({v.get('within_30_ms')} <= 30 ms) p50 <= {v['p50_ms_le']} p99 <= {v['p99_ms_le']} "
+             f"max <= {v.get('max_ms_le')} ms" for m, v in sorted(d["delay_after_mark"].items())]
+    return (f"; after {d['marked_at_s']} s (warm-up): " + ", ".join(parts)
+            + f"; p99 <= 30 ms: {d.get('target_met_after_mark')}")
 
 
 def _soak_line(s: dict[str, Any]) -> str:
-    f, h, r, t = s["flow"], s.get("hold") or {}, s["records"], s["trends"]
+    f, h, r = s["flow"], s.get("hold") or {}, s["records"]
+    leak = s.get("leak") or {}
+    t = leak.get("trends") or s.get("trends") or {}
 
-    def slope(name: str) -> str:
+    def slope(name: str, judged: bool) -> str:
         tr = t.get(name) or {}
-        return f"{tr.get('slope_per_min')}/min{'' if tr.get('flat') else ' NOT FLAT'}"
+        return f"{tr.get('slope_per_min')}/min" + ("" if not judged or tr.get("flat") else " NOT FLAT")
+    w, idle, pl = leak.get("steady_window") or {}, leak.get("back_to_idle"), leak.get("per_live_call") or {}
+    if idle:
+        mem = idle["memory"].get("total", {})
+        back = (f"idle after vs before ({idle['after_t_s']} s): live {idle['live_calls']['before']} -> "
+                f"{idle['live_calls']['after']}, fds {idle['fds']['total']['before']} -> "
+                f"{idle['fds']['total']['after']} ({_back(idle)}), "
+                f"PSS warm-up {mem.get('pss_warm_up_kb')} kB")
+    else:
+        back = "idle after vs before: not measured"
     return (f"flow {f['successful']}/{f['created']} ok {f['failed']} failed; held {h.get('successful')}/"
             f"{s['hold_calls']} ok {h.get('failed')} failed; INVITE->200 {_ms(f['timers_ms'], '1')} ms; "
             f"{s['cpu']['ms_per_call']['total']} CPU ms/call; records: {r.get('recorded_once')}/{r.get('placed')} "
-            f"once, {r.get('missing')} missing, {r.get('more_than_once')} twice; "
-            f"slopes PSS {slope('pss_kb.total')} kB, "
-            f"RSS {slope('rss_kb.total')} kB, fds {slope('fds.total')}, live {slope('live_calls')}; "
-            f"ok {s['ok']}; load {s['loadavg_after'][0]}")
+            f"once, {r.get('missing')} missing, {r.get('more_than_once')} twice; steady window {w.get('from_s')}-"
+            f"{w.get('to_s')} s: PSS {slope('pss_kb.total', True)} kB, RSS {slope('rss_kb.total', True)} kB, "
+            f"fds {slope('fds.total', False)}, live {slope('live_calls', False)} (not judged; "
+            f"{pl.get('fds_per_live_call')} fds per live call, residual {pl.get('residual_slope_per_min')}/min); "
+            f"{back}; ok {s['ok']}; load {s['loadavg_after'][0]}" + _digits(s.get("digits")))
+
+
+def _back(idle: dict[str, Any]) -> str:
+    if not idle["live_calls"]["back"]:
+        return "live calls NOT BACK"
+    if idle["fds_back"]:
+        return "back exactly"
+    if idle.get("fds_excess_is_deferred_players"):
+        return f"back but for workers' last prompt players, <= {idle['fds_max_extra_per_process']} WAV fds each"
+    return "fds NOT BACK"
 
 
 def _scale_line(r: dict[str, Any]) -> str:
