@@ -66,10 +66,12 @@ class Records:
         self.journal = LiveJournal(run_dir)
         """Calls open on this node, so a node killed outright records them as lost at its next start."""
 
-    def on_record(self, record: CallRecord) -> None:
-        """A call ended: count it, spool it for the store and the webhooks. Never blocks."""
+    def on_record(self, record: CallRecord, data: dict[str, object] | None = None) -> None:
+        """A call ended: count it, spool it for the store and the webhooks. Never blocks. `data`: the record's
+        `as_dict()` when the caller already has it (the router built it for the `call.ended` line)."""
         count_call(self._metrics, self._current(), record)
-        data = record.as_dict()
+        if data is None:
+            data = record.as_dict()
         if self.outbox is not None:
             self.outbox.submit(data)
         for flows, outbox in self.webhooks:
@@ -99,8 +101,9 @@ class Records:
         for outbox in self.outboxes:
             outbox.start()
         for lost in self.journal.recover():  # live when this node died (journal.py): one canonical line each
-            log.info("call.ended", **lost.as_dict())
-            self.on_record(lost)
+            data = lost.as_dict()
+            log.info("call.ended", **data)
+            self.on_record(lost, data)
         log.info("records.ready", store=self._config.records.store, webhooks=len(self.webhooks),
                  spooled=sum(len(o.spool.pending()) for o in self.outboxes))
 

@@ -142,14 +142,15 @@ async def test_the_record_is_logged_and_handed_on_and_lines_carry_the_call_id(
         sent: list[tuple[str, str, Any]]) -> None:
     router = make_router(sent)
     records: list[Any] = []
-    router.on_record = records.append
+    router.on_record = lambda record, data: records.append((record, data))
     router.on_event("w000", "c1", offer())
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         router.on_event("w000", "c1", events.CallConnected())
         await asyncio.sleep(0)  # the CRM lookup task runs and fails (connect_error)
         await asyncio.sleep(0)
         router.on_event("w000", "c1", events.CallEnded("caller_hangup"))
-    [record] = records
+    [(record, data)] = records
+    assert data == record.as_dict()
     assert record.call_id == "c1" and record.worker == "w000" and len(record.uid) == 32
     assert record.outcome.kind == "abandoned" and record.end_reason == "caller_hangup"
     ended = [line for line in logs if line["event"] == "call.ended"]
