@@ -133,3 +133,30 @@ def test_call_ended_mid_fetch() -> None:
     assert record["path"] == ["lookup:abandoned"]
     assert record["fetches"][0]["outcome"] == "abandoned"  # type: ignore[index]
     assert record["outcome"] == abandoned("caller_hangup") and record["end_reason"] == "caller_hangup"
+
+
+def test_the_reused_interpreter_answers_as_jmespath_search_does() -> None:
+    """fetch.search (compiled once, one interpreter for every search) against jmespath.search, body after body:
+    fields, indexes, projections, filters, functions, literals, misses; nothing carries over between searches."""
+    import jmespath
+
+    from ivr.flow.fetch import search
+
+    bodies = [{"data": [{"id": "C1", "loyalty": {"tier": "gold"}, "tags": ["a", "b"], "n": 3},
+                        {"id": "C2", "loyalty": {"tier": "silver"}, "tags": [], "n": 1}]},
+              {"data": []}, {"data": None}, [], "text", None, {"data": [{"id": 7}]}]
+    expressions = ["data[0].id", "data[0].loyalty.tier", "data[*].id", "data[?loyalty.tier=='silver'].id | [0]",
+                   "length(data)", "max_by(data, &n).id", "data[0].tags[-1]", "data[1].missing.deeper",
+                   "join(',', data[*].id)", "`\"lit\"`", "data[0].{i: id, t: loyalty.tier}", "@"]
+    for _ in range(2):
+        for body in bodies:
+            for expression in expressions:
+                try:
+                    expected: object = jmespath.search(expression, body)
+                except jmespath.exceptions.JMESPathError as exc:
+                    expected = type(exc)
+                try:
+                    got: object = search(expression, body)
+                except jmespath.exceptions.JMESPathError as exc:
+                    got = type(exc)
+                assert got == expected, (expression, body)
