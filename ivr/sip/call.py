@@ -157,6 +157,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._host.emit(self.call_id, event)
 
     def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        if not self._refers.watching:  # no REFER of ours in flight: nothing to read from `prm`
+            return
         try:
             self._refers.observe(prm.e.body.tsxState.tsx)
         except Exception:
@@ -230,10 +232,12 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             log.debug("sip.call.refer_superseded", call=self.call_id, transactions=superseded)
         prm = pj.CallOpParam(True)
         prm.txOption.headers = sip_headers(headers)
+        self._refers.expect()
         try:
             self.xfer(uri if uri.startswith("<") else f"<{uri}>", prm)  # name-addr: ';' and '?' stay in the URI
         except pj.Error as exc:
             log.warning("sip.call.transfer_failed", call=self.call_id, error=exc.info())  # no URI: it may hold a secret
+            self._refers.expect(False)
             self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))
 
     def play(self, play: commands.Play) -> None:
