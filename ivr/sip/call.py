@@ -17,7 +17,7 @@ import pjsua2 as pj
 import structlog
 
 from ivr.flow import commands, events
-from ivr.prompts import prompt_path, wav_seconds
+from ivr.prompts import WavLengths, prompt_path
 from ivr.sip.recorder import Recording
 from ivr.sip.transfer import ReferTransactions
 
@@ -36,6 +36,7 @@ class CallHost(Protocol):
     recordings: Path
     loop_thread: int
     """`threading.get_ident()` of the loop thread (the one that owns pjsua2)."""
+    wav_lengths: WavLengths
 
     def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
 
@@ -287,7 +288,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
 
     def _play_files(self, play: commands.Play, files: list[str]) -> None:
         self._stop_playback()
-        missing = [f for f in files if not Path(f).is_file()]
+        lengths = [self._host.wav_lengths.seconds(f) for f in files]
+        missing = [f for f, seconds in zip(files, lengths, strict=True) if seconds is None]
         if missing or not files:
             log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)
             self._host.emit(self.call_id, events.PlaybackFinished(play.play_id))
@@ -307,7 +309,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._playback = _Playback(play, player, self._tokens)
         self._connect_playback()
         if not play.loop:  # a lost end-of-file (or media that never comes up) must not leave the flow waiting
-            seconds = sum(wav_seconds(Path(f)) for f in files)
+            seconds = sum(s for s in lengths if s is not None)
             self._host.watch_play(self.call_id, self._tokens, seconds + PLAY_GRACE_S)
 
     def stop_playback(self, play_id: int) -> None:
