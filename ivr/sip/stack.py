@@ -158,7 +158,7 @@ class Stack:
                 account.create(self._account_config(mode), mode == "off")
                 self.accounts[mode] = account
                 self.ep.account_ids[mode] = account.getId()
-        except pj.Error:
+        except (pj.Error, RuntimeError):  # RuntimeError: mediapoll found no pjmedia I/O queue to poll
             self.close()
             raise
 

@@ -336,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     except pj.Error as exc:
         log.error("sip.worker.start_failed", error=exc.info())
         return 1
+    except RuntimeError as exc:
+        log.error("sip.worker.start_failed", error=str(exc))
+        return 1
 
     def stop(signum: int, frame: Any) -> None:
         log.info("sip.worker.signal", signal=signum)
