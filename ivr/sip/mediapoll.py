@@ -10,10 +10,10 @@ received, decoded and put in the jitter buffer in C; the thread wakes for packet
 5 wake-ups/s). What the media path raises (RFC 4733 digits, player end-of-file) now comes on this thread,
 a Python thread registered with pjlib, and is handed to the loop as before (stack.py).
 
-Trade-off: select() sees a socket registered while it waits only when it returns, so the RTP of the first
-call on an idle worker waits in its socket up to POLL_MS before it is read (nothing is lost; later calls'
-sockets are picked up at the next packet of any call). The poll must end before `libDestroy`: `stop()`
-sets a flag and joins (the poll returns within POLL_MS).
+Trade-off: select() sees a socket registered while it waits only when it returns, so when no other RTP
+reaches the worker (the first call of an idle worker) a new call's first packets wait in their socket up to
+POLL_MS before they are read (nothing is lost; with other calls' RTP flowing the poll returns per packet).
+The poll must end before `libDestroy`: `stop()` sets a flag and joins (the poll returns within POLL_MS).
 """
 
 from __future__ import annotations

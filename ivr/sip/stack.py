@@ -172,7 +172,7 @@ class Stack:
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level
         cfg.logConfig.msgLogging = int(level >= 4)
-        cfg.medConfig.hasIoqueue = True  # RTP on pjmedia's own I/O queue and thread, not the loop's poll
+        cfg.medConfig.hasIoqueue = True  # RTP on pjmedia's own I/O queue (MediaPoller's thread), not the loop's
         cfg.medConfig.threadCnt = 1  # pjsua's minimum with hasIoqueue; MediaPoller stops it and polls instead
         cfg.medConfig.clockRate = 8000
         cfg.medConfig.sndClockRate = 8000
