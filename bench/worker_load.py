@@ -3,12 +3,16 @@
 The real worker process on the SIP tests' harness (tests/sip/sip_harness.py: a scripted controller on a
 socketpair, the harness's last port slot), SIPp placing CALLS calls 4 at a time at 3 calls/s:
 - default: answer + `welcome`, SIPp echoes the prompt's RTP (-rtp_echo) for the whole call, `100002#` as SIP
-  INFO 150 ms apart, REFER, NOTIFYs, BYE (the worker's share of capacity.py's full flow);
+  INFO 150 ms apart, REFER, NOTIFYs, BYE (the worker's share of capacity.py's full flow; `--info-digits 1`: one
+  INFO digit, the worker's share of the peer kit's call);
 - `--digits`: the same with `1234#` as RFC 4733 events (SIPp play_pcap_audio, needs root), and the delay of
   each digit: (ACK seen by the worker + the digit's offset in the pcap) -> the controller's receipt, and
   the worker's own receipt (DigitReceived.received_at) -> the controller.
 Prints the worker's CPU per call (utime+stime), its main thread's CPU and voluntary context switches
-(wake-ups) per call; `--spy FILE` writes a py-spy raw profile of the worker (py-spy in the venv by hand).
+(wake-ups) per call, and the same per thread (main = the loop, python = the control reader, media = pjmedia's
+I/O queue, clock = the conference bridge's clock); `--idle S` first measures the idle worker for S seconds.
+`--spy FILE` writes a py-spy raw profile of the worker (py-spy in the venv by hand; `--native` adds C frames
+but pauses the worker per sample), `--perf FILE` a `perf record -e cpu-clock -g` of it (perf on the machine).
 REPO is the checkout whose worker runs (A/B: a second worktree with its own .venv):
 
     .venv/bin/python bench/worker_load.py /work/wt-media 60 [--digits] [--spy /tmp/w.txt]
@@ -39,9 +43,37 @@ def cpu_s(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wakeups(pid: int) -> int:
-    with open(f"/proc/{pid}/task/{pid}/status") as f:
+def run_s(pid: int, tid: int) -> float:
+    """A thread's time on a CPU from the scheduler (ns-exact; /proc/.../stat is sampled at clock ticks)."""
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+def wakeups(pid: int, tid: int | None = None) -> int:
+    with open(f"/proc/{pid}/task/{tid or pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def threads(pid: int) -> dict[str, tuple[float, int]]:
+    """CPU seconds and voluntary context switches per thread, keyed "name/tid" (the main thread is "main")."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = "main" if int(tid) == pid else f.read().strip()
+            out[f"{name}/{tid}"] = (run_s(pid, int(tid)), wakeups(pid, int(tid)))
+        except (OSError, StopIteration):
+            continue
+    return out
+
+
+def thread_split(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]], calls: int) -> str:
+    total = sum(c for c, _ in after.values()) - sum(before.get(k, (0.0, 0))[0] for k in after)
+    parts = [f"all {1000 * total / calls:.2f} ms"]
+    for key, (cpu, vcs) in sorted(after.items()):
+        c0, v0 = before.get(key, (0.0, 0))
+        parts.append(f"{key.split('/')[0]} {1000 * (cpu - c0) / calls:.2f} ms {(vcs - v0) / calls:.0f} wk")
+    return "per call by thread (schedstat): " + ", ".join(parts)
 
 
 def event_offsets(pcap: Path) -> list[float]:
@@ -70,6 +102,11 @@ def main() -> int:
     p.add_argument("calls", type=int)
     p.add_argument("--digits", action="store_true")
     p.add_argument("--spy", default="")
+    p.add_argument("--info-digits", default="100002#",
+                   help="the SIP INFO digits of a call (default: the full flow's; '1': the peer kit's call)")
+    p.add_argument("--idle", type=float, default=0.0, help="first measure the idle worker this many seconds")
+    p.add_argument("--native", action="store_true", help="py-spy --native (C frames too; pauses the worker)")
+    p.add_argument("--perf", default="", help="perf record -e cpu-clock -g of the worker into this file")
     args = p.parse_args()
     repo = args.repo.resolve()
     sys.path[:0] = [str(repo), str(repo / "tests" / "sip")]
@@ -86,24 +123,36 @@ def main() -> int:
     with (tmp / "err").open("wb") as err:
         proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stderr=err, cwd=repo)
     theirs.close()
-    ctl = h.Controller(ours, h.ivr_script(transfer_on="1234#" if args.digits else "100002#", uri=QUEUE))
+    ctl = h.Controller(ours, h.ivr_script(transfer_on="1234#" if args.digits else args.info_digits, uri=QUEUE))
     threading.Thread(target=ctl.run, daemon=True).start()
     if not ctl.ready.wait(20):
         proc.kill()
         return 1
     worker = h.Worker(proc, ctl, ports, tmp / "err")
     time.sleep(1)
+    if args.idle:
+        i0 = threads(proc.pid)
+        time.sleep(args.idle)
+        i1 = threads(proc.pid)
+        print(f"idle {args.idle:.0f} s, per second: " + thread_split(i0, i1, max(1, int(args.idle))).split(": ", 1)[1])
     c0, m0, v0, t0 = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid), wakeups(proc.pid), time.monotonic()
+    th0 = threads(proc.pid)
     spy = None
     if args.spy:
-        spy = subprocess.Popen([str(repo / ".venv/bin/py-spy"), "record", "--nonblocking", "-r", "200", "-f", "raw",
+        mode = ["--native"] if args.native else ["--nonblocking"]
+        spy = subprocess.Popen([str(repo / ".venv/bin/py-spy"), "record", *mode, "-r", "200", "-f", "raw",
                                 "-o", args.spy, "-d", str(int(args.calls / 2.5)), "-p", str(proc.pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.perf:
+        spy = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-g", "-o", args.perf,
+                                "-p", str(proc.pid), "--", "sleep", str(int(args.calls / 2.5))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     scenario: list[Any] = (["dtmf_rfc4733_refer.xml", "-key", "dtmf_pcap", str(pcap)] if args.digits
-                           else ["dtmf_info_refer.xml", "-set", "digits", "100002#", "-rtp_echo"])
+                           else ["dtmf_info_refer.xml", "-set", "digits", args.info_digits, "-rtp_echo"])
     res = h.sipp(worker, scenario[0], *scenario[1:], "-set", "expected_refer", QUEUE, calls=args.calls, limit=4,
                  rate="3", timeout=args.calls + 60, check=False)
     c1, m1, v1, t1 = cpu_s(proc.pid), cpu_s(proc.pid, proc.pid), wakeups(proc.pid), time.monotonic()
+    th1 = threads(proc.pid)
     if spy:
         spy.wait(60)
     done = sum(1 for e in ctl.of(h.events.TransferProgress) if e.final and e.code == 200)
@@ -111,6 +160,7 @@ def main() -> int:
           f"{1000 * (c1 - c0) / args.calls:.1f} ms CPU/call, main thread {1000 * (m1 - m0) / args.calls:.1f} ms/call, "
           f"{(v1 - v0) / args.calls:.0f} wake-ups/call, {1e6 * (m1 - m0) / max(1, v1 - v0):.0f} us/wake-up; "
           f"load {os.getloadavg()[0]:.1f}")
+    print(thread_split(th0, th1, args.calls))
     if args.digits:
         offsets, delays = event_offsets(pcap), []
         for call in ctl.calls():

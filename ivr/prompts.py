@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import wave
 from pathlib import Path
 
@@ -14,6 +16,36 @@ def wav_seconds(path: Path, default: float = 1.0) -> float:
             return wav.getnframes() / rate if rate else default
     except (OSError, EOFError, wave.Error):
         return default
+
+
+class WavLengths:
+    """Playing times of WAV files, each read once per version of the file (its size and mtime).
+
+    A worker plays the same prompts call after call: one `stat` per file and play replaces the existence
+    check plus opening and parsing the header (bench/README.md, worker session 17). A file replaced in
+    place (new size or mtime) is read again; the table is emptied when it reaches `limit` entries
+    (recordings and rendered speech are files of one call)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._known: dict[str, tuple[int, int, float]] = {}
+
+    def seconds(self, path: str) -> float | None:
+        """The file's playing time (1.0 when its header cannot be read); None when it is not a regular file."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        known = self._known.get(path)
+        if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
+            return known[2]
+        value = wav_seconds(Path(path))
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known[path] = (st.st_mtime_ns, st.st_size, value)
+        return value
 
 
 def prompt_path(prompts_dir: Path, name: str, lang: str = "") -> Path:

@@ -17,7 +17,7 @@ import pjsua2 as pj
 import structlog
 
 from ivr.flow import commands, events
-from ivr.prompts import prompt_path, wav_seconds
+from ivr.prompts import WavLengths, prompt_path
 from ivr.sip.recorder import Recording
 from ivr.sip.transfer import ReferTransactions
 
@@ -36,6 +36,7 @@ class CallHost(Protocol):
     recordings: Path
     loop_thread: int
     """`threading.get_ident()` of the loop thread (the one that owns pjsua2)."""
+    wav_lengths: WavLengths
 
     def emit(self, call_id: str, event: events.WorkerEvent) -> None: ...
 
@@ -157,6 +158,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._host.emit(self.call_id, event)
 
     def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        if not self._refers.watching:  # no REFER of ours in flight: nothing to read from `prm`
+            return
         try:
             self._refers.observe(prm.e.body.tsxState.tsx)
         except Exception:
@@ -230,10 +233,12 @@ class IvrCall(pj.Call):  # type: ignore[misc]
             log.debug("sip.call.refer_superseded", call=self.call_id, transactions=superseded)
         prm = pj.CallOpParam(True)
         prm.txOption.headers = sip_headers(headers)
+        self._refers.expect()
         try:
             self.xfer(uri if uri.startswith("<") else f"<{uri}>", prm)  # name-addr: ';' and '?' stay in the URI
         except pj.Error as exc:
             log.warning("sip.call.transfer_failed", call=self.call_id, error=exc.info())  # no URI: it may hold a secret
+            self._refers.expect(False)
             self._host.emit(self.call_id, events.TransferProgress(code=500, final=True, reason="xfer failed"))
 
     def play(self, play: commands.Play) -> None:
@@ -283,7 +288,8 @@ class IvrCall(pj.Call):  # type: ignore[misc]
 
     def _play_files(self, play: commands.Play, files: list[str]) -> None:
         self._stop_playback()
-        missing = [f for f in files if not Path(f).is_file()]
+        lengths = [self._host.wav_lengths.seconds(f) for f in files]
+        missing = [f for f, seconds in zip(files, lengths, strict=True) if seconds is None]
         if missing or not files:
             log.error("sip.play.missing_prompt", call=self.call_id, play_id=play.play_id, missing=missing)
             self._host.emit(self.call_id, events.PlaybackFinished(play.play_id))
@@ -303,7 +309,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self._playback = _Playback(play, player, self._tokens)
         self._connect_playback()
         if not play.loop:  # a lost end-of-file (or media that never comes up) must not leave the flow waiting
-            seconds = sum(wav_seconds(Path(f)) for f in files)
+            seconds = sum(s for s in lengths if s is not None)
             self._host.watch_play(self.call_id, self._tokens, seconds + PLAY_GRACE_S)
 
     def stop_playback(self, play_id: int) -> None:

@@ -8,8 +8,9 @@ front -> worker hop is plain UDP on the internal address. The TLS hop is the tru
 the internal hop is trusted like the X-IVR-Trunk header is (loopback or a private network to the front).
 
 Threading. SIP has no pjsip thread (`uaConfig.threadCnt=0`): the loop thread pumps `libHandleEvents`, and
-every SIP callback runs on it. Media has pjmedia's own I/O queue and one C thread (`medConfig.hasIoqueue`,
-`medConfig.threadCnt=1`): RTP is received, decoded and put in the jitter buffer without waking Python, so
+every SIP callback runs on it. Media has pjmedia's own I/O queue (`medConfig.hasIoqueue`) polled by one
+thread of ours in C with the GIL released (mediapoll.py: it replaces pjmedia's thread, which woke every 10
+ms even with no call): RTP is received, decoded and put in the jitter buffer without waking the loop, so
 the loop wakes for SIP, commands and its own deadlines only (it used to wake for every RTP packet, 130-210
 us of CPU each; bench/README.md). What the media thread raises must still reach the loop promptly:
 
@@ -38,6 +39,7 @@ from typing import Any
 import pjsua2 as pj
 import structlog
 
+from ivr.sip.mediapoll import MediaPoller
 from ivr.sip.srtp import MODES, Mode, SrtpPolicy
 from ivr.sip.transfer import keep_calls_after_request_timeout
 
@@ -140,8 +142,11 @@ class Stack:
         with _quiet_output():
             self.ep.libCreate()  # logs a few lines at the default level before libInit can set 0
         self.accounts: dict[Mode, Account] = {}
+        self.media: MediaPoller | None = None
         try:
             self.ep.libInit(self._ep_config())
+            self.media = MediaPoller(self.ep.libRegisterThread)
+            self.media.start()
             if not keep_calls_after_request_timeout():  # a REFER nobody answers must not end the call
                 log.warning("sip.stack.refer_timeout_ends_calls")
             self.ep.audDevManager().setNullDev()
@@ -153,7 +158,7 @@ class Stack:
                 account.create(self._account_config(mode), mode == "off")
                 self.accounts[mode] = account
                 self.ep.account_ids[mode] = account.getId()
-        except pj.Error:
+        except (pj.Error, RuntimeError):  # RuntimeError: mediapoll found no pjmedia I/O queue to poll
             self.close()
             raise
 
@@ -167,8 +172,8 @@ class Stack:
         cfg.logConfig.level = level
         cfg.logConfig.consoleLevel = level
         cfg.logConfig.msgLogging = int(level >= 4)
-        cfg.medConfig.hasIoqueue = True  # RTP on pjmedia's own I/O queue and thread, not the loop's poll
-        cfg.medConfig.threadCnt = 1
+        cfg.medConfig.hasIoqueue = True  # RTP on pjmedia's own I/O queue (MediaPoller's thread), not the loop's
+        cfg.medConfig.threadCnt = 1  # pjsua's minimum with hasIoqueue; MediaPoller stops it and polls instead
         cfg.medConfig.clockRate = 8000
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True
@@ -224,5 +229,7 @@ class Stack:
             account.shutdown()
         self.accounts.clear()
         self.ep.account_ids.clear()
+        if self.media is not None:
+            self.media.stop()
         self.ep.libDestroy()
         self.ep = None

@@ -106,6 +106,20 @@ class ReferTransactions:
     def __init__(self) -> None:
         self._live: set[int] = set()
         self._timed_out = False
+        self._expecting = False
+
+    @property
+    def watching(self) -> bool:
+        """Whether the call's transactions need observing: a REFER is being sent or is not TERMINATED yet.
+
+        A call that never transfers has ~30 transaction state changes (INVITE, INFO digits, BYE) and none of
+        them is a REFER of ours: `IvrCall.onCallTsxState` returns before reading `prm` (a SWIG proxy per
+        attribute: `prm.e.body.tsxState.tsx` was 9 % of the loop's active time, bench/README.md session 17)."""
+        return self._expecting or bool(self._live)
+
+    def expect(self, sent: bool = True) -> None:
+        """Before `Call.xfer` (False: it failed): watch until the REFER's transaction shows up."""
+        self._expecting = sent
 
     def take_timeout(self) -> bool:
         """Whether a REFER transaction of this call timed out since the last call (then forgets it).
@@ -125,6 +139,7 @@ class ReferTransactions:
             self._timed_out = self._timed_out or int(tsx.statusCode) == REQUEST_TIMEOUT
         else:
             self._live.add(address)
+            self._expecting = False
 
     def supersede(self) -> int:
         """Terminate every live REFER transaction (on the loop thread, outside pjsip's callbacks)."""

@@ -31,6 +31,7 @@ import structlog
 
 from ivr import logs
 from ivr.flow import commands, events
+from ivr.prompts import WavLengths
 from ivr.sip import control, sockfilter
 from ivr.sip.bridge import Bridges
 from ivr.sip.call import IvrCall
@@ -103,6 +104,7 @@ class Worker:
         self.prompts: Path = args.prompts
         self.recordings: Path = args.recordings
         self.recordings.mkdir(parents=True, exist_ok=True)
+        self.wav_lengths = WavLengths()
         self.link = link
         self.loop_thread = threading.get_ident()  # built on the thread that runs `run`
         self.calls: dict[str, IvrCall] = {}
@@ -333,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         worker = Worker(args, link)
     except pj.Error as exc:
         log.error("sip.worker.start_failed", error=exc.info())
+        return 1
+    except RuntimeError as exc:
+        log.error("sip.worker.start_failed", error=str(exc))
         return 1
 
     def stop(signum: int, frame: Any) -> None:

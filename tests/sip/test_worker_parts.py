@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
 import sys
+import wave
+from pathlib import Path
 
 from sip_harness import SCENARIOS
 
+from ivr.prompts import WavLengths
 from ivr.sip.sipmsg import call_offered, uri_user
 from ivr.sip.worker import boot_id, parse_args
 
@@ -84,3 +88,35 @@ def test_boot_ids_are_short_and_follow_the_clock():
     first, later = boot_id(1_796_094_743_096_000_000), boot_id(1_796_094_743_097_000_000)
     assert first != later and len(first) == len(later) == 8 and first.isalnum()
     assert int(first, 36) == 1_796_094_743_096 and int(later, 36) == 1_796_094_743_097
+
+
+def _wav(path: Path, seconds: float) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0\0" * int(8000 * seconds))
+
+
+def test_wav_lengths_are_read_once_per_version_of_a_file(tmp_path):
+    lengths, prompt = WavLengths(), tmp_path / "welcome.wav"
+    assert lengths.seconds(str(prompt)) is None  # missing
+    assert lengths.seconds(str(tmp_path)) is None  # not a regular file
+    _wav(prompt, 0.5)
+    assert lengths.seconds(str(prompt)) == 0.5
+    st = prompt.stat()
+    prompt.write_bytes(b"RIFF" + b"\0" * (st.st_size - 4))  # same size, broken header ...
+    os.utime(prompt, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the same mtime: still the same file
+    assert lengths.seconds(str(prompt)) == 0.5
+    _wav(prompt, 1.25)  # replaced: read again
+    assert lengths.seconds(str(prompt)) == 1.25
+    prompt.write_bytes(b"not a wav")
+    assert lengths.seconds(str(prompt)) == 1.0  # unreadable header: the default, as wav_seconds
+
+
+def test_wav_lengths_forget_everything_at_the_limit(tmp_path):
+    lengths = WavLengths(limit=2)
+    for i in range(3):
+        _wav(tmp_path / f"{i}.wav", 0.25 * (i + 1))
+        assert lengths.seconds(str(tmp_path / f"{i}.wav")) == 0.25 * (i + 1)
+    assert len(lengths._known) == 1
