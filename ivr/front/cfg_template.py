@@ -122,7 +122,7 @@ modparam("topoh", "mask_callid", 0)
 
 ####### Routing #######
 request_route {
-\tif (ds_is_from_list("1", "2")) {
+\tif (%%{from_worker}) {
 \t\t$var(from_worker) = 1;
 \t} else {
 \t\t$var(from_worker) = 0;
@@ -314,7 +314,7 @@ reply_route {
 
 event_route[topoh:msg-outgoing] {
 \t# Only what leaves for the outside is masked: the workers get plain SIP (their own Via/Contact back).
-\tif (ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")) {
+\tif (%%{to_worker}) {
 \t\tdrop;
 \t}
 }
