@@ -2,7 +2,8 @@
 so Kamailio's own `$var` syntax passes through untouched). ivr/front/README.md explains the security design.
 
 Theory of operation, in the order a request meets it:
-1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
+1. Requests from the workers (dispatcher set 1, address and port; on a node its fixed address and port range,
+   `kamailio.worker_test`) skip the outside checks.
 2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
    Max-Forwards (483); sanity (400 and friends); any X-IVR-* header is removed. A source that is no trunk
    gets silence to everything (INVITE, OPTIONS, REGISTER, MESSAGE, REFER, BYE, forged in-dialog requests):
