@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-rate", type=int, default=5, help="full-flow cps at each worker count (scale)")
     p.add_argument("--greeting-ms", type=int, default=500,
                    help="how long the full-flow caller listens before typing (barge-in); default %(default)s")
-    p.add_argument("--front-children", type=int, default=2, help="Kamailio UDP receivers (product default 2)")
+    p.add_argument("--front-children", type=int, default=1, help="Kamailio UDP receivers (product default 1)")
     p.add_argument("--strict-pike", action="store_true",
                    help="keep the product's pike flood limit (60 requests / 2 s per source IP)")
     p.add_argument("--profile", action="store_true",

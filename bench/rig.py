@@ -50,7 +50,7 @@ class Ports:
     """The peer kit's CRM stub (bench/peer/crm_stub.py), started by the ladder phase."""
 
 
-def bench_config(workers: int, ports: Ports, *, front_children: int = 2, strict_pike: bool = False) -> dict[str, Any]:
+def bench_config(workers: int, ports: Ports, *, front_children: int = 1, strict_pike: bool = False) -> dict[str, Any]:
     """config/ivr.yaml with N workers, bench ports, absolute paths, and the labelled bench-only hold flow.
 
     The shipped flows are untouched; the full-flow calls use `vip_routing` as shipped. `strict_pike` keeps the
@@ -321,7 +321,7 @@ class Server:
     workers: int
     workdir: Path
     ports: Ports = field(default_factory=Ports)
-    front_children: int = 2
+    front_children: int = 1
     strict_pike: bool = False
     variant: str = ""
     tweak: Callable[[dict[str, Any]], None] | None = None

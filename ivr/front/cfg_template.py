@@ -2,7 +2,8 @@
 so Kamailio's own `$var` syntax passes through untouched). ivr/front/README.md explains the security design.
 
 Theory of operation, in the order a request meets it:
-1. Requests from the workers (dispatcher set 1, address and port) skip the outside checks.
+1. Requests from the workers (dispatcher set 1, address and port; on a node its fixed address and port range,
+   `kamailio.worker_test`) skip the outside checks.
 2. Outside requests: pike flood ban (trunk addresses exempt) and scanner User-Agents are dropped silently;
    Max-Forwards (483); sanity (400 and friends); any X-IVR-* header is removed. A source that is no trunk
    gets silence to everything (INVITE, OPTIONS, REGISTER, MESSAGE, REFER, BYE, forged in-dialog requests):
@@ -122,7 +123,7 @@ modparam("topoh", "mask_callid", 0)
 
 ####### Routing #######
 request_route {
-\tif (ds_is_from_list("1", "2")) {
+\tif (%%{from_worker}) {
 \t\t$var(from_worker) = 1;
 \t} else {
 \t\t$var(from_worker) = 0;
@@ -314,7 +315,7 @@ reply_route {
 
 event_route[topoh:msg-outgoing] {
 \t# Only what leaves for the outside is masked: the workers get plain SIP (their own Via/Contact back).
-\tif (ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")) {
+\tif (%%{to_worker}) {
 \t\tdrop;
 \t}
 }

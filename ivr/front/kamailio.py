@@ -252,6 +252,9 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "dialog_timeout": str(int(sip.max_call_duration) + 60),
         "ua_check": t.UA_CHECK.substitute(pattern=pattern) if pattern else "",
         "queue_targets": queue_targets(config),
+        "from_worker": worker_test(config, ds_algorithm, "$si", "$sp", ""),
+        "to_worker": worker_test(config, ds_algorithm, "$sndto(ip)", "$sndto(port)",
+                                 ', "sip:$sndto(ip):$sndto(port)"'),
         **tier_template.parts(ds_algorithm, sip.retry_after),
         **tier_template.tier_trust_parts([trunk.name for trunk in config.trunks], front.tier_source),
         **_rpc_parts(rpc_socket or config.front.rpc_socket),
@@ -260,6 +263,27 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         **tls.cfg_parts(config, base_dir),
     }
     return t.MAIN.substitute(values)
+
+
+def worker_test(config: IvrConfig, ds_algorithm: str, ip: str, port: str, ds_uri: str) -> str:
+    """The script condition "this address (pseudo-variables `ip`, `port`) is one of dispatcher set 1".
+
+    A node's front runs it for every message it receives and sends (request_route, topoh's outgoing event
+    route). Its set 1 is the workers, worker_host:worker_base_port + i, and never changes while Kamailio runs
+    (algorithm 10 refuses `dispatcher.reload`), so an address and a port range stand in for
+    `ds_is_from_list`, which scans all N destinations and, for an outgoing message, prints and parses a URI
+    first (bench/README.md, "Kamailio, session 17"). A tier's set (nodes, reloadable) and an IPv6 or
+    non-literal worker_host keep `ds_is_from_list("1", "2"[, uri])` (mode 2: address and port, any protocol).
+    """
+    try:
+        host = ipaddress.ip_address(config.sip.worker_host)
+    except ValueError:
+        host = None
+    if ds_algorithm != "10" or host is None or host.version != 4:
+        return f'ds_is_from_list("1", "2"{ds_uri})'
+    first = config.sip.worker_base_port
+    last = first + config.sip.workers - 1
+    return f'{ip} == "{host}" && {port} >= {first} && {port} <= {last}'
 
 
 def _mask_ip(config: IvrConfig) -> str:

@@ -12,7 +12,7 @@ import pytest
 from front_harness import FRONT_PORT, KAMAILIO, WORKER_BASE, make_config
 
 from ivr.config.model import Registration
-from ivr.front.kamailio import memory_flags, render, ua_pattern, uacreg_table, workers
+from ivr.front.kamailio import memory_flags, render, ua_pattern, uacreg_table, worker_test, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 render_cli = importlib.import_module("ivr.front.command")
@@ -77,6 +77,28 @@ def test_cfg_choices(tmp_path: Path) -> None:
     assert "X-IVR-Front" not in cfg  # only a managed start adds the instance token
     tcp_only = render(make_config(workers=1, transports=("tcp",)), tmp_path / "t").dispatcher.read_text()
     assert ";transport=tcp " in tcp_only
+
+
+def test_worker_test_is_a_port_range_on_a_node_and_the_dispatcher_list_elsewhere() -> None:
+    """A node's workers are one IPv4 address and a port range: request_route and topoh's event route test that
+    (no scan of the dispatcher list per message); a tier's nodes (reloadable) and IPv6 workers keep
+    ds_is_from_list. The calls in test_front_calls and tests/security prove both tests pick the right side."""
+    config = make_config(workers=3)
+    last = WORKER_BASE + 2
+    assert worker_test(config, "10", "$si", "$sp", "") == f'$si == "127.0.0.1" && $sp >= {WORKER_BASE} && $sp <= {last}'
+    assert worker_test(config, "4", "$si", "$sp", "") == 'ds_is_from_list("1", "2")'
+    v6 = config.model_copy(update={"sip": config.sip.model_copy(update={"worker_host": "::1"})})
+    assert worker_test(v6, "10", "$sndto(ip)", "$sndto(port)", ', "sip:$sndto(ip):$sndto(port)"') == (
+        'ds_is_from_list("1", "2", "sip:$sndto(ip):$sndto(port)")')
+    assert worker_test(v6, "10", "$si", "$sp", "") == 'ds_is_from_list("1", "2")'
+
+
+def test_the_node_cfg_tests_workers_by_address_and_port(tmp_path: Path) -> None:
+    cfg = render(make_config(workers=3), tmp_path).cfg.read_text()
+    assert f'if ($si == "127.0.0.1" && $sp >= {WORKER_BASE} && $sp <= {WORKER_BASE + 2}) {{' in cfg
+    assert (f'if ($sndto(ip) == "127.0.0.1" && $sndto(port) >= {WORKER_BASE} && $sndto(port) <= {WORKER_BASE + 2}) {{'
+            in cfg)
+    assert "ds_is_from_list" not in cfg
 
 
 def test_user_agent_pattern_is_safe_and_lower_case() -> None:
