@@ -98,14 +98,11 @@ class FrontConfig(Strict):
         "starts Kamailio as a child process. external: Kamailio runs elsewhere (docker-compose), rendered "
         "with `ivr front render`. none: no front (single worker on the public address).")
     kamailio: str = Field("/usr/sbin/kamailio", description="Path to the kamailio binary (managed mode).")
-    children: int = Field(1, ge=1, le=64, description="Kamailio UDP receiver processes. On a 2-core machine one "
-                          "receiver spent ~3 points less of Kamailio's CPU in task switches than two (CPU per call "
-                          "within the bench's noise; bench/README.md, \"Kamailio, session 17\") and keeps a "
-                          "dialog's messages in order; raise it on a machine with cores to spare for the front.")
-    shared_memory_mb: int = Field(256, ge=32, le=8192, description="Kamailio shared memory (-m). Transactions "
-                                  "drive it, not call slots: each holds ~8 kB for ~5 s after it completes, and a "
-                                  "call with digits by SIP INFO makes a dozen. 64 MB ran out at 50 calls/s "
-                                  "(bench/README.md); pages are only used when touched.")
+    children: int = Field(1, ge=1, le=64, description="Kamailio UDP receivers: one keeps a dialog's messages in "
+                          "order (bench/README.md, Kamailio, session 17); raise it where the front has spare cores.")
+    shared_memory_mb: int = Field(256, ge=32, le=8192, description="Kamailio shared memory (-m). Transactions drive "
+                                  "it: each holds ~8 kB for ~5 s after it completes, a call with SIP INFO digits makes "
+                                  "a dozen; 64 MB ran out at 50 calls/s (bench/README.md); pages used when touched.")
     probe_interval: int = Field(2, ge=1, description="Seconds between OPTIONS probes of each worker.")
     blocked_user_agents: tuple[str, ...] = Field(
         ("friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sundayddr", "iWar", "VaxSIPUserAgent",

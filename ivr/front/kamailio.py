@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from ivr.config.model import IvrConfig, Registration, Trunk
 from ivr.errors import IvrError
 from ivr.front import cfg_template as t
 from ivr.front import tier_template, tls
+from ivr.front.probe import options_ping, sip_host
 
 log = structlog.get_logger(__name__)
 
@@ -102,10 +102,6 @@ def render(config: IvrConfig, out_dir: Path, *, base_dir: Path | None = None, in
     return FrontFiles(cfg=cfg, dispatcher=dispatcher, extra=tuple(extra))
 
 
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def dispatcher_list(config: IvrConfig) -> str:
     """Set 1: one line per worker, `duid` and `maxload` for algorithm 10 (call load)."""
     transport = "" if "udp" in config.sip.transports else ";transport=tcp"
@@ -113,7 +109,7 @@ def dispatcher_list(config: IvrConfig) -> str:
              "# priority falls with the index so the dispatcher keeps worker order (w000 first at equal load)"]
     rows = workers(config)
     for i, (duid, host, port) in enumerate(rows):
-        lines.append(f"1 sip:{_host(host)}:{port}{transport} 0 {len(rows) - i} "
+        lines.append(f"1 sip:{sip_host(host)}:{port}{transport} 0 {len(rows) - i} "
                      f"duid={duid};maxload={config.sip.calls_per_worker}")
     return "\n".join(lines) + "\n"
 
@@ -143,10 +139,10 @@ def address_file(config: IvrConfig) -> str:
     for group, trunk in groups:
         for source in trunk.sources:
             net = ipaddress.ip_network(source, strict=False)
-            lines.append(f"{group} {_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
+            lines.append(f"{group} {sip_host(str(net.network_address))} {net.prefixlen} 0 {trunk.name}")
     if config.front.tier_source:  # a tier in front of this node: its X-IVR-Trunk is kept (tier_template.py)
         net = ipaddress.ip_network(config.front.tier_source, strict=False)
-        lines.append(f"{tier_template.TIER_GROUP} {_host(str(net.network_address))} {net.prefixlen} 0 tier")
+        lines.append(f"{tier_template.TIER_GROUP} {sip_host(str(net.network_address))} {net.prefixlen} 0 tier")
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +192,7 @@ def ua_pattern(agents: tuple[str, ...]) -> str:
 
 def _listen(config: IvrConfig) -> str:
     sip = config.sip
-    lines = [f"listen={proto}:{_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
+    lines = [f"listen={proto}:{sip_host(sip.listen_host)}:{sip.listen_port}" for proto in sip.transports]
     return "\n".join(lines) + tls.listen_line(config)
 
 
@@ -204,7 +200,7 @@ def _registration_parts(config: IvrConfig, dbtext_dir: str) -> dict[str, str]:
     groups = registration_groups(config)
     if not groups:
         return {"uac_load": "", "uac_params": "", "registered": ""}
-    contact = f"{_host(config.sip.listen_host)}:{config.sip.listen_port}"
+    contact = f"{sip_host(config.sip.listen_host)}:{config.sip.listen_port}"
     retry = int(config.front.registration_retry)
     return {
         "uac_load": t.UAC_LOAD,
@@ -233,7 +229,7 @@ def cfg_text(config: IvrConfig, *, base_dir: Path, instance: str = "", rpc_socke
         "children": str(front.children),
         "tcp": "" if "tcp" in sip.transports or front.tls.enabled else "disable_tcp=yes",
         "listen": _listen(config),
-        "listen_host": _host(sip.listen_host),
+        "listen_host": sip_host(sip.listen_host),
         "fr_timer": str(FR_TIMER_MS),
         "fr_inv_timer": str(int((sip.answer_timeout + 10) * 1000)),
         "pike_sampling": str(front.pike.sampling_time),
@@ -301,43 +297,6 @@ def memory_flags(config: IvrConfig) -> list[str]:
 
 
 # --- the managed process ----------------------------------------------------------------------------
-
-
-def _options(host: str, port: int, local: tuple[str, int], transport: str, user: str) -> bytes:
-    branch = "z9hG4bK" + secrets.token_hex(8)
-    return (f"OPTIONS sip:{user}@{_host(host)}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/{transport} {_host(local[0])}:{local[1]};branch={branch};rport\r\n"
-            f"From: <sip:ivr-probe@{_host(local[0])}>;tag={secrets.token_hex(4)}\r\n"
-            f"To: <sip:{_host(host)}:{port}>\r\nCall-ID: {secrets.token_hex(8)}@ivr\r\nCSeq: 1 OPTIONS\r\n"
-            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
-
-
-async def options_ping(host: str, port: int, *, transport: str = "udp", timeout: float = 0.3,
-                       user: str = "ping") -> str | None:
-    """Send one OPTIONS to sip:user@host:port; the response's text, or None on no answer within timeout."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if transport == "tcp":
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, TimeoutError):
-            return None
-        try:
-            writer.write(_options(host, port, writer.get_extra_info("sockname")[:2], "TCP", user))
-            data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-            return data.decode("utf-8", "replace")
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return None
-        finally:
-            writer.close()
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.connect((host, port))
-        sock.send(_options(host, port, sock.getsockname()[:2], "UDP", user))
-        try:
-            data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), timeout)
-        except (OSError, TimeoutError):
-            return None
-        return data.decode("utf-8", "replace")
 
 
 def _probe_host(host: str) -> str:

@@ -18,26 +18,23 @@ import fnmatch
 import ipaddress
 import json
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from ivr.config.load import LoadedConfig, load_config
 from ivr.errors import ConfigError
 from ivr.scenarios import command as scenarios
+from ivr.scenarios.children import Children, Stop, stop_on_signals
 from ivr.scenarios.model import CallPath
 from ivr.scenarios.ports import PortPool, Ports
 from ivr.scenarios.schedule import Job, default_parallel, waves
@@ -52,8 +49,6 @@ again on other ports, this many times; no call was placed by such a run."""
 CRM_FAULTS: dict[str, dict[str, object]] = {"slow": {"latency_ms": 3500.0}, "down": {"status": 503}}
 SLOT_WAIT_S = 60.0
 """How long a path waits for room on the target (a call left up ends at the server's own timeouts)."""
-STOP_GRACE_S = 3.0
-"""Seconds a SIPp child has to exit after SIGTERM before it is killed."""
 
 
 @dataclass
@@ -120,7 +115,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"ivr qa: {overload}", file=sys.stderr)
     slots = _slots(args, loaded)
     try:
-        with _stop_on_signals():
+        with stop_on_signals():
             rows = run(paths, directory, args, control, slots)
     except KeyboardInterrupt:
         print("ivr qa: interrupted; every SIPp child stopped", file=sys.stderr)
@@ -214,74 +209,6 @@ def _demo_url(loaded: LoadedConfig) -> str | None:
     return f"http://{demo.host}:{demo.port}" if demo.enabled else None
 
 
-class _Stop:
-    """A stop asked for by SIGTERM or SIGINT. The handler only records it; the main thread raises
-    KeyboardInterrupt itself at a safe point (`_results`), never from inside a lock: an exception raised
-    asynchronously in `concurrent.futures.wait` can leave a future's lock held, and the worker thread that
-    then sets that future's result blocks for ever (seen once: `ivr qa` hung after SIGINT)."""
-
-    requested = False
-
-    @classmethod
-    def check(cls) -> None:
-        if cls.requested:
-            raise KeyboardInterrupt
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT stop the run like Ctrl-C while the calls run. SIGINT explicitly too: a shell starts
-    background jobs with SIGINT ignored, and `kill -INT` on an `ivr qa ... &` would otherwise be lost."""
-    def request(signum: int, frame: FrameType | None) -> None:
-        _Stop.requested = True
-
-    _Stop.requested = False
-    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-class Children:
-    """The SIPp processes running now; `stop` ends them all and refuses new ones."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._procs: set[subprocess.Popen[str]] = set()
-        self.stopped = False
-
-    def start(self, cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
-        with self._lock:
-            if self.stopped:
-                raise InterruptedError("ivr qa is stopping")
-            # own session: a terminal's Ctrl-C reaches ivr qa only, which stops the children itself
-            proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-            self._procs.add(proc)
-            return proc
-
-    def done(self, proc: subprocess.Popen[str]) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def stop(self) -> None:
-        with self._lock:
-            self.stopped = True
-            procs = list(self._procs)
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, control: str | None,
         slots: Slots | None = None) -> list[Row]:
     """Every job, wave by wave (ivr.scenarios.schedule): the ordinary paths `--parallel` at a time, then each
@@ -308,12 +235,12 @@ def run(paths: Sequence[CallPath], directory: Path, args: argparse.Namespace, co
     executor = ThreadPoolExecutor(max_workers=args.parallel, thread_name_prefix="ivr-qa")
     try:
         for wave in waves(jobs):
-            _Stop.check()
+            Stop.check()
             if wave.crm != "ok":
                 assert control is not None
                 if slots is not None:  # the switch is global: no call left up may see it
-                    slots.wait_idle(lambda: _Stop.requested)
-                    _Stop.check()
+                    slots.wait_idle(lambda: Stop.requested)
+                    Stop.check()
                 _behaviour(control, CRM_FAULTS[wave.crm])
             try:
                 calls = args.calls if wave.crm == "ok" else 1
@@ -338,9 +265,9 @@ def _results(futures: list[Future[Row]]) -> list[Row]:
     """The rows of a wave once all its jobs are done; waits in short steps so a signal is seen at once."""
     pending: set[Future[Row]] = set(futures)
     while pending:
-        _Stop.check()
+        Stop.check()
         _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-    _Stop.check()
+    Stop.check()
     return [f.result() for f in futures]
 
 

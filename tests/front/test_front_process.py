@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from front_harness import FRONT_PORT, HOST, make_config, need_tools
 
-from ivr.front.kamailio import FrontError, KamailioProcess, options_ping
+from ivr.front.kamailio import FrontError, KamailioProcess
+from ivr.front.probe import options_ping
 
 PORT = FRONT_PORT + 5
 
