@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,7 @@ def settle(srv: rig.Server, deadline_s: float) -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     srv = rig.Server(args.workers, args.workdir / "server", ports=PORTS).start()
+    sipp: drive.Sipp | None = None
     try:
         time.sleep(args.settle)
         idle = {"calls_served": 0, "round": 0, **snapshot(srv)}
@@ -145,6 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "fds_bounded": bool(fds) and max(fds) - min(fds) <= FDS_SLACK,
                 "live_back_to_zero": all(s["live_calls"] == 0 for s in samples[1:])}
     finally:
+        if sipp is not None:
+            sipp.kill()
         srv.stop()
 
 
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (1 <= args.rounds <= 20 and 1 <= args.calls <= 2000 and 0 < args.rate <= 50 and args.max_minutes <= 60):
         p.error("bounded by design: 1-20 rounds of at most 2,000 calls, at most 50 calls/s, at most 60 minutes")
     args.workdir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # so `run`'s finally stops the server
     out: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     out.update(run(args))
