@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drive  # noqa: E402
 import rig  # noqa: E402
 from capacity import FULL_SETS, live_calls, machine  # noqa: E402
+from soak import least_squares_slope  # noqa: E402
 
 PORTS = rig.Ports(sip=27060, worker_base=27100, rtp_start=21000, admin=27080, crm=27081, stub=27082)
 SIPP_SIGNAL, SIPP_MEDIA = 27010, 27020
@@ -75,29 +76,16 @@ def snapshot(srv: rig.Server) -> dict[str, Any]:
     return {"roles": {"total": total, **roles}, "live_calls": live_calls(srv)}
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys over xs (0 for fewer than two points)."""
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return 0.0 if sxx == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-
-
 def slopes(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Bytes per call served, per role and memory kind: over all rounds and over the last half."""
-    out: dict[str, dict[str, float]] = {}
+    def fit(rows: list[dict[str, Any]], role: str, kind: str) -> float:
+        points = [(float(r["calls_served"]), 1024.0 * r["roles"].get(role, {}).get(kind, 0)) for r in rows]
+        return round(least_squares_slope(points) or 0.0, 1)
+
     half = samples[len(samples) // 2:]
-    for role in samples[0]["roles"]:
-        for kind in ("pss_kb", "uss_kb"):
-            def fit(rows: list[dict[str, Any]], role: str = role, kind: str = kind) -> float:
-                xs = [float(r["calls_served"]) for r in rows]
-                ys = [1024.0 * r["roles"].get(role, {}).get(kind, 0) for r in rows]
-                return round(slope(xs, ys), 1)
-            out.setdefault(role, {})[f"{kind[:3]}_bytes_per_call_all"] = fit(samples)
-            out[role][f"{kind[:3]}_bytes_per_call_last_half"] = fit(half)
-    return out
+    return {role: {f"{kind[:3]}_bytes_per_call_{part}": fit(rows, role, kind)
+                   for kind in ("pss_kb", "uss_kb") for part, rows in (("all", samples), ("last_half", half))}
+            for role in samples[0]["roles"]}
 
 
 def settle(srv: rig.Server, deadline_s: float) -> int:

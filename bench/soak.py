@@ -66,17 +66,23 @@ JUDGED_MEMORY = ("pss_kb.total", "rss_kb.total")
 Sample = dict[str, Any]
 
 
-def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (seconds, value) points, in value per minute."""
-    if len(points) < 3:
-        return None
+def least_squares_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y) points; None when x does not vary (or fewer than two points)."""
     n = len(points)
-    mx = sum(t for t, _ in points) / n
-    my = sum(v for _, v in points) / n
-    sxx = sum((t - mx) ** 2 for t, _ in points)
+    if n < 2:
+        return None
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
     if sxx == 0:
         return None
-    return 60 * sum((t - mx) * (v - my) for t, v in points) / sxx
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, in value per minute (None under three points)."""
+    slope = least_squares_slope(points) if len(points) >= 3 else None
+    return None if slope is None else 60 * slope
 
 
 def live_gauge(srv: rig.Server) -> float | None:
